@@ -1,0 +1,236 @@
+"""What a network costs: parameters, non-zeros, MACs, bytes and measured latency.
+
+Pruning papers report different costs, and they do not move together:
+
+* **parameters / non-zeros** - what unstructured pruning reduces;
+* **MACs** (multiply-accumulates per image) - *dense* MACs count every weight,
+  *effective* MACs skip the zero weights, which only special hardware or
+  sparse kernels can actually do;
+* **bytes on disk** - dense float32, or a sparse format (CSR) that pays an index
+  per stored value;
+* **latency** - the only one a user feels, and the only one measured rather
+  than counted.
+
+Everything reads ``module.weight``, the weight the layer actually uses, so the
+functions work unchanged on models masked by ``torch.nn.utils.prune``.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+PRUNABLE = (nn.Linear, nn.Conv2d)
+INDEX_BYTES = 4  # CSR column indices and row pointers stored as int32
+VALUE_BYTES = 4  # float32
+
+
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The ``nn.Linear`` and ``nn.Conv2d`` layers of ``model`` by name, in order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+
+
+def macs_per_output(layer: nn.Module) -> int:
+    """Multiply-accumulates needed for one output value of a dense layer.
+
+    Linear: one per input feature. Conv2d: one per weight of a filter,
+    ``in_channels / groups * kernel_height * kernel_width``.
+    """
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    if isinstance(layer, nn.Conv2d):
+        kh, kw = layer.kernel_size
+        return layer.in_channels // layer.groups * kh * kw
+    raise TypeError(f"MACs are defined here for nn.Linear and nn.Conv2d, not {type(layer).__name__}.")
+
+
+def _output_positions(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Run one image through ``model`` and record, per prunable layer, how many
+    times each of its weights is used (output positions per output channel)."""
+    positions: dict[str, int] = {}
+    handles = []
+    for name, layer in prunable_layers(model).items():
+        def record(module: nn.Module, inputs: tuple, output: torch.Tensor, name: str = name) -> None:
+            per_channel = output.shape[1] if isinstance(module, nn.Conv2d) else output.shape[-1]
+            positions[name] = output.numel() // (output.shape[0] * per_channel)
+        handles.append(layer.register_forward_hook(record))
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, *input_shape, device=device))
+        model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return positions
+
+
+def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> pd.DataFrame:
+    """One row per Linear/Conv2d layer: weights, non-zeros, sparsity, MACs per image.
+
+    Columns: ``layer``, ``kind``, ``weights``, ``nonzero``, ``sparsity_%``,
+    ``biases``, ``macs`` (dense) and ``effective_macs`` (zero weights skipped).
+    A weight used at P output positions (P = H_out*W_out for a convolution, 1
+    for a Linear on a flat input) costs P MACs per image.
+    """
+    positions = _output_positions(model, input_shape)
+    rows = []
+    for name, layer in prunable_layers(model).items():
+        weight = layer.weight.detach()
+        nonzero = int(torch.count_nonzero(weight))
+        rows.append({
+            "layer": name,
+            "kind": type(layer).__name__,
+            "weights": weight.numel(),
+            "nonzero": nonzero,
+            "sparsity_%": 100.0 * (1 - nonzero / weight.numel()),
+            "biases": 0 if layer.bias is None else layer.bias.numel(),
+            "macs": weight.numel() * positions[name],
+            "effective_macs": nonzero * positions[name],
+        })
+    return pd.DataFrame(rows)
+
+
+def effective_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, torch.Tensor]]:
+    """Yield ``(qualified_name, module, value)`` for every parameter the model really uses.
+
+    A layer masked by ``torch.nn.utils.prune`` stores ``weight_orig`` and a
+    ``weight_mask`` and computes ``weight = weight_orig * weight_mask``; here
+    it yields that masked ``weight`` once, under the name ``...weight``.
+    """
+    for module_name, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            name = name.removesuffix("_orig")
+            full = f"{module_name}.{name}" if module_name else name
+            yield full, module, getattr(module, name).detach()
+
+
+def _is_prunable_weight(module: nn.Module, qualified_name: str) -> bool:
+    return isinstance(module, PRUNABLE) and qualified_name.endswith("weight")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All values the model stores as trainable state (weights, biases, BN scales).
+
+    A ``torch.nn.utils.prune`` mask does not make the weights count twice.
+    """
+    return sum(value.numel() for _, _, value in effective_parameters(model))
+
+
+def storage_bytes(model: nn.Module, sparse: bool = False) -> int:
+    """Bytes needed to store the model's parameters, counted by formula.
+
+    Dense: 4 bytes per float32 value. Sparse (CSR, for the weights of
+    Linear/Conv2d layers, each seen as a matrix with one row per output unit):
+    for each non-zero, a 4-byte value and a 4-byte column index, plus a 4-byte
+    pointer per row and one more. CSR is smaller than dense only when fewer
+    than about half of the weights are non-zero. Everything else stays dense.
+    """
+    total = 0
+    for name, module, value in effective_parameters(model):
+        if sparse and _is_prunable_weight(module, name):
+            total += int(torch.count_nonzero(value)) * (VALUE_BYTES + INDEX_BYTES)
+            total += (value.shape[0] + 1) * INDEX_BYTES
+        else:
+            total += value.numel() * VALUE_BYTES
+    return total
+
+
+def _effective_state(model: nn.Module, sparse: bool) -> dict[str, torch.Tensor]:
+    """The parameters the model really uses, by name; prunable weights as int32 CSR if ``sparse``."""
+    state: dict[str, torch.Tensor] = {}
+    for name, module, value in effective_parameters(model):
+        value = value.cpu()
+        if sparse and _is_prunable_weight(module, name):
+            with warnings.catch_warnings():  # PyTorch calls its CSR support "beta"; it is fine for storage
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                csr = value.reshape(value.shape[0], -1).to_sparse_csr()
+            value = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
+                                            csr.values(), csr.shape, check_invariants=False)
+        state[name] = value
+    return state
+
+
+def saved_bytes(model: nn.Module, sparse: bool = False) -> int:
+    """Size in bytes of the model's parameters as ``torch.save`` writes them.
+
+    This is measured, not counted: it includes the file format's own overhead
+    (names, headers), so it is a little more than :func:`storage_bytes`.
+    """
+    buffer = io.BytesIO()
+    torch.save(_effective_state(model, sparse), buffer)
+    return buffer.getbuffer().nbytes
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Measured time of one forward pass, in milliseconds."""
+
+    batch_size: int
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+
+    @property
+    def per_image_us(self) -> float:
+        """Median time per image in microseconds."""
+        return 1000.0 * self.median_ms / self.batch_size
+
+
+@torch.inference_mode()
+def measure_latency(model: nn.Module, batch_size: int = 1, input_shape: tuple[int, ...] = (1, 28, 28),
+                    warmup: int = 5, repeats: int = 30) -> Latency:
+    """Time ``model`` on a random batch: ``warmup`` untimed runs, then the median of ``repeats``.
+
+    Why warm up? The first calls allocate memory and pick kernels, and are
+    several times slower than the rest. Why the median? A laptop (or a CI
+    machine) is noisy; one slow outlier moves the mean but not the median.
+    Compare two models only with numbers measured in the same run.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch_size, *input_shape, device=device)
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(1000.0 * (time.perf_counter() - start))
+    model.train(was_training)
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return Latency(batch_size, statistics.median(times), q[0], q[2])
+
+
+def cost_summary(model: nn.Module, batch_sizes: tuple[int, ...] = (1, 256), repeats: int = 30,
+                 input_shape: tuple[int, ...] = (1, 28, 28)) -> dict[str, float]:
+    """Every cost of one model in one row (for a table that compares models)."""
+    costs = layer_costs(model, input_shape)
+    row: dict[str, float] = {
+        "parameters": count_parameters(model),
+        "nonzero_weights": int(costs["nonzero"].sum()),
+        "MACs": int(costs["macs"].sum()),
+        "effective_MACs": int(costs["effective_macs"].sum()),
+        "bytes_dense": saved_bytes(model),
+        "bytes_csr": saved_bytes(model, sparse=True),
+    }
+    for bs in batch_sizes:
+        row[f"latency_ms_bs{bs}"] = measure_latency(model, bs, input_shape, repeats=repeats).median_ms
+    return row

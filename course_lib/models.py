@@ -1,0 +1,114 @@
+"""The three networks of the course, all for 1x28x28 images and 10 classes.
+
+* :class:`LeNet300100` - the fully connected network of the pruning papers
+  (Han et al. 2015; Frankle & Carbin 2019): 784-300-100-10, 266 610 parameters.
+* :class:`LeNet5` - a LeNet-5-size CNN: two 5x5 convolutions with max-pooling
+  and three fully connected layers.
+* :class:`SmallVGG` - a VGG-style CNN with BatchNorm after every convolution,
+  the shape that filter pruning and network slimming need (chapters 2 and 5).
+
+Every model is a plain ``nn.Sequential`` under ``self.net``: layers have
+stable, readable names (``net.0``, ``net.3``...) that the pruning tools and
+cost tables print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class LeNet300100(nn.Module):
+    """784 -> 300 -> 100 -> 10 with ReLU, the classic pruning benchmark."""
+
+    def __init__(self, hidden: Sequence[int] = (300, 100), num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = 28 * 28
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class LeNet5(nn.Module):
+    """conv5x5(6) - pool - conv5x5(16) - pool - 120 - 84 - 10 (LeCun et al. 1998).
+
+    The first convolution pads by 2 so that 28x28 inputs give the original
+    32x32 geometry: 28 -> 14 -> 10 -> 5, i.e. 16*5*5 = 400 flattened features.
+    """
+
+    def __init__(self, channels: Sequence[int] = (6, 16), hidden: Sequence[int] = (120, 84),
+                 num_classes: int = 10) -> None:
+        super().__init__()
+        c1, c2 = channels
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, c1, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+        ]
+        width = c2 * 5 * 5
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SmallVGG(nn.Module):
+    """VGG-style: [conv3x3 - BN - ReLU] blocks, max-pool after each stage.
+
+    ``stages=(8, 16, 32)`` gives 28 -> 14 -> 7 -> 3 and a classifier that
+    reads 32*3*3 = 288 flattened features. The widths are small so that one
+    Fashion-MNIST epoch takes seconds on a laptop CPU. Convolutions have no bias (the
+    BatchNorm that follows has one), as in most modern CNNs; the BN scale
+    factors gamma are what network slimming ranks.
+    """
+
+    def __init__(self, stages: Sequence[int] = (8, 16, 32), convs_per_stage: int = 1,
+                 num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 1
+        size = 28
+        for width in stages:
+            for _ in range(convs_per_stage):
+                layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False),
+                           nn.BatchNorm2d(width), nn.ReLU()]
+                channels = width
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        layers += [nn.Flatten(), nn.Linear(channels * size * size, num_classes)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "lenet300": LeNet300100,
+    "lenet5": LeNet5,
+    "vgg": SmallVGG,
+}
+
+
+def build_model(name: str, seed: int = 0) -> nn.Module:
+    """Create a freshly initialised model by its course name, seeded.
+
+    The same name and seed always give the same initial weights, which is
+    what the lottery-ticket chapter rewinds to.
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state untouched
+        torch.manual_seed(seed)
+        return MODELS[name]()

@@ -1,0 +1,118 @@
+"""Figures used across the chapters. Every figure has a title and labelled axes with units.
+
+Each function draws into a Matplotlib ``Axes`` (made for you when not given)
+and returns the ``Figure``, so a notebook cell can show it or save it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch.utils.data import TensorDataset
+
+from course_lib.training import History
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax  # type: ignore[return-value]
+
+
+def show_image(ax: Axes, image: torch.Tensor, title: str = "") -> None:
+    """Draw one (1, 28, 28) or (28, 28) image in grey, without ticks."""
+    ax.imshow(image.squeeze().cpu().numpy(), cmap="gray_r")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def sample_grid(dataset: TensorDataset, classes: Sequence[str], per_class: int = 4) -> Figure:
+    """The first ``per_class`` images of every class: one column per class."""
+    images, labels = dataset.tensors
+    fig, axes = plt.subplots(per_class, len(classes), figsize=(len(classes) * 1.0, per_class * 1.05),
+                             squeeze=False)
+    for c, name in enumerate(classes):
+        idx = torch.nonzero(labels == c).flatten()[:per_class]
+        for j in range(per_class):
+            ax = axes[j, c]
+            if j < len(idx):
+                show_image(ax, images[idx[j]], name if j == 0 else "")
+            else:
+                ax.axis("off")
+    fig.suptitle(f"The first {per_class} training images of each class")
+    fig.tight_layout()
+    return fig
+
+
+def class_counts(labels_by_split: Mapping[str, torch.Tensor], classes: Sequence[str],
+                 ax: Axes | None = None) -> Figure:
+    """Grouped bars: how many images of each class every split holds."""
+    fig, ax = _axes(ax, (9, 3.2))
+    width = 0.8 / len(labels_by_split)
+    x = np.arange(len(classes))
+    for i, (split, labels) in enumerate(labels_by_split.items()):
+        counts = torch.bincount(labels, minlength=len(classes)).numpy()
+        ax.bar(x + i * width, counts, width, label=f"{split} ({len(labels):,})")
+    ax.set_xticks(x + width * (len(labels_by_split) - 1) / 2, classes, rotation=30, ha="right")
+    ax.set_ylabel("images (count)")
+    ax.set_xlabel("class")
+    ax.set_title("Class balance of the splits")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(histories: Mapping[str, History]) -> Figure:
+    """Training loss and validation accuracy per epoch, one line per run."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, h in histories.items():
+        epochs = np.arange(1, len(h.train_loss) + 1)
+        left.plot(epochs, h.train_loss, marker="o", label=name)
+        right.plot(epochs, h.val_accuracy, marker="o", label=name)
+    left.set(title="Training loss", xlabel="epoch", ylabel="cross-entropy (nats)")
+    right.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                       ax: Axes | None = None, title: str = "Test accuracy per class") -> Figure:
+    """Horizontal bars: the share of each class's images classified correctly."""
+    fig, ax = _axes(ax, (5, 3.5))
+    acc = [100.0 * (predictions[labels == c] == c).float().mean().item() for c in range(len(classes))]
+    ax.barh(list(classes), acc, color="tab:blue")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("accuracy (%)")
+    ax.set_title(title)
+    for y, a in enumerate(acc):
+        ax.text(min(a, 99), y, f"{a:.0f}", va="center", ha="right", color="white", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cost_bars(costs: Mapping[str, Mapping[str, float]], columns: Sequence[str],
+              units: Mapping[str, str]) -> Figure:
+    """One panel per cost column, one bar per model (log scale: costs span decades)."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2))
+    names = list(costs)
+    for ax, column in zip(np.atleast_1d(axes), columns):
+        ax.bar(names, [costs[n][column] for n in names], color=["tab:blue", "tab:orange", "tab:green"][: len(names)])
+        ax.set_yscale("log")
+        ax.set_title(column)
+        ax.set_ylabel(units[column])
+        ax.set_xlabel("model")
+    fig.suptitle("What each dense baseline costs (log scale)")
+    fig.tight_layout()
+    return fig

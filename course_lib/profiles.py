@@ -1,0 +1,86 @@
+"""Run profiles: one notebook, two budgets.
+
+A *profile* says how much data and how many epochs a notebook may spend.
+
+* ``full`` is what a lecture shows: the real numbers, each notebook within
+  about 15 minutes on a 2-core laptop CPU. Opening a notebook gives ``full``.
+* ``quick`` is what CI and ``make test`` run: the same code on fewer samples
+  and epochs, every notebook within about 3 minutes.
+
+Choose one with the environment variable ``COURSE_PROFILE`` (``quick`` or
+``full``) *before* starting Jupyter, or call :func:`get_profile` with a name.
+Notebooks read every epoch count and data size from the profile and never
+hard-code them, so a claim asserted in ``full`` is checked in ``quick`` with
+a bar that is honestly lower (``Profile.accuracy_bar``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PROFILE_ENV_VAR = "COURSE_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Budgets for one run of the course.
+
+    Attributes:
+        name: ``"quick"`` or ``"full"``.
+        train_size: training images used (``None`` = the whole training split).
+        val_size: validation images carved from the official training set.
+        test_size: test images evaluated (``None`` = all 10 000).
+        epochs: training epochs per model name (``"lenet300"``, ``"lenet5"``, ``"vgg"``).
+        latency_repeats: timed repeats per latency measurement (the median is reported).
+        accuracy_bar: minimum test accuracy (in %) the dense baselines must reach.
+    """
+
+    name: str
+    train_size: int | None
+    val_size: int
+    test_size: int | None
+    epochs: dict[str, int] = field(default_factory=dict)
+    latency_repeats: int = 30
+    accuracy_bar: dict[str, float] = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        train_size=20_000,
+        val_size=2_000,
+        test_size=None,
+        epochs={"lenet300": 4, "lenet5": 4, "vgg": 3},
+        latency_repeats=10,
+        accuracy_bar={"lenet300": 82.0, "lenet5": 80.0, "vgg": 80.0},
+    ),
+    "full": Profile(
+        name="full",
+        train_size=None,
+        val_size=5_000,
+        test_size=None,
+        epochs={"lenet300": 15, "lenet5": 15, "vgg": 8},
+        latency_repeats=50,
+        accuracy_bar={"lenet300": 88.0, "lenet5": 89.0, "vgg": 89.0},
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile called ``name``, or the one chosen by ``COURSE_PROFILE``.
+
+    Without a name and without the environment variable, the lecture profile
+    ``full`` is returned.
+
+    Raises:
+        ValueError: if the name is not a known profile; the message lists them.
+    """
+    chosen = name if name is not None else os.environ.get(PROFILE_ENV_VAR, "full")
+    chosen = chosen.strip().lower()
+    if chosen not in PROFILES:
+        raise ValueError(
+            f"Unknown course profile {chosen!r}. Use one of {sorted(PROFILES)}, e.g. "
+            f"`export {PROFILE_ENV_VAR}=quick` before starting Jupyter."
+        )
+    return PROFILES[chosen]

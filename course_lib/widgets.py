@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import clear_output
+from IPython.display import clear_output, display
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -70,7 +70,8 @@ def misclassified_browser(model: nn.Module, dataset: TensorDataset, classes: Seq
             right.invert_yaxis()
             right.set(xlim=(0, 100), xlabel="predicted probability (%)", title="the model's top 3 classes")
             fig.tight_layout()
-            plt.show()
+            display(fig)  # show only this figure (plt.show() would also flush the notebook's other open figures)
+            plt.close(fig)
 
     def on_class(_: object) -> None:
         slider.max = max(len(pool()) - 1, 0)

@@ -1,0 +1,35 @@
+# The two commands of the course (see README):
+#   make lab   - create the environment if missing, then open JupyterLab on the notebooks
+#   make test  - create the environment if missing, then run the whole test suite (quick profile)
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+KERNEL := pruning-course
+
+.PHONY: lab test env clean-env
+
+env: $(STAMP)
+
+# Re-install whenever pyproject.toml changes (new pins).
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "error: $(PYTHON) not found. The course needs Python 3.11: install it, or run" \
+	       "'make PYTHON=/path/to/python3.11 ...', or use the conda route in the README."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Pruning course (Python 3.11)" >/dev/null
+	@touch $(STAMP)
+	@echo "environment ready in $(VENV)"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# COURSE_PROFILE=quick: every notebook in CI size. Unit tests, nbval over the notebooks, the browser test.
+test: $(STAMP)
+	COURSE_PROFILE=quick $(BIN)/python -m pytest
+
+clean-env:
+	rm -rf $(VENV)

@@ -18,7 +18,6 @@ $(STAMP): pyproject.toml
 	  echo "error: $(PYTHON) not found. The course needs Python 3.11: install it, or run" \
 	       "'make PYTHON=/path/to/python3.11 ...', or use the conda route in the README."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Pruning course (Python 3.11)" >/dev/null
 	@touch $(STAMP)

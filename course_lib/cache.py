@@ -3,7 +3,7 @@
 Chapter 1 prunes the LeNet-300-100 that chapter 0 trained; chapter 3 needs it
 again. Training it once and loading it afterwards keeps each notebook within
 its time budget. A cached model is found by a *key* built from everything
-that determines its weights: the model, the dataset, the split sizes and
+that determines its weights: the model and its architecture, the dataset, the split sizes and
 seed, the full :class:`~course_lib.training.TrainConfig` and the PyTorch
 version. Change any of them and the model is trained anew; nothing stale is
 ever loaded.
@@ -41,6 +41,7 @@ def cache_key(model_name: str, data: DataSplits, config: TrainConfig) -> str:
     """A short hash of everything that determines the trained weights."""
     description = {
         "model": model_name,
+        "architecture": repr(build_model(model_name)),  # a changed layer width is a different model
         "dataset": data.name,
         "sizes": data.sizes(),
         "split_seed": data.seed,

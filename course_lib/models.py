@@ -20,24 +20,36 @@ import torch
 from torch import nn
 
 
-class LeNet300100(nn.Module):
-    """784 -> 300 -> 100 -> 10 with ReLU, the classic pruning benchmark."""
+def fully_connected(in_features: int, hidden: Sequence[int], num_classes: int) -> list[nn.Module]:
+    """``Linear - ReLU`` for each hidden width, then the output ``Linear`` (no softmax:
+    ``nn.CrossEntropyLoss`` takes the raw scores)."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return layers
 
-    def __init__(self, hidden: Sequence[int] = (300, 100), num_classes: int = 10) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = 28 * 28
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
+
+class CourseNet(nn.Module):
+    """Base of the course's models: all layers live in one ``nn.Sequential`` called ``net``."""
+
+    net: nn.Sequential
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
-class LeNet5(nn.Module):
+class LeNet300100(CourseNet):
+    """784 -> 300 -> 100 -> 10 with ReLU, the classic pruning benchmark."""
+
+    def __init__(self, hidden: Sequence[int] = (300, 100), num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), *fully_connected(28 * 28, hidden, num_classes))
+
+
+class LeNet5(CourseNet):
     """conv5x5(6) - pool - conv5x5(16) - pool - 120 - 84 - 10 (LeCun et al. 1998).
 
     The first convolution pads by 2 so that 28x28 inputs give the original
@@ -48,23 +60,15 @@ class LeNet5(nn.Module):
                  num_classes: int = 10) -> None:
         super().__init__()
         c1, c2 = channels
-        layers: list[nn.Module] = [
+        self.net = nn.Sequential(
             nn.Conv2d(1, c1, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(),
-        ]
-        width = c2 * 5 * 5
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+            *fully_connected(c2 * 5 * 5, hidden, num_classes),
+        )
 
 
-class SmallVGG(nn.Module):
+class SmallVGG(CourseNet):
     """VGG-style: [conv3x3 - BN - ReLU] blocks, max-pool after each stage.
 
     ``stages=(8, 16, 32)`` gives 28 -> 14 -> 7 -> 3 and a classifier that
@@ -89,9 +93,6 @@ class SmallVGG(nn.Module):
             size //= 2
         layers += [nn.Flatten(), nn.Linear(channels * size * size, num_classes)]
         self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 MODELS: dict[str, type[nn.Module]] = {

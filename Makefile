@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "environment ready in $(VENV)"
 
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 # COURSE_PROFILE=quick: every notebook in CI size. Unit tests, nbval over the notebooks, the browser test.
 test: $(STAMP)

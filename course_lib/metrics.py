@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -104,13 +105,18 @@ def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) ->
 def effective_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, torch.Tensor]]:
     """Yield ``(qualified_name, module, value)`` for every parameter the model really uses.
 
-    A layer masked by ``torch.nn.utils.prune`` stores ``weight_orig`` and a
-    ``weight_mask`` and computes ``weight = weight_orig * weight_mask``; here
-    it yields that masked ``weight`` once, under the name ``...weight``.
+    A masked parameter is yielded once, as the masked value the layer computes
+    with, under its plain name (``net.1.weight``): for masks attached with
+    ``torch.nn.utils.parametrize`` (the course's :mod:`course_lib.masks`) and
+    with ``torch.nn.utils.prune`` (which stores ``weight_orig``) alike.
     """
     for module_name, module in model.named_modules():
-        for name, _ in module.named_parameters(recurse=False):
-            name = name.removesuffix("_orig")
+        if "parametrizations" in module_name.split("."):
+            continue  # the parametrization's own storage: reported through its layer below
+        names = [name.removesuffix("_orig") for name, _ in module.named_parameters(recurse=False)]
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations)
+        for name in names:
             full = f"{module_name}.{name}" if module_name else name
             yield full, module, getattr(module, name).detach()
 

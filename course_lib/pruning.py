@@ -1,0 +1,347 @@
+"""Which weights to prune: a *criterion* scores them, a *scope* and a *structure* turn scores into masks.
+
+* **Criteria** (higher score = more important, kept longer): weight magnitude
+  ``|w|``; random (the control every method must beat); first-order Taylor
+  ``|w * dL/dw|`` (the loss change if the weight were removed, to first order).
+* **Scope**: ``"local"`` prunes the same fraction of every layer; ``"global"``
+  ranks all weights of all layers together, so layers with many small weights
+  lose more. Layers can be excluded, or given a rate multiplier (the
+  lottery-ticket paper prunes the output layer at half the rate).
+* **Structure**: single weights (unstructured); N:M (keep N of every M
+  consecutive inputs, the pattern of 2:4 sparse tensor cores); or whole
+  neurons/filters ranked by the L1 or L2 norm of their weights, or by the
+  scale ``|gamma|`` of their BatchNorm (network slimming).
+
+Rules the literature shows people get wrong, and that this module follows:
+rank only the weights that survive (already-pruned ones stay pruned; a mask
+never grows back here), break ties deterministically (the lower index is
+pruned first), and leave biases and BatchNorm alone unless a whole unit goes.
+
+Every function returns a :data:`~course_lib.masks.Masks` dict; attach it with
+:func:`course_lib.masks.apply_masks`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import torch
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from course_lib.data import batches
+from course_lib.masks import Masks, get_masks
+from course_lib.metrics import prunable_layers
+
+Criterion = Literal["magnitude", "random", "taylor"]
+UnitCriterion = Literal["l1", "l2", "bn_scale", "random"]
+Scope = Literal["local", "global"]
+
+
+class LayerCollapseError(ValueError):
+    """Pruning would remove every unit of a layer, cutting the network in two."""
+
+
+def check_sparsity(sparsity: float, what: str = "sparsity") -> None:
+    """Refuse a sparsity outside [0, 1): 1.0 would prune everything, 90 % is written 0.9."""
+    if not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"{what} must be a fraction in [0, 1), e.g. 0.9 for 90 % of weights removed; got {sparsity!r}.")
+
+
+def prunable_weights(model: nn.Module, exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
+    """``{"net.1.weight": layer, ...}`` for every Linear/Conv2d not excluded (by layer or weight name)."""
+    excluded = {e.removesuffix(".weight") for e in exclude}
+    layers = prunable_layers(model)
+    unknown = excluded - set(layers)
+    if unknown:
+        raise ValueError(f"Cannot exclude {sorted(unknown)}: not Linear/Conv2d layers of the model. "
+                         f"Its prunable layers are {list(layers)}.")
+    return {f"{name}.weight": layer for name, layer in layers.items() if name not in excluded}
+
+
+def output_layer(model: nn.Module) -> str:
+    """Name of the last Linear/Conv2d layer (the classifier)."""
+    return list(prunable_layers(model))[-1]
+
+
+def _current_mask(model: nn.Module, name: str, like: torch.Tensor) -> torch.Tensor:
+    return get_masks(model).get(name, torch.ones_like(like)).to(like.device)
+
+
+def _trainable(layer: nn.Module, param: str = "weight") -> torch.Tensor:
+    """The tensor the optimizer updates: ``original`` of a masked parameter, else the parameter."""
+    if parametrize.is_parametrized(layer, param):
+        return layer.parametrizations[param].original
+    return getattr(layer, param)
+
+
+# ---------------------------------------------------------------- criteria
+
+def magnitude_scores(model: nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """``|w|`` of each named weight."""
+    layers = dict(model.named_modules())
+    return {n: layers[n.removesuffix(".weight")].weight.detach().abs() for n in names}
+
+
+def random_scores(model: nn.Module, names: Iterable[str], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Uniform random scores, seeded: the control that every criterion must beat."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = dict(model.named_modules())
+    return {n: torch.rand(layers[n.removesuffix(".weight")].weight.shape, generator=generator) for n in names}
+
+
+def taylor_scores(model: nn.Module, names: Iterable[str], data: TensorDataset, num_batches: int = 4,
+                  batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """First-order Taylor importance ``|w * dL/dw|``, gradients summed over a few batches of ``data``.
+
+    Removing weight w changes the loss by about ``-w * dL/dw``; its size says how
+    much the loss would move. Use training (or validation) data, never the test set.
+    """
+    names = list(names)
+    layers = dict(model.named_modules())
+    trainables = [_trainable(layers[n.removesuffix(".weight")]) for n in names]
+    grads = [torch.zeros_like(t) for t in trainables]
+    was_training = model.training
+    model.eval()
+    device = trainables[0].device
+    loss_fn = nn.CrossEntropyLoss()
+    for i, (x, y) in enumerate(batches(data, batch_size)):
+        if i == num_batches:
+            break
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x.to(device)), y.to(device)).backward()
+        for g, t in zip(grads, trainables):
+            g += t.grad
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return {n: (layers[n.removesuffix(".weight")].weight.detach() * g).abs() for n, g in zip(names, grads)}
+
+
+def weight_scores(model: nn.Module, criterion: Criterion, names: Iterable[str],
+                  data: TensorDataset | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Scores of the named weights by ``criterion`` (``"taylor"`` needs ``data``)."""
+    if criterion == "magnitude":
+        return magnitude_scores(model, names)
+    if criterion == "random":
+        return random_scores(model, names, seed)
+    if criterion == "taylor":
+        if data is None:
+            raise ValueError("The Taylor criterion needs data to compute gradients: pass data=splits.train.")
+        return taylor_scores(model, names, data)
+    raise ValueError(f"Unknown criterion {criterion!r}; use 'magnitude', 'random' or 'taylor'.")
+
+
+# ---------------------------------------------------------------- unstructured
+
+def _prune_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """0/1 keep-mask (flat) that prunes the ``k`` lowest scores; equal scores: lower index first."""
+    keep = torch.ones_like(scores)
+    order = torch.sort(scores, stable=True).indices
+    keep[order[:k]] = 0.0
+    return keep
+
+
+def _prune_pool(flat_scores: torch.Tensor, sparsity: float, where: str) -> torch.Tensor:
+    dead = int(torch.isinf(flat_scores).sum())
+    k = round(sparsity * flat_scores.numel())
+    if k < dead:
+        raise ValueError(f"{where} is already {dead / flat_scores.numel():.1%} sparse, more than the requested "
+                         f"{sparsity:.1%}: masks here only shrink. Ask for a sparsity of at least the current one.")
+    return _prune_lowest(flat_scores, k)
+
+
+def unstructured_masks(
+    model: nn.Module,
+    sparsity: float,
+    criterion: Criterion = "magnitude",
+    scope: Scope = "global",
+    exclude: Iterable[str] = (),
+    rate_multipliers: Mapping[str, float] | None = None,
+    data: TensorDataset | None = None,
+    seed: int = 0,
+) -> Masks:
+    """Masks that remove a fraction ``sparsity`` of the weights, lowest scores first.
+
+    Args:
+        model: its current masks are respected: pruned weights stay pruned and
+            only survivors are ranked.
+        sparsity: target fraction of zero weights, over the included layers
+            (global) or in each layer (local).
+        criterion: ``"magnitude"``, ``"random"`` or ``"taylor"``.
+        scope: ``"global"`` (one ranking over all layers) or ``"local"`` (per layer).
+        exclude: layers left dense (by name, e.g. ``"net.5"``).
+        rate_multipliers: per-layer factor on the sparsity, e.g. ``{"net.5": 0.5}``
+            prunes that layer at half the rate. Such layers are pruned locally,
+            outside the global ranking.
+        data: training data, for the Taylor criterion.
+        seed: for the random criterion.
+    """
+    check_sparsity(sparsity)
+    if scope not in ("local", "global"):
+        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}.")
+    multipliers = {k.removesuffix(".weight"): v for k, v in (rate_multipliers or {}).items()}
+    weights = prunable_weights(model, exclude)
+    unknown = set(multipliers) - {n.removesuffix(".weight") for n in weights}
+    if unknown:
+        raise ValueError(f"rate_multipliers names {sorted(unknown)}, which are not prunable (or are excluded).")
+    scores = weight_scores(model, criterion, weights, data, seed)
+    for name, s in scores.items():  # rank only survivors: pruned weights score -inf
+        s[_current_mask(model, name, s) == 0] = float("-inf")
+
+    masks: Masks = {}
+    pooled = [n for n in weights if scope == "global" and n.removesuffix(".weight") not in multipliers]
+    if pooled:
+        flat = torch.cat([scores[n].flatten() for n in pooled])
+        keep = _prune_pool(flat, sparsity, "The global pool of weights")
+        for n, part in zip(pooled, torch.split(keep, [scores[n].numel() for n in pooled])):
+            masks[n] = part.reshape(scores[n].shape)
+    for n in weights:
+        if n in masks:
+            continue
+        layer_sparsity = sparsity * multipliers.get(n.removesuffix(".weight"), 1.0)
+        check_sparsity(layer_sparsity, f"sparsity of {n} (sparsity x its rate multiplier)")
+        masks[n] = _prune_pool(scores[n].flatten(), layer_sparsity, f"Layer {n}").reshape(scores[n].shape)
+    return masks
+
+
+def n_of_m_masks(model: nn.Module, n: int = 2, m: int = 4, exclude: Iterable[str] = ()) -> Masks:
+    """Keep the ``n`` largest-magnitude weights in every group of ``m`` consecutive inputs.
+
+    Groups run along the input dimension (input features of a Linear, input
+    channels of a Conv2d at each kernel position), as in NVIDIA's 2:4 sparsity:
+    every output unit keeps exactly ``n/m`` of its inputs, a pattern hardware can
+    exploit. The input size of each layer must be divisible by ``m``.
+    """
+    if not 0 < n < m:
+        raise ValueError(f"need 0 < n < m (e.g. n=2, m=4 for 2:4), got n={n}, m={m}.")
+    masks: Masks = {}
+    for name, layer in prunable_weights(model, exclude).items():
+        w = layer.weight.detach().abs()
+        # Move the input dimension last: Linear (O, I); Conv2d (O, I, kh, kw) -> (O, kh, kw, I).
+        moved = w if w.dim() == 2 else w.permute(0, 2, 3, 1)
+        inputs = moved.shape[-1]
+        if inputs % m:
+            raise ValueError(f"Layer {name} has {inputs} inputs, not divisible by m={m}: exclude it "
+                             f"(exclude=[{name.removesuffix('.weight')!r}]) or choose another m.")
+        groups = moved.reshape(-1, m)
+        keep = torch.zeros_like(groups)
+        # Stable descending sort keeps the lower index on ties.
+        keep.scatter_(1, torch.sort(-groups, dim=1, stable=True).indices[:, :n], 1.0)
+        keep = keep.reshape(moved.shape)
+        masks[name] = keep if w.dim() == 2 else keep.permute(0, 3, 1, 2).contiguous()
+    return masks
+
+
+# ---------------------------------------------------------------- structured (whole units)
+
+def following_batchnorm(model: nn.Module) -> dict[str, str]:
+    """``{conv_or_linear_name: batchnorm_name}`` for each BatchNorm that directly normalises a layer's outputs."""
+    pairs: dict[str, str] = {}
+    previous: tuple[str, nn.Module] | None = None
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            previous = (name, module)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and previous is not None:
+            layer_name, layer = previous
+            width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+            if module.num_features == width:
+                pairs[layer_name] = name
+            previous = None
+    return pairs
+
+
+def unit_scores(model: nn.Module, layers: Iterable[str], criterion: UnitCriterion,
+                seed: int = 0) -> dict[str, torch.Tensor]:
+    """One score per output unit (neuron or filter) of each named layer."""
+    modules = dict(model.named_modules())
+    bn = following_batchnorm(model)
+    generator = torch.Generator().manual_seed(seed)
+    scores = {}
+    for name in layers:
+        w = modules[name].weight.detach().flatten(1)
+        if criterion == "l1":
+            scores[name] = w.abs().sum(dim=1)
+        elif criterion == "l2":
+            scores[name] = w.pow(2).sum(dim=1).sqrt()
+        elif criterion == "random":
+            scores[name] = torch.rand(w.shape[0], generator=generator).to(w.device)
+        elif criterion == "bn_scale":
+            if name not in bn:
+                raise ValueError(f"Network slimming ranks units by the BatchNorm scale that follows them, but layer "
+                                 f"{name} has no BatchNorm after it. Exclude it or use criterion='l1'.")
+            scores[name] = modules[bn[name]].weight.detach().abs()
+        else:
+            raise ValueError(f"Unknown unit criterion {criterion!r}; use 'l1', 'l2', 'bn_scale' or 'random'.")
+    return scores
+
+
+def structured_masks(
+    model: nn.Module,
+    sparsity: float,
+    criterion: UnitCriterion = "l1",
+    scope: Scope = "local",
+    exclude: Iterable[str] = (),
+    allow_collapse: bool = False,
+    seed: int = 0,
+) -> Masks:
+    """Masks that remove a fraction ``sparsity`` of whole neurons / filters.
+
+    A removed unit takes everything that belongs to it: its row of weights,
+    its bias and the scale and shift of the BatchNorm that follows it, so
+    that the masked network computes exactly what the physically smaller one
+    of :func:`course_lib.surgery.shrink` computes. The output layer (the
+    classes) is never pruned.
+
+    With ``scope="global"``, units of all layers are ranked together by their
+    raw scores. Layers whose weights are small overall can then lose *every*
+    unit: layer collapse. That raises :class:`LayerCollapseError`, or only
+    warns when ``allow_collapse=True`` (to show it happening).
+    """
+    check_sparsity(sparsity)
+    if scope not in ("local", "global"):
+        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}.")
+    names = [n.removesuffix(".weight") for n in prunable_weights(model, [*exclude])]
+    names = [n for n in names if n != output_layer(model)]
+    if criterion == "bn_scale":
+        names = [n for n in names if n in following_batchnorm(model)]
+    scores = unit_scores(model, names, criterion, seed)
+    modules = dict(model.named_modules())
+    current = get_masks(model)
+    for name, s in scores.items():  # units already removed stay removed
+        if f"{name}.weight" in current:
+            alive = current[f"{name}.weight"].flatten(1).sum(dim=1) > 0
+            s[~alive.to(s.device)] = float("-inf")
+
+    keep: dict[str, torch.Tensor] = {}
+    if scope == "global":
+        flat = torch.cat([scores[n] for n in names])
+        kept = _prune_pool(flat, sparsity, "The global pool of units")
+        keep = dict(zip(names, torch.split(kept, [scores[n].numel() for n in names])))
+    else:
+        keep = {n: _prune_pool(scores[n], sparsity, f"Layer {n}") for n in names}
+
+    collapsed = [n for n, k in keep.items() if k.sum() == 0]
+    if collapsed:
+        message = (f"Layer collapse: pruning {sparsity:.0%} of units ({scope}, {criterion}) removes every unit of "
+                   f"{collapsed}, which disconnects the network. Use scope='local', a lower sparsity, or exclude "
+                   f"these layers.")
+        if not allow_collapse:
+            raise LayerCollapseError(message)
+        warnings.warn(message, stacklevel=2)
+
+    bn = following_batchnorm(model)
+    masks: Masks = {}
+    for name, k in keep.items():
+        layer = modules[name]
+        shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+        old = current.get(f"{name}.weight", torch.ones_like(layer.weight)).to(k.device)
+        masks[f"{name}.weight"] = old * k.reshape(shape)
+        if layer.bias is not None:
+            masks[f"{name}.bias"] = k.clone()
+        if name in bn:
+            masks[f"{bn[name]}.weight"] = k.clone()
+            masks[f"{bn[name]}.bias"] = k.clone()
+    return masks

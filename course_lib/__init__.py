@@ -1,0 +1,20 @@
+"""course_lib: the helper library of the hands-on pruning course.
+
+One module per concept; the notebooks import them by name:
+
+=================  ==============================================================
+``profiles``       quick (CI) and full (lecture) budgets, chosen by COURSE_PROFILE
+``data``           Fashion-MNIST / MNIST found offline first, split, in memory
+``models``         LeNet-300-100, LeNet-5, a small VGG with BatchNorm
+``training``       seeded train / evaluate with progress bars and step hooks
+``cache``          trained dense baselines kept on disk and shared
+``metrics``        parameters, non-zeros, MACs, bytes, measured latency
+``masks``          attaching masks (torch.nn.utils.parametrize), keeping zeros
+``pruning``        criteria, scopes and structures that turn scores into masks
+``schedules``      one-shot, iterative and gradual (AGP) sparsity schedules
+``procedures``     prune-and-retrain recipes, sensitivity scan, structured sweep
+``surgery``        removing dead neurons/filters to get a smaller dense network
+``plots``          the course's figures
+``widgets``        the interactive explorers
+=================  ==============================================================
+"""

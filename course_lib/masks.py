@@ -28,6 +28,8 @@ it to :func:`course_lib.training.train` as an ``after_step`` hook.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
@@ -104,17 +106,19 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     zero_pruned_weights(model)
 
 
+def _masked_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, WeightMask]]:
+    """Yield ``(qualified_name, layer, param, mask_module)`` for every masked parameter."""
+    for module_name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            for param in list(module.parametrizations):
+                mask = _mask_module(module, param)
+                if mask is not None:
+                    yield (f"{module_name}.{param}" if module_name else param), module, param, mask
+
+
 def get_masks(model: nn.Module) -> Masks:
     """The masks attached to ``model``, keyed by parameter name (copies)."""
-    found: Masks = {}
-    for module_name, module in model.named_modules():
-        if not parametrize.is_parametrized(module):
-            continue
-        for param in module.parametrizations:
-            mask = _mask_module(module, param)
-            if mask is not None:
-                found[f"{module_name}.{param}" if module_name else param] = mask.mask.detach().clone()
-    return found
+    return {name: mask.mask.detach().clone() for name, _, _, mask in _masked_parameters(model)}
 
 
 def is_masked(model: nn.Module) -> bool:
@@ -129,12 +133,8 @@ def zero_pruned_weights(model: nn.Module, step: int | None = None) -> None:
     Use it as an ``after_step`` hook of :func:`course_lib.training.train`; the
     ``step`` argument is accepted for that and ignored.
     """
-    for module in model.modules():
-        if parametrize.is_parametrized(module):
-            for param in module.parametrizations:
-                mask = _mask_module(module, param)
-                if mask is not None:
-                    module.parametrizations[param].original.mul_(mask.mask)
+    for _, module, param, mask in _masked_parameters(model):
+        module.parametrizations[param].original.mul_(mask.mask)
 
 
 def remove_masks(model: nn.Module) -> None:
@@ -145,13 +145,10 @@ def remove_masks(model: nn.Module) -> None:
     a parametrization edits that class, which would break the original too.
     Each layer therefore gets a private copy of its class first.
     """
-    for module in list(model.modules()):
-        if parametrize.is_parametrized(module):
-            cls = module.__class__
-            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
-            for param in list(module.parametrizations):
-                if _mask_module(module, param) is not None:
-                    parametrize.remove_parametrizations(module, param, leave_parametrized=True)
+    for _, module, param, _ in list(_masked_parameters(model)):
+        cls = module.__class__
+        module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+        parametrize.remove_parametrizations(module, param, leave_parametrized=True)
 
 
 def load_masked_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
@@ -174,3 +171,9 @@ def mask_sparsity(masks: Masks) -> float:
     if total == 0:
         return 0.0
     return 1.0 - sum(float(m.sum()) for m in masks.values()) / total
+
+
+def layer_sparsities(masks: Masks) -> dict[str, float]:
+    """Sparsity in percent of each masked weight, by layer name (``{"net.1": 90.9, ...}``)."""
+    return {name.removesuffix(".weight"): 100.0 * (1.0 - float(m.float().mean()))
+            for name, m in masks.items() if name.endswith("weight")}

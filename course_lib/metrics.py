@@ -21,7 +21,7 @@ import io
 import statistics
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -193,36 +193,129 @@ class Latency:
         return 1000.0 * self.median_ms / self.batch_size
 
 
-@torch.inference_mode()
-def measure_latency(model: nn.Module, batch_size: int = 1, input_shape: tuple[int, ...] = (1, 28, 28),
-                    warmup: int = 5, repeats: int = 30) -> Latency:
-    """Time ``model`` on a random batch: ``warmup`` untimed runs, then the median of ``repeats``.
+def time_call(fn: Callable[[], object], warmup: int = 5, repeats: int = 30, sync_cuda: bool = False) -> tuple[float, float, float]:
+    """Median, 25th and 75th percentile of the wall time of ``fn()`` in milliseconds.
 
     Why warm up? The first calls allocate memory and pick kernels, and are
     several times slower than the rest. Why the median? A laptop (or a CI
     machine) is noisy; one slow outlier moves the mean but not the median.
-    Compare two models only with numbers measured in the same run.
+    Compare two timings only when they were measured in the same run.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}.")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if sync_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if sync_cuda:
+            torch.cuda.synchronize()
+        times.append(1000.0 * (time.perf_counter() - start))
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return statistics.median(times), q[0], q[2]
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7, repeats: int = 10,
+                     warmup: int = 5) -> pd.DataFrame:
+    """Time several functions in alternating rounds: one row per round, one column (ms) per function.
+
+    A laptop's speed drifts (other programs, heat, power saving; this course's
+    CI machine switches between two speeds). Timing A completely and then B
+    lets such a drift masquerade as a difference between them; alternating
+    A, B, A, B... keeps each round's numbers comparable. Each entry is the
+    median of ``repeats`` calls.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    rows = [{name: time_call(fn, warmup=1, repeats=repeats)[0] for name, fn in fns.items()} for _ in range(rounds)]
+    return pd.DataFrame(rows)
+
+
+def ratios_to_first(times: pd.DataFrame) -> pd.Series:
+    """Median over rounds of each column's time divided by the first column's time *in the same round*.
+
+    Dividing within a round cancels a drift that hit the whole round; the
+    median then ignores a round in which the machine changed speed midway.
+    """
+    return times.div(times.iloc[:, 0], axis=0).median()
+
+
+@torch.inference_mode()
+def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, input_shape: tuple[int, ...] = (1, 28, 28),
+                    rounds: int = 7, repeats: int = 10) -> pd.DataFrame:
+    """Forward-pass latency of several models on the same random batch, measured in alternating rounds.
+
+    Returns one row per model: ``latency_ms`` (median over rounds) and
+    ``ratio`` (latency relative to the *first* model, see :func:`ratios_to_first`).
+    Use this, not separate :func:`measure_latency` calls, to compute speed-ups.
+    """
+    x = torch.randn(batch_size, *input_shape)
+    for model in models.values():
+        model.eval()
+    times = time_interleaved({name: (lambda m=m: m(x.to(next(m.parameters()).device))) for name, m in models.items()},
+                             rounds=rounds, repeats=repeats)
+    return pd.DataFrame({"latency_ms": times.median(), "ratio": ratios_to_first(times)})
+
+
+@torch.inference_mode()
+def measure_latency(model: nn.Module, batch_size: int = 1, input_shape: tuple[int, ...] = (1, 28, 28),
+                    warmup: int = 5, repeats: int = 30) -> Latency:
+    """Time one forward pass of ``model`` on a random batch (see :func:`time_call`)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     x = torch.randn(batch_size, *input_shape, device=device)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(1000.0 * (time.perf_counter() - start))
+    median, p25, p75 = time_call(lambda: model(x), warmup, repeats, sync_cuda=device.type == "cuda")
     model.train(was_training)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return Latency(batch_size, statistics.median(times), q[0], q[2])
+    return Latency(batch_size, median, p25, p75)
+
+
+@torch.inference_mode()
+def csr_vs_dense_matmul(weight: torch.Tensor, batch_size: int = 256, repeats: int = 30) -> dict[str, float]:
+    """Time ``weight @ x`` three ways: dense, dense with the zeros in it, and compressed sparse rows (CSR).
+
+    ``weight`` is a (possibly pruned) Linear weight (out x in); ``x`` is a
+    random (in x batch_size) batch. A dense kernel does the same work whatever
+    the zeros; a CSR kernel skips them but pays for indexing, so it wins only
+    when most weights are zero. Returns milliseconds (medians).
+    """
+    x = torch.randn(weight.shape[1], batch_size)
+    full = torch.randn_like(weight)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        csr = weight.to_sparse_csr()
+    return {
+        "dense_ms": time_call(lambda: full @ x, repeats=repeats)[0],
+        "masked_dense_ms": time_call(lambda: weight @ x, repeats=repeats)[0],
+        "csr_ms": time_call(lambda: csr @ x, repeats=repeats)[0],
+    }
+
+
+@torch.inference_mode()
+def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[int, ...] = (1, 28, 28),
+                   repeats: int = 10, top: int = 6) -> pd.DataFrame:
+    """Where the time of a forward pass goes, by PyTorch operator (``torch.profiler``).
+
+    MACs count only convolutions and matrix products; pooling, BatchNorm and
+    activations cost time too (they are limited by memory traffic, not
+    arithmetic). This table shows how much. Columns: ``operator``, ``share_%``.
+    """
+    model.eval()
+    x = torch.randn(batch_size, *input_shape, device=next(model.parameters()).device)
+    for _ in range(3):
+        model(x)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            model(x)
+    events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+    total = sum(t for _, t in events)
+    shares = pd.DataFrame(events, columns=["operator", "self_time"]).sort_values("self_time", ascending=False)
+    shares["share_%"] = 100.0 * shares["self_time"] / total
+    return shares[["operator", "share_%"]].head(top).reset_index(drop=True)
 
 
 def cost_summary(model: nn.Module, batch_sizes: tuple[int, ...] = (1, 256), repeats: int = 30,

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -114,5 +115,101 @@ def cost_bars(costs: Mapping[str, Mapping[str, float]], columns: Sequence[str],
         ax.set_ylabel(units[column])
         ax.set_xlabel("model")
     fig.suptitle("What each dense baseline costs (log scale)")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_sparsity(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                         dense_accuracy: float | None = None, ax: Axes | None = None,
+                         title: str = "Accuracy vs sparsity", ylabel: str = "accuracy (%)",
+                         log_remaining: bool = False) -> Figure:
+    """One line per method: accuracy against sparsity (or, log-scaled, against weights remaining).
+
+    ``curves`` maps a label to ``(sparsities, accuracies)``, sparsities as fractions.
+    """
+    fig, ax = _axes(ax, (6.5, 4))
+    for label, (sparsities, accuracies) in curves.items():
+        x = [100 * (1 - s) for s in sparsities] if log_remaining else [100 * s for s in sparsities]
+        ax.plot(x, accuracies, marker="o", label=label)
+    if dense_accuracy is not None:
+        ax.axhline(dense_accuracy, color="black", linestyle="--", linewidth=1, label="dense")
+    if log_remaining:
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("weights remaining (%, log scale)")
+    else:
+        ax.set_xlabel("sparsity (% of weights removed)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity(scan: pd.DataFrame, dense_accuracy: float | None = None, ax: Axes | None = None) -> Figure:
+    """Validation accuracy when one layer alone is pruned, one line per layer."""
+    fig, ax = _axes(ax, (6.5, 4))
+    for layer, rows in scan.groupby("layer", sort=False):
+        ax.plot(100 * rows["sparsity"], rows["accuracy"], marker="o", label=layer)
+    if dense_accuracy is not None:
+        ax.axhline(dense_accuracy, color="black", linestyle="--", linewidth=1, label="dense")
+    ax.set(xlabel="sparsity of that layer alone (%)", ylabel="validation accuracy (%)",
+           title="Sensitivity scan: prune one layer, keep the rest dense")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def layer_sparsity_bars(per_layer: Mapping[str, Mapping[str, float]], ax: Axes | None = None,
+                        title: str = "Where the zeros are") -> Figure:
+    """Grouped bars: sparsity of each layer (x) for each method (colour). Values in %."""
+    fig, ax = _axes(ax, (6.5, 3.5))
+    methods = list(per_layer)
+    layers = list(next(iter(per_layer.values())))
+    width = 0.8 / len(methods)
+    x = np.arange(len(layers))
+    for i, method in enumerate(methods):
+        ax.bar(x + i * width, [per_layer[method][layer] for layer in layers], width, label=method)
+    ax.set_xticks(x + width * (len(methods) - 1) / 2, layers)
+    ax.set(xlabel="layer", ylabel="sparsity (%)", title=title, ylim=(0, 100))
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def sparsity_schedule(schedules: Mapping[str, Sequence[tuple[int, float]]], ax: Axes | None = None) -> Figure:
+    """Sparsity against training step for each schedule (steps, fractions)."""
+    fig, ax = _axes(ax, (6.5, 3.5))
+    for label, points in schedules.items():
+        steps, values = zip(*points)
+        ax.step(steps, [100 * v for v in values], where="post", marker=".", label=label)
+    ax.set(xlabel="optimizer step", ylabel="sparsity (%)", title="When the weights are removed")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def speedup_vs_macs(table: pd.DataFrame, ax: Axes | None = None,
+                    title: str = "Measured speed-up vs MAC reduction") -> Figure:
+    """Each pruned network as a point: MAC reduction (x) against measured latency speed-up (y).
+
+    Points on the dashed diagonal would mean "latency follows MACs exactly".
+    ``table`` needs columns ``MAC_reduction`` and ``speedup``, indexed by keep ratio.
+    """
+    fig, ax = _axes(ax, (5.5, 4))
+    ax.plot(table["MAC_reduction"], table["speedup"], marker="o", label="measured")
+    for keep, row in table.iterrows():
+        ax.annotate(f"keep {keep:g}", (row["MAC_reduction"], row["speedup"]), textcoords="offset points",
+                    xytext=(5, -10), fontsize=8)
+    top = float(table["MAC_reduction"].max())
+    ax.plot([1, top], [1, top], "k--", linewidth=1, label="speed-up = MAC reduction")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="MAC reduction (x, dense / pruned, log scale)", ylabel="latency speed-up (x, log scale)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     return fig

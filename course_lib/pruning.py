@@ -51,6 +51,12 @@ def check_sparsity(sparsity: float, what: str = "sparsity") -> None:
         raise ValueError(f"{what} must be a fraction in [0, 1), e.g. 0.9 for 90 % of weights removed; got {sparsity!r}.")
 
 
+def _check_request(sparsity: float, scope: str) -> None:
+    check_sparsity(sparsity)
+    if scope not in ("local", "global"):
+        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}.")
+
+
 def prunable_weights(model: nn.Module, exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
     """``{"net.1.weight": layer, ...}`` for every Linear/Conv2d not excluded (by layer or weight name)."""
     excluded = {e.removesuffix(".weight") for e in exclude}
@@ -179,9 +185,7 @@ def unstructured_masks(
         data: training data, for the Taylor criterion.
         seed: for the random criterion.
     """
-    check_sparsity(sparsity)
-    if scope not in ("local", "global"):
-        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}.")
+    _check_request(sparsity, scope)
     multipliers = {k.removesuffix(".weight"): v for k, v in (rate_multipliers or {}).items()}
     weights = prunable_weights(model, exclude)
     unknown = set(multipliers) - {n.removesuffix(".weight") for n in weights}
@@ -300,9 +304,7 @@ def structured_masks(
     unit: layer collapse. That raises :class:`LayerCollapseError`, or only
     warns when ``allow_collapse=True`` (to show it happening).
     """
-    check_sparsity(sparsity)
-    if scope not in ("local", "global"):
-        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}.")
+    _check_request(sparsity, scope)
     names = [n.removesuffix(".weight") for n in prunable_weights(model, [*exclude])]
     names = [n for n in names if n != output_layer(model)]
     if criterion == "bn_scale":

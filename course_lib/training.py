@@ -91,6 +91,19 @@ def recipe(model_name: str, profile: Profile, **overrides: object) -> TrainConfi
     return TrainConfig(**{"epochs": profile.epochs[model_name], **overrides})  # type: ignore[arg-type]
 
 
+def finetune_recipe(model_name: str, profile: Profile, **overrides: object) -> TrainConfig:
+    """Retraining after pruning: the standard recipe with the profile's fine-tuning epochs.
+
+    The learning rate restarts at its peak and decays again (cosine): pruned
+    networks recover faster with a fresh schedule than at the final, tiny
+    learning rate of the dense run (Renda et al. 2020 make the same point).
+    """
+    if model_name not in profile.finetune_epochs:
+        raise ValueError(f"Profile {profile.name!r} has no fine-tuning budget for {model_name!r}; "
+                         f"it has {sorted(profile.finetune_epochs)}.")
+    return recipe(model_name, profile, **{"epochs": profile.finetune_epochs[model_name], **overrides})
+
+
 @dataclass
 class History:
     """What happened during training, one entry per epoch."""

@@ -1,5 +1,6 @@
 """Cost metrics on layers small enough to check by hand."""
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.utils.prune as prune
@@ -71,3 +72,33 @@ def test_cost_summary_has_every_cost():
     row = metrics.cost_summary(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), batch_sizes=(1, 4), repeats=3)
     assert row["parameters"] == 7850 and row["MACs"] == 7840
     assert {"bytes_dense", "bytes_csr", "latency_ms_bs1", "latency_ms_bs4"} <= row.keys()
+
+
+def test_csr_matmul_timing_reports_all_three_kernels():
+    weight = torch.randn(64, 128) * (torch.rand(64, 128) > 0.99)
+    times = metrics.csr_vs_dense_matmul(weight, batch_size=32, repeats=3)
+    assert set(times) == {"dense_ms", "masked_dense_ms", "csr_ms"} and all(t > 0 for t in times.values())
+
+
+def test_op_time_shares_add_up_to_at_most_100_percent():
+    shares = metrics.op_time_shares(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten()), batch_size=4,
+                                    repeats=2)
+    assert list(shares.columns) == ["operator", "share_%"] and 0 < shares["share_%"].sum() <= 100.0 + 1e-6
+    assert any("conv" in op for op in shares.operator)
+
+
+def test_interleaved_timing_compares_like_with_like():
+    slow_calls = []
+    times = metrics.time_interleaved({"fast": lambda: None, "slow": lambda: slow_calls.append(sum(range(20_000)))},
+                                     rounds=3, repeats=4, warmup=1)
+    assert times.shape == (3, 2) and (times["slow"] > times["fast"]).all()
+    assert len(slow_calls) == 1 + 3 * (1 + 4)  # warm-up, then per round one untimed call and the repeats
+    latency = metrics.compare_latency({"a": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}, batch_size=2,
+                                      rounds=2, repeats=2)
+    assert latency.loc["a", "ratio"] == 1.0 and latency.loc["a", "latency_ms"] > 0
+
+
+def test_ratios_are_taken_within_rounds():
+    # Round 2 ran on a machine twice as slow: per-round ratios are unaffected, medians of times are not.
+    times = pd.DataFrame({"a": [1.0, 2.0, 1.0], "b": [2.0, 4.0, 2.0]})
+    assert metrics.ratios_to_first(times).to_dict() == {"a": 1.0, "b": 2.0}

@@ -1,0 +1,179 @@
+"""Pruning procedures: prune a trained network and retrain it, in the ways the papers compare.
+
+Every procedure takes a trained model and returns a pruned *copy* (the
+original is untouched, so one baseline serves every experiment), and takes a
+``make_masks(model, sparsity)`` function that decides *which* weights go,
+e.g. ``magnitude("global")``. Retraining always keeps the masks:
+:func:`finetune` adds :func:`~course_lib.masks.zero_pruned_weights` after
+every optimizer step.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
+
+from course_lib.data import DataSplits
+from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, zero_pruned_weights
+from course_lib.metrics import compare_latency, count_parameters, layer_costs
+from course_lib.pruning import (Criterion, Scope, UnitCriterion, check_sparsity, prunable_weights, structured_masks,
+                                unstructured_masks)
+from course_lib.schedules import GradualPruner, iterative_sparsities
+from course_lib.surgery import shrink
+from course_lib.training import History, StepHook, TrainConfig, evaluate, train
+
+MaskFn = Callable[[nn.Module, float], Masks]
+
+
+def magnitude(scope: Scope = "global", criterion: Criterion = "magnitude", **options: object) -> MaskFn:
+    """A ``make_masks`` function for unstructured pruning, e.g. ``magnitude("local")``.
+
+    ``options`` go to :func:`course_lib.pruning.unstructured_masks` (``exclude``,
+    ``rate_multipliers``, ``data``, ``seed``).
+    """
+    def make_masks(model: nn.Module, sparsity: float) -> Masks:
+        return unstructured_masks(model, sparsity, criterion=criterion, scope=scope, **options)  # type: ignore[arg-type]
+    return make_masks
+
+
+def units(criterion: UnitCriterion = "l1", scope: Scope = "local", **options: object) -> MaskFn:
+    """A ``make_masks`` function for structured pruning of whole neurons/filters, e.g. ``units("bn_scale", "global")``.
+
+    ``options`` go to :func:`course_lib.pruning.structured_masks` (``exclude``,
+    ``allow_collapse``, ``seed``).
+    """
+    def make_masks(model: nn.Module, sparsity: float) -> Masks:
+        return structured_masks(model, sparsity, criterion=criterion, scope=scope, **options)  # type: ignore[arg-type]
+    return make_masks
+
+
+@dataclass
+class Pruned:
+    """A pruned (and usually retrained) copy of a model, with how it got there."""
+
+    model: nn.Module
+    histories: list[History] = field(default_factory=list)
+    schedule: list[tuple[int, float]] = field(default_factory=list)  # (step, sparsity) of gradual mask updates
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of the masked weights that are zero."""
+        return mask_sparsity({k: v for k, v in get_masks(self.model).items() if k.endswith("weight")})
+
+
+def finetune(model: nn.Module, data: DataSplits, config: TrainConfig, extra_hooks: Sequence[StepHook] = (),
+             progress: bool = True, desc: str = "fine-tuning") -> History:
+    """Train a masked model in place; pruned weights stay exactly zero."""
+    return train(model, data, config, after_step=[*extra_hooks, zero_pruned_weights], progress=progress, desc=desc)
+
+
+def one_shot(model: nn.Module, sparsity: float, make_masks: MaskFn) -> Pruned:
+    """Prune a copy of ``model`` once, without retraining."""
+    check_sparsity(sparsity)
+    pruned = copy.deepcopy(model)
+    apply_masks(pruned, make_masks(pruned, sparsity))
+    return Pruned(pruned)
+
+
+def prune_and_finetune(model: nn.Module, data: DataSplits, sparsity: float, make_masks: MaskFn,
+                       config: TrainConfig, progress: bool = True) -> Pruned:
+    """Train-prune-fine-tune (Han et al. 2015): prune the trained model once, then retrain it."""
+    result = one_shot(model, sparsity, make_masks)
+    result.histories.append(finetune(result.model, data, config, progress=progress,
+                                     desc=f"fine-tuning at {sparsity:.0%}"))
+    return result
+
+
+def iterative_pruning(model: nn.Module, data: DataSplits, sparsity: float, rounds: int, make_masks: MaskFn,
+                      config_per_round: TrainConfig, progress: bool = True) -> Pruned:
+    """Prune the same fraction of survivors ``rounds`` times, fine-tuning after each round."""
+    pruned = copy.deepcopy(model)
+    result = Pruned(pruned)
+    for r, target in enumerate(iterative_sparsities(sparsity, rounds), start=1):
+        apply_masks(pruned, make_masks(pruned, target))
+        result.histories.append(finetune(pruned, data, config_per_round, progress=progress,
+                                         desc=f"round {r}/{rounds}: {target:.1%}"))
+    return result
+
+
+def gradual_pruning(model: nn.Module, data: DataSplits, sparsity: float, make_masks: MaskFn, config: TrainConfig,
+                    end_fraction: float = 0.75, updates: int = 20, progress: bool = True) -> Pruned:
+    """AGP (Zhu & Gupta 2017): raise the sparsity from 0 along a cubic curve while fine-tuning.
+
+    The sparsity reaches its target after ``end_fraction`` of the training
+    steps, in ``updates`` mask updates; the rest of training recovers.
+    """
+    if not 0.0 < end_fraction <= 1.0:
+        raise ValueError(f"end_fraction must be in (0, 1], got {end_fraction}.")
+    pruned = copy.deepcopy(model)
+    steps = config.epochs * -(-len(data.train) // config.batch_size)
+    end = max(1, round(end_fraction * steps))
+    pruner = GradualPruner(make_masks, sparsity, begin_step=0, end_step=end, frequency=max(1, end // updates))
+    apply_masks(pruned, make_masks(pruned, 0.0))  # attach masks from the start (nothing pruned yet)
+    history = finetune(pruned, data, config, extra_hooks=[pruner], progress=progress, desc=f"AGP to {sparsity:.0%}")
+    return Pruned(pruned, [history], pruner.history)
+
+
+def sensitivity_scan(model: nn.Module, dataset: TensorDataset, sparsities: Iterable[float],
+                     layers: Iterable[str] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Prune one layer at a time (magnitude, no retraining) and measure accuracy on ``dataset``.
+
+    Use the **validation** split: the scan is used to choose per-layer
+    sparsities, and choices must not see the test set. Returns one row per
+    (layer, sparsity) with the accuracy in percent.
+    """
+    names = [n.removesuffix(".weight") for n in prunable_weights(model)] if layers is None else list(layers)
+    sparsities = list(sparsities)
+    rows = []
+    with tqdm(total=len(names) * len(sparsities), desc="sensitivity scan", disable=not progress, leave=False) as bar:
+        for name in names:
+            others = [n for n in (k.removesuffix(".weight") for k in prunable_weights(model)) if n != name]
+            for s in sparsities:
+                probe = one_shot(model, s, magnitude("local", exclude=others)).model
+                rows.append({"layer": name, "sparsity": s, "accuracy": evaluate(probe, dataset)})
+                bar.update(1)
+    return pd.DataFrame(rows)
+
+
+def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[float], make_masks: MaskFn,
+                     config: TrainConfig, latency_rounds: int = 7, batch_size: int = 256,
+                     progress: bool = True) -> tuple[pd.DataFrame, dict[float, nn.Module]]:
+    """Prune whole units to each keep ratio, fine-tune, remove them physically, and measure.
+
+    Returns a table with one row per keep ratio (1.0 is the dense model) and
+    the shrunk models by keep ratio. Columns: parameters, MACs per image,
+    validation and test accuracy, median latency at ``batch_size``, speed-up
+    and MAC reduction against the dense model, and ``max_output_diff``: the
+    largest difference between the masked and the shrunk network's outputs
+    on validation images (surgery must not change what the network computes).
+    """
+    dense_costs = layer_costs(model)
+    rows, small_models = [], {}
+    probe = data.val.tensors[0][:256]
+    for keep in keep_ratios:
+        if keep == 1.0:
+            small, diff = model, 0.0
+        else:
+            masked = prune_and_finetune(model, data, 1.0 - keep, make_masks, config, progress=progress).model
+            small = shrink(masked)
+            with torch.no_grad():
+                diff = float((small(probe) - masked(probe)).abs().max())
+        costs = layer_costs(small)
+        rows.append({"keep_ratio": keep, "parameters": count_parameters(small), "MACs": int(costs.macs.sum()),
+                     "val_acc": evaluate(small, data.val), "test_acc": evaluate(small, data.test),
+                     "MAC_reduction": dense_costs.macs.sum() / costs.macs.sum(), "max_output_diff": diff})
+        small_models[keep] = small
+    # All latencies in alternating rounds, against the dense model measured alongside.
+    latency = compare_latency({"dense": model, **{str(k): m for k, m in small_models.items()}}, batch_size,
+                              rounds=latency_rounds)
+    for row in rows:
+        row["latency_ms"] = latency.loc[str(row["keep_ratio"]), "latency_ms"]
+        row["speedup"] = 1.0 / latency.loc[str(row["keep_ratio"]), "ratio"]
+    return pd.DataFrame(rows).set_index("keep_ratio"), small_models

@@ -1,0 +1,61 @@
+"""Pruning procedures on real data: masks survive retraining, targets are met, originals untouched."""
+
+import pytest
+import torch
+
+from course_lib import procedures as P
+from course_lib.masks import get_masks, is_masked
+from course_lib.models import build_model
+from course_lib.training import TrainConfig, evaluate
+from tests.test_training import _subset
+
+
+@pytest.fixture(scope="module")
+def small(quick_splits):
+    return _subset(quick_splits, n=2000)
+
+
+@pytest.fixture(scope="module")
+def trained(small):
+    from course_lib.training import train
+    model = build_model("lenet300")
+    train(model, small, TrainConfig(epochs=2, lr=3e-3), progress=False)
+    return model
+
+
+def test_prune_and_finetune_keeps_zeros_and_recovers(small, trained):
+    result = P.prune_and_finetune(trained, small, 0.9, P.magnitude("global"), TrainConfig(epochs=1), progress=False)
+    assert result.sparsity == pytest.approx(0.9, abs=1e-4)
+    for name, mask in get_masks(result.model).items():
+        assert torch.all(result.model.get_submodule(name.removesuffix(".weight")).weight[mask == 0] == 0)
+    before = evaluate(P.one_shot(trained, 0.9, P.magnitude("global")).model, small.val)
+    assert evaluate(result.model, small.val) > before
+    assert not is_masked(trained), "procedures must work on a copy"
+
+
+def test_iterative_and_gradual_reach_the_target(small, trained):
+    it = P.iterative_pruning(trained, small, 0.8, 2, P.magnitude("local"), TrainConfig(epochs=1), progress=False)
+    assert len(it.histories) == 2 and it.sparsity == pytest.approx(0.8, abs=1e-3)
+    agp = P.gradual_pruning(trained, small, 0.8, P.magnitude("global"), TrainConfig(epochs=2), updates=5,
+                            progress=False)
+    assert agp.sparsity == pytest.approx(0.8, abs=1e-3)
+    assert [s for _, s in agp.schedule] == sorted(s for _, s in agp.schedule) and len(agp.schedule) >= 5
+
+
+def test_sensitivity_scan_prunes_one_layer_at_a_time(small, trained):
+    scan = P.sensitivity_scan(trained, small.val, [0.0, 0.99], progress=False)
+    assert list(scan.layer.unique()) == ["net.1", "net.3", "net.5"] and len(scan) == 6
+    dense = evaluate(trained, small.val)
+    assert (scan[scan.sparsity == 0.0].accuracy == dense).all()
+    at_99 = scan[scan.sparsity == 0.99].set_index("layer").accuracy
+    assert at_99["net.5"] < at_99["net.1"], "the 10-way output layer is the most sensitive"
+
+
+def test_structured_sweep_shrinks_without_changing_outputs(quick_splits):
+    data = _subset(quick_splits, n=1000)
+    model = build_model("vgg")
+    table, shrunk = P.structured_sweep(model, data, [1.0, 0.5], P.units("l1"), TrainConfig(epochs=1),
+                                       latency_rounds=2, progress=False)
+    assert table.loc[0.5, "max_output_diff"] < 1e-5
+    assert table.loc[0.5, "MAC_reduction"] > 3 and table.loc[1.0, "MAC_reduction"] == 1
+    assert shrunk[0.5].net[0].out_channels == 4

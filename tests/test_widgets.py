@@ -1,0 +1,57 @@
+"""Widgets build, and answer a slider move by changing what they show (the browser test does it for real)."""
+
+import matplotlib
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from course_lib import widgets  # noqa: E402
+from course_lib.models import build_model  # noqa: E402
+from course_lib.pruning import unstructured_masks  # noqa: E402
+from course_lib.training import evaluate  # noqa: E402
+from course_lib.procedures import one_shot, magnitude  # noqa: E402
+from tests.test_training import _subset  # noqa: E402
+
+
+@pytest.fixture
+def small(quick_splits):
+    return _subset(quick_splits, n=500)
+
+
+def test_masked_accuracy_equals_evaluating_a_masked_copy(small):
+    model = build_model("lenet300")
+    masks = unstructured_masks(model, 0.7)
+    expected = evaluate(one_shot(model, 0.7, magnitude()).model, small.val)
+    assert widgets.masked_accuracy(model, masks, small.val) == pytest.approx(expected)
+
+
+def test_sparsity_explorer_redraws_on_a_move(small):
+    box = widgets.sparsity_explorer(build_model("lenet300"), small.val, curve_points=(0, 0.5, 0.9))
+    scope, slider = box.children[0].children
+    caption = box.children[1]
+    before = caption.value
+    slider.value = 50
+    assert "50 %" in caption.value and caption.value != before
+    scope.value = "local"
+    assert "local" in caption.value and "net.5 50.0 %" in caption.value
+
+
+def test_misclassified_browser_walks_the_mistakes(small):
+    box = widgets.misclassified_browser(build_model("lenet5"), small.test, small.classes)
+    choose, slider = box.children[0].children
+    assert "mistake 1 of" in box.children[1].value
+    slider.value = 2
+    assert "mistake 3 of" in box.children[1].value
+    choose.value = 3
+    assert slider.value == 0 and ("true <b>Dress</b>" in box.children[1].value or "No mistakes" in box.children[1].value)
+
+
+def test_keep_ratio_explorer_reads_the_table():
+    table = pd.DataFrame({"parameters": [100, 40], "MACs": [1000, 300], "val_acc": [90.0, 85.0],
+                          "latency_ms": [2.0, 1.0], "speedup": [1.0, 2.0], "MAC_reduction": [1.0, 3.33]},
+                         index=pd.Index([1.0, 0.5], name="keep_ratio"))
+    box = widgets.keep_ratio_explorer(table)
+    slider, caption = box.children[0], box.children[1]
+    slider.value = 0.5
+    assert "2.00x faster" in caption.value and "85.00 %" in caption.value

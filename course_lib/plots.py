@@ -14,9 +14,20 @@ import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch.utils.data import TensorDataset
 
 from course_lib.training import History
+
+
+def _percent_log_axis(ax: Axes) -> None:
+    """A log-scaled x axis of "weights remaining (%)": plain numbers, densest on the right."""
+    ax.set_xscale("log")
+    low, high = sorted(ax.get_xlim())
+    ax.set_xticks([t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if low <= t <= high])
+    ax.set_xlim(high, low)  # densest on the left, sparsest on the right
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -134,8 +145,7 @@ def accuracy_vs_sparsity(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
     if dense_accuracy is not None:
         ax.axhline(dense_accuracy, color="black", linestyle="--", linewidth=1, label="dense")
     if log_remaining:
-        ax.set_xscale("log")
-        ax.invert_xaxis()
+        _percent_log_axis(ax)
         ax.set_xlabel("weights remaining (%, log scale)")
     else:
         ax.set_xlabel("sparsity (% of weights removed)")
@@ -209,6 +219,35 @@ def speedup_vs_macs(table: pd.DataFrame, ax: Axes | None = None,
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(xlabel="MAC reduction (x, dense / pruned, log scale)", ylabel="latency speed-up (x, log scale)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | None = None,
+                    title: str = "Weights kept per layer") -> Figure:
+    """One line per method: percent of weights kept in each layer (log scale), layers in network order."""
+    fig, ax = _axes(ax, (6.5, 3.8))
+    for method, per_layer in densities.items():
+        layers = list(per_layer)
+        ax.plot(layers, [max(v, 1e-3) for v in per_layer.values()], marker="o", label=method)
+    ax.set_yscale("log")
+    ax.set(xlabel="layer (input to output)", ylabel="weights kept (%, log scale)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], ax: Axes | None = None) -> Figure:
+    """Early-stopping step (validation peak) against weights remaining, one line per method."""
+    fig, ax = _axes(ax, (6.5, 3.8))
+    for label, (densities, steps) in points.items():
+        ax.plot([100 * d for d in densities], steps, marker="o", label=label)
+    _percent_log_axis(ax)
+    ax.set(xlabel="weights remaining (%, log scale)", ylabel="step of best validation accuracy",
+           title="How fast does each network learn?")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

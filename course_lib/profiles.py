@@ -33,6 +33,8 @@ class Profile:
         test_size: test images evaluated (``None`` = all 10 000).
         epochs: training epochs per model name (``"lenet300"``, ``"lenet5"``, ``"vgg"``).
         finetune_epochs: retraining epochs after pruning, per model name.
+        lottery_epochs: epochs of every training run of the lottery-ticket and
+            pruning-at-initialization chapters (LeNet-300-100).
         latency_repeats: timed repeats per latency measurement (the median is reported).
         accuracy_bar: minimum test accuracy (in %) the dense baselines must reach.
     """
@@ -43,6 +45,7 @@ class Profile:
     test_size: int | None
     epochs: dict[str, int] = field(default_factory=dict)
     finetune_epochs: dict[str, int] = field(default_factory=dict)
+    lottery_epochs: int = 10
     latency_repeats: int = 30
     accuracy_bar: dict[str, float] = field(default_factory=dict)
 
@@ -55,6 +58,7 @@ PROFILES: dict[str, Profile] = {
         test_size=None,
         epochs={"lenet300": 4, "lenet5": 4, "vgg": 3},
         finetune_epochs={"lenet300": 3, "lenet5": 2, "vgg": 1},
+        lottery_epochs=3,
         latency_repeats=10,
         accuracy_bar={"lenet300": 82.0, "lenet5": 80.0, "vgg": 80.0},
     ),
@@ -65,6 +69,7 @@ PROFILES: dict[str, Profile] = {
         test_size=None,
         epochs={"lenet300": 15, "lenet5": 15, "vgg": 8},
         finetune_epochs={"lenet300": 8, "lenet5": 4, "vgg": 3},
+        lottery_epochs=10,
         latency_repeats=50,
         accuracy_bar={"lenet300": 88.0, "lenet5": 89.0, "vgg": 89.0},
     ),

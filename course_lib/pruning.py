@@ -77,7 +77,7 @@ def _current_mask(model: nn.Module, name: str, like: torch.Tensor) -> torch.Tens
     return get_masks(model).get(name, torch.ones_like(like)).to(like.device)
 
 
-def _trainable(layer: nn.Module, param: str = "weight") -> torch.Tensor:
+def trainable_tensor(layer: nn.Module, param: str = "weight") -> torch.Tensor:
     """The tensor the optimizer updates: ``original`` of a masked parameter, else the parameter."""
     if parametrize.is_parametrized(layer, param):
         return layer.parametrizations[param].original
@@ -108,7 +108,7 @@ def taylor_scores(model: nn.Module, names: Iterable[str], data: TensorDataset, n
     """
     names = list(names)
     layers = dict(model.named_modules())
-    trainables = [_trainable(layers[n.removesuffix(".weight")]) for n in names]
+    trainables = [trainable_tensor(layers[n.removesuffix(".weight")]) for n in names]
     grads = [torch.zeros_like(t) for t in trainables]
     was_training = model.training
     model.eval()
@@ -159,6 +159,47 @@ def _prune_pool(flat_scores: torch.Tensor, sparsity: float, where: str) -> torch
     return _prune_lowest(flat_scores, k)
 
 
+def masks_from_scores(
+    model: nn.Module,
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    scope: Scope = "global",
+    rate_multipliers: Mapping[str, float] | None = None,
+) -> Masks:
+    """Turn per-weight scores into masks that remove the lowest-scoring fraction ``sparsity``.
+
+    ``scores`` maps weight names (``"net.1.weight"``) to tensors of their shape;
+    higher = more important. Weights the model has already pruned are ranked
+    below everything (they stay pruned). ``rate_multipliers`` scale the
+    sparsity of single layers, which are then pruned locally.
+    """
+    _check_request(sparsity, scope)
+    multipliers = {k.removesuffix(".weight"): v for k, v in (rate_multipliers or {}).items()}
+    unknown = set(multipliers) - {n.removesuffix(".weight") for n in scores}
+    if unknown:
+        raise ValueError(f"rate_multipliers names {sorted(unknown)}, which are not prunable (or are excluded).")
+    ranked = {}
+    for name, s in scores.items():  # rank only survivors: pruned weights score -inf
+        s = s.detach().clone().float()
+        s[_current_mask(model, name, s) == 0] = float("-inf")
+        ranked[name] = s
+
+    masks: Masks = {}
+    pooled = [n for n in ranked if scope == "global" and n.removesuffix(".weight") not in multipliers]
+    if pooled:
+        flat = torch.cat([ranked[n].flatten() for n in pooled])
+        keep = _prune_pool(flat, sparsity, "The global pool of weights")
+        for n, part in zip(pooled, torch.split(keep, [ranked[n].numel() for n in pooled])):
+            masks[n] = part.reshape(ranked[n].shape)
+    for n in ranked:
+        if n in masks:
+            continue
+        layer_sparsity = sparsity * multipliers.get(n.removesuffix(".weight"), 1.0)
+        check_sparsity(layer_sparsity, f"sparsity of {n} (sparsity x its rate multiplier)")
+        masks[n] = _prune_pool(ranked[n].flatten(), layer_sparsity, f"Layer {n}").reshape(ranked[n].shape)
+    return masks
+
+
 def unstructured_masks(
     model: nn.Module,
     sparsity: float,
@@ -186,29 +227,29 @@ def unstructured_masks(
         seed: for the random criterion.
     """
     _check_request(sparsity, scope)
-    multipliers = {k.removesuffix(".weight"): v for k, v in (rate_multipliers or {}).items()}
     weights = prunable_weights(model, exclude)
-    unknown = set(multipliers) - {n.removesuffix(".weight") for n in weights}
-    if unknown:
-        raise ValueError(f"rate_multipliers names {sorted(unknown)}, which are not prunable (or are excluded).")
     scores = weight_scores(model, criterion, weights, data, seed)
-    for name, s in scores.items():  # rank only survivors: pruned weights score -inf
-        s[_current_mask(model, name, s) == 0] = float("-inf")
+    return masks_from_scores(model, scores, sparsity, scope, rate_multipliers)
 
-    masks: Masks = {}
-    pooled = [n for n in weights if scope == "global" and n.removesuffix(".weight") not in multipliers]
-    if pooled:
-        flat = torch.cat([scores[n].flatten() for n in pooled])
-        keep = _prune_pool(flat, sparsity, "The global pool of weights")
-        for n, part in zip(pooled, torch.split(keep, [scores[n].numel() for n in pooled])):
-            masks[n] = part.reshape(scores[n].shape)
-    for n in weights:
-        if n in masks:
-            continue
-        layer_sparsity = sparsity * multipliers.get(n.removesuffix(".weight"), 1.0)
-        check_sparsity(layer_sparsity, f"sparsity of {n} (sparsity x its rate multiplier)")
-        masks[n] = _prune_pool(scores[n].flatten(), layer_sparsity, f"Layer {n}").reshape(scores[n].shape)
-    return masks
+
+def random_masks_like(masks: Masks, seed: int = 0) -> Masks:
+    """Random masks with exactly the same number of kept weights in every layer.
+
+    The control of the lottery-ticket and pruning-at-initialization papers:
+    does *which* weights are kept matter, or only *how many* per layer?
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = {}
+    for name, mask in masks.items():
+        flat = mask.flatten()
+        shuffled[name] = flat[torch.randperm(flat.numel(), generator=generator)].reshape(mask.shape).clone()
+    return shuffled
+
+
+def collapsed_layers(masks: Masks) -> list[str]:
+    """Layers whose weight mask keeps nothing: the network is cut there."""
+    return [name.removesuffix(".weight") for name, mask in masks.items()
+            if name.endswith("weight") and mask.sum() == 0]
 
 
 def n_of_m_masks(model: nn.Module, n: int = 2, m: int = 4, exclude: Iterable[str] = ()) -> Masks:

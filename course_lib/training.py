@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -113,6 +114,15 @@ class History:
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     steps: int = 0
+    eval_steps: list[int] = field(default_factory=list)
+    eval_accuracy: list[float] = field(default_factory=list)
+
+    @property
+    def early_stopping_step(self) -> int:
+        """Step with the highest validation accuracy among the ``eval_every`` checks (earliest on ties)."""
+        if not self.eval_steps:
+            raise ValueError("No step-wise validation was recorded: train with eval_every=N.")
+        return self.eval_steps[int(np.argmax(self.eval_accuracy))]
 
     @property
     def best_epoch(self) -> int:
@@ -166,6 +176,9 @@ def train(
     device: torch.device | None = None,
     progress: bool = True,
     desc: str = "training",
+    start_epoch: int = 0,
+    stop_epoch: int | None = None,
+    eval_every: int | None = None,
 ) -> History:
     """Train ``model`` on ``data.train`` and record validation accuracy each epoch.
 
@@ -178,10 +191,20 @@ def train(
         device: where to train (default: :func:`default_device`).
         progress: show a tqdm bar.
         desc: label of the progress bar.
+        start_epoch: resume the schedule here: train epochs ``start_epoch``
+            to ``config.epochs`` with the learning rates (and data order) those
+            epochs have in a full run. Rewinding to epoch k uses this.
+        stop_epoch: stop after this epoch (default: ``config.epochs``), e.g. to
+            get the weights theta_k after k epochs of a run.
+        eval_every: also record validation accuracy every this many steps
+            (``History.eval_steps`` / ``eval_accuracy``), to find the early-stopping step.
 
     Returns:
         The :class:`History` of the run.
     """
+    stop_epoch = config.epochs if stop_epoch is None else stop_epoch
+    if not 0 <= start_epoch < stop_epoch <= config.epochs:
+        raise ValueError(f"need 0 <= start_epoch < stop_epoch <= {config.epochs}, got {start_epoch}, {stop_epoch}.")
     device = device or default_device()
     seed_everything(config.seed)
     model.to(device).train()
@@ -189,11 +212,15 @@ def train(
     steps_per_epoch = -(-len(data.train) // config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     scheduler = make_scheduler(optimizer, config, total_steps)
+    step = start_epoch * steps_per_epoch
+    with warnings.catch_warnings():  # fast-forwarding the schedule before any optimizer step is intended
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        for _ in range(step):
+            scheduler.step()
     loss_fn = nn.CrossEntropyLoss()
     history = History()
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False)
-    step = 0
-    for epoch in range(config.epochs):
+    bar = tqdm(total=(stop_epoch - start_epoch) * steps_per_epoch, desc=desc, disable=not progress, leave=False)
+    for epoch in range(start_epoch, stop_epoch):
         started = time.perf_counter()
         running, seen = 0.0, 0
         history.lr.append(optimizer.param_groups[0]["lr"])
@@ -207,6 +234,10 @@ def train(
             step += 1
             for hook in after_step:
                 hook(model, step)
+            if eval_every and step % eval_every == 0:
+                history.eval_steps.append(step)
+                history.eval_accuracy.append(evaluate(model, data.val, device=device))
+                model.train()
             running += loss.item() * len(y)
             seen += len(y)
             bar.update(1)

@@ -22,7 +22,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
+from course_lib.metrics import prunable_layers
 from course_lib.plots import show_image
+from course_lib.training import evaluate
 
 
 def png_of(fig: Figure) -> Image:
@@ -241,6 +243,54 @@ def keep_ratio_explorer(table: pd.DataFrame) -> widgets.VBox:
         with figure:
             clear_output(wait=True)
             display(png_of(fig))
+
+    slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([slider, caption, figure])
+
+
+def ticket_viewer(tickets: Sequence, reinits: dict[int, nn.Module], dataset: TensorDataset, units: int = 6) -> widgets.VBox:
+    """Pick an IMP round: the ticket's trained first-layer weights next to the random re-init's.
+
+    ``tickets`` come from :func:`course_lib.lottery.iterative_magnitude_pruning`;
+    ``reinits`` maps a round to its trained random re-init control. For the
+    ``units`` first-layer neurons with most surviving weights, each 784-weight
+    row is shown as a 28x28 image (red positive, blue negative, white pruned).
+    """
+    rounds = sorted(reinits)
+    slider = widgets.SelectionSlider(options=[(str(r), r) for r in rounds], value=rounds[-1],
+                                     description="IMP round", continuous_update=False)
+    caption = widgets.HTML()
+    caption.add_class("ticket-caption")
+    figure = widgets.Output()
+    accuracy = {r: (evaluate(tickets[r].model, dataset), evaluate(reinits[r], dataset)) for r in rounds}
+
+    def first_layer(model: nn.Module) -> torch.Tensor:
+        return next(iter(prunable_layers(model).values())).weight.detach()
+
+    def redraw(*_: object) -> None:
+        ticket = tickets[slider.value]
+        mask = next(iter(ticket.masks.values()))
+        chosen = mask.sum(dim=1).topk(units).indices
+        fig, axes = plt.subplots(2, units, figsize=(1.6 * units, 3.6), dpi=80)
+        for row, (label, model) in enumerate([("ticket", ticket.model), ("random re-init", reinits[slider.value])]):
+            weights = first_layer(model)[chosen] * mask[chosen]
+            scale = float(weights.abs().max()) or 1.0
+            for j in range(units):
+                ax = axes[row, j]
+                ax.imshow(weights[j].reshape(28, 28).numpy(), cmap="bwr", vmin=-scale, vmax=scale)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{label}\nunit {int(chosen[j])}" if j == 0 else f"unit {int(chosen[j])}", fontsize=8)
+        fig.suptitle("Trained first-layer weights of the same surviving connections (red > 0, blue < 0)")
+        fig.tight_layout()
+        ticket_acc, reinit_acc = accuracy[slider.value]
+        caption.value = (f"<b>round {slider.value}</b>: {100 * ticket.density:.1f} % of weights remain &mdash; "
+                         f"ticket {ticket_acc:.2f} %, random re-init {reinit_acc:.2f} % (validation)")
+        with figure:
+            clear_output(wait=True)
+            display(png_of(fig))
+        plt.close(fig)
 
     slider.observe(redraw, names="value")
     redraw()

@@ -55,3 +55,16 @@ def test_keep_ratio_explorer_reads_the_table():
     slider, caption = box.children[0], box.children[1]
     slider.value = 0.5
     assert "2.00x faster" in caption.value and "85.00 %" in caption.value
+
+
+def test_ticket_viewer_switches_rounds(small):
+    from course_lib import lottery
+    from course_lib.training import TrainConfig
+    config = TrainConfig(epochs=1, schedule="step")
+    tickets, _ = lottery.iterative_magnitude_pruning("lenet300", small, config, rounds=2, progress=False)
+    reinits = {r: lottery.random_reinit_control("lenet300", tickets[r], small, config, progress=False)[0] for r in (1, 2)}
+    box = widgets.ticket_viewer(tickets, reinits, small.val)
+    slider, caption = box.children[0], box.children[1]
+    assert "round 2" in caption.value and "64.1 % of weights" in caption.value
+    slider.value = 1
+    assert "round 1" in caption.value and "80.0 % of weights" in caption.value

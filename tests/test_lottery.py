@@ -1,0 +1,86 @@
+"""Lottery tickets: per-layer IMP rates, rewinding, controls and the three retraining methods."""
+
+import pytest
+import torch
+
+from course_lib import lottery as L
+from course_lib.masks import get_masks
+from course_lib.models import build_model
+from course_lib.training import TrainConfig, train
+from tests.test_training import _subset
+
+
+@pytest.fixture(scope="module")
+def small(quick_splits):
+    return _subset(quick_splits, n=1000)
+
+
+def test_imp_round_masks_prune_twenty_percent_per_round_and_the_output_at_half():
+    model = build_model("lenet300")
+    masks = L.imp_round_masks(model, 3, rate=0.2)
+    kept = {n: float(m.mean()) for n, m in masks.items()}
+    assert kept["net.1.weight"] == pytest.approx(0.8 ** 3, abs=1e-4)
+    assert kept["net.5.weight"] == pytest.approx(0.9 ** 3, abs=2e-3)
+
+
+def test_tickets_rewind_to_theta0_and_keep_their_masks(small):
+    config = TrainConfig(epochs=2, schedule="step")
+    tickets, theta0 = L.iterative_magnitude_pruning("lenet300", small, config, rounds=2, eval_every=4, progress=False)
+    assert [t.round for t in tickets] == [0, 1, 2]
+    assert tickets[2].density < tickets[1].density < 1.0 == tickets[0].density
+    assert torch.equal(theta0["net.1.weight"], build_model("lenet300", seed=0).state_dict()["net.1.weight"])
+    # Round 2 only prunes survivors of round 1.
+    assert torch.all(tickets[2].masks["net.1.weight"] <= tickets[1].masks["net.1.weight"])
+    assert torch.all(tickets[2].model.net[1].weight[tickets[2].masks["net.1.weight"] == 0] == 0)
+    assert tickets[1].history.eval_steps[:2] == [4, 8] and tickets[1].history.early_stopping_step % 4 == 0
+
+
+def test_theta_k_is_the_full_runs_state_and_rewinding_replays_the_schedule(small):
+    config = TrainConfig(epochs=3, schedule="step")
+    theta1 = L.weights_after("lenet300", small, config, epochs=1, progress=False)
+    steps_per_epoch = -(-len(small.train) // config.batch_size)
+    seen = {}
+
+    def snapshot(model, step):
+        if step == steps_per_epoch:
+            seen.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    full = build_model("lenet300")
+    history = train(full, small, config, after_step=[snapshot], progress=False)
+    assert all(torch.equal(theta1[k], seen[k]) for k in theta1), "theta_1 must be the full run's weights at epoch 1"
+    resumed = build_model("lenet300")
+    resumed.load_state_dict(theta1)
+    rest = train(resumed, small, config, start_epoch=1, progress=False)
+    assert rest.lr == history.lr[1:], "rewinding replays the learning rates of epochs 2..3"
+    # The optimizer state is not rewound (as in the papers), so the end point differs from the full run's.
+    assert not torch.equal(resumed.net[1].weight, theta1["net.1.weight"])
+
+
+def test_controls_share_the_tickets_mask_or_counts(small):
+    config = TrainConfig(epochs=1, schedule="step")
+    tickets, theta0 = L.iterative_magnitude_pruning("lenet300", small, config, rounds=1, progress=False)
+    reinit, _ = L.random_reinit_control("lenet300", tickets[1], small, config, progress=False)
+    assert all(torch.equal(get_masks(reinit)[k], tickets[1].masks[k]) for k in tickets[1].masks)
+    randmask, _ = L.random_mask_control("lenet300", tickets[1], theta0, small, config, progress=False)
+    for k, m in get_masks(randmask).items():
+        assert m.sum() == tickets[1].masks[k].sum() and not torch.equal(m, tickets[1].masks[k])
+
+
+@pytest.mark.parametrize("method", ["fine-tune", "weight rewinding", "LR rewinding"])
+def test_retraining_methods_keep_the_mask(small, method):
+    config = TrainConfig(epochs=2, schedule="step")
+    trained = build_model("lenet300")
+    train(trained, small, config, progress=False)
+    masks = L.imp_round_masks(trained, 2)
+    theta1 = L.weights_after("lenet300", small, config, epochs=1, progress=False)
+    model, history = L.retrain_after_pruning(method, trained, masks, theta1, small, config, rewind_epoch=1,
+                                             progress=False)
+    assert len(history.train_loss) == 1
+    assert torch.all(model.net[1].weight[masks["net.1.weight"] == 0] == 0)
+    expected_lr = config.lr * 0.01 if method == "fine-tune" else config.lr * 0.1
+    assert history.lr[0] == pytest.approx(expected_lr)
+
+
+def test_fine_tuning_at_the_end_of_a_cosine_schedule_is_refused():
+    with pytest.raises(ValueError, match="cosine"):
+        L.final_learning_rate(TrainConfig(epochs=2))

@@ -30,6 +30,14 @@ def _percent_log_axis(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _finish(fig: Figure, ax: Axes, legend_size: float | None = None) -> Figure:
+    """The common ending of a line plot: light grid, legend, tight layout."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    return fig
+
+
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
@@ -151,10 +159,7 @@ def accuracy_vs_sparsity(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
         ax.set_xlabel("sparsity (% of weights removed)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def sensitivity(scan: pd.DataFrame, dense_accuracy: float | None = None, ax: Axes | None = None) -> Figure:
@@ -166,10 +171,7 @@ def sensitivity(scan: pd.DataFrame, dense_accuracy: float | None = None, ax: Axe
         ax.axhline(dense_accuracy, color="black", linestyle="--", linewidth=1, label="dense")
     ax.set(xlabel="sparsity of that layer alone (%)", ylabel="validation accuracy (%)",
            title="Sensitivity scan: prune one layer, keep the rest dense")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def layer_sparsity_bars(per_layer: Mapping[str, Mapping[str, float]], ax: Axes | None = None,
@@ -196,10 +198,7 @@ def sparsity_schedule(schedules: Mapping[str, Sequence[tuple[int, float]]], ax: 
         steps, values = zip(*points)
         ax.step(steps, [100 * v for v in values], where="post", marker=".", label=label)
     ax.set(xlabel="optimizer step", ylabel="sparsity (%)", title="When the weights are removed")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def speedup_vs_macs(table: pd.DataFrame, ax: Axes | None = None,
@@ -219,10 +218,7 @@ def speedup_vs_macs(table: pd.DataFrame, ax: Axes | None = None,
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(xlabel="MAC reduction (x, dense / pruned, log scale)", ylabel="latency speed-up (x, log scale)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | None = None,
@@ -234,10 +230,7 @@ def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | Non
         ax.plot(layers, [max(v, 1e-3) for v in per_layer.values()], marker="o", label=method)
     ax.set_yscale("log")
     ax.set(xlabel="layer (input to output)", ylabel="weights kept (%, log scale)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, legend_size=8)
 
 
 def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], ax: Axes | None = None) -> Figure:
@@ -248,7 +241,4 @@ def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], 
     _percent_log_axis(ax)
     ax.set(xlabel="weights remaining (%, log scale)", ylabel="step of best validation accuracy",
            title="How fast does each network learn?")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)

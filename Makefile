@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 KERNEL := pruning-course
 
-.PHONY: lab test env clean-env
+.PHONY: lab test exercises env clean-env
 
 env: $(STAMP)
 
@@ -29,9 +29,14 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
-# COURSE_PROFILE=quick: every notebook in CI size. Unit tests, nbval over the notebooks, the browser test.
+# COURSE_PROFILE=quick: every notebook in CI size. Unit tests, the browser test, nbval over the lecture
+# notebooks and the solved exercises, and the unsolved exercises' first checks.
 test: $(STAMP)
 	COURSE_PROFILE=quick $(BIN)/python -m pytest
+
+# exercises/ is generated from solutions/ (the single source); never edit exercises/ by hand.
+exercises: $(STAMP)
+	$(BIN)/python -m course_lib.exercises
 
 clean-env:
 	rm -rf $(VENV)

@@ -1,0 +1,278 @@
+"""Check cells of the exercises: test a student's function against the library's own and say what differs.
+
+Each ``check_*`` function calls the student's function on small hand-made and
+random cases, compares with the reference implementation in ``course_lib``
+(never a copy), and either prints a one-line success or raises an
+``AssertionError`` whose message says what was expected, what came back, and
+the most likely mistake.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from course_lib import lottery, metrics, pruning, schedules
+from course_lib.masks import apply_masks, get_masks
+from course_lib.models import build_model
+
+
+class CheckFailed(AssertionError):
+    """The student's function disagrees with the reference."""
+
+
+def _ok(what: str) -> None:
+    print(f"✓ {what}")
+
+
+def _fail(message: str) -> None:
+    raise CheckFailed(message)
+
+
+# ------------------------------------------------------------------ chapter 0
+
+def check_macs(linear_macs: Callable[[nn.Linear], int], conv2d_macs: Callable[[nn.Conv2d, tuple[int, int]], int]) -> None:
+    """``linear_macs(layer)`` and ``conv2d_macs(layer, (H, W))``: multiply-accumulates per image."""
+    for layer in (nn.Linear(784, 300), nn.Linear(10, 3, bias=False)):
+        expected = int(metrics.layer_costs(nn.Sequential(layer), input_shape=(layer.in_features,)).macs.item())
+        got = linear_macs(layer)
+        if got != expected:
+            _fail(f"{layer}: you counted {got} MACs, expected {expected} = in_features x out_features "
+                  "(biases are additions, not multiply-accumulates).")
+    cases = [(nn.Conv2d(1, 6, 5, padding=2), (28, 28)), (nn.Conv2d(6, 16, 5), (14, 14)),
+             (nn.Conv2d(3, 8, 3, stride=2), (9, 9))]
+    for layer, hw in cases:
+        expected = int(metrics.layer_costs(nn.Sequential(layer), input_shape=(layer.in_channels, *hw)).macs.item())
+        got = conv2d_macs(layer, hw)
+        if got != expected:
+            with torch.no_grad():
+                out = layer(torch.zeros(1, layer.in_channels, *hw)).shape[-2:]
+            hint = ("each weight is used once per OUTPUT position: H_out x W_out = "
+                    f"{out[0]} x {out[1]} here (padding and stride change it)")
+            _fail(f"{layer} on a {hw[0]}x{hw[1]} input: you counted {got} MACs, expected {expected}; {hint}.")
+    _ok("MACs of 2 Linear and 3 Conv2d layers match course_lib.metrics.layer_costs")
+
+
+def check_median_latency(median_latency_ms: Callable[[Callable[[], object], int, int], float]) -> None:
+    """``median_latency_ms(fn, warmup, repeats)``: median wall time in ms after ``warmup`` untimed calls."""
+    calls = []
+
+    def fn() -> None:  # slow for the first 3 calls (warm-up), one slow outlier later, 2 ms otherwise
+        calls.append(1)
+        n = len(calls)
+        time.sleep(0.030 if n <= 3 or n == 8 else 0.002)
+
+    got = median_latency_ms(fn, 3, 9)
+    if len(calls) != 12:
+        _fail(f"your function called fn {len(calls)} times; expected 3 warm-up + 9 timed = 12.")
+    if got > 10:
+        _fail(f"you measured {got:.1f} ms, but the timed calls take about 2 ms: did you time the warm-up calls, "
+              "or take the mean (which one slow outlier drags up) instead of the median?")
+    if got < 1.5:
+        _fail(f"you measured {got:.2f} ms for calls that sleep 2 ms: are you returning milliseconds "
+              "(time.perf_counter() gives seconds)?")
+    _ok(f"median latency {got:.2f} ms ignores the slow warm-up calls and the outlier")
+
+
+# ------------------------------------------------------------------ chapter 1
+
+def _single_layer(weight: torch.Tensor) -> nn.Module:
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return nn.Sequential(layer)
+
+
+def check_local_magnitude_mask(local_magnitude_mask: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
+    """``local_magnitude_mask(weight, sparsity)``: 0/1 mask removing the smallest |w|."""
+    g = torch.Generator().manual_seed(0)
+    for shape, sparsity in [((4, 5), 0.5), ((30, 20), 0.9), ((100, 50), 0.25)]:
+        weight = torch.randn(shape, generator=g)
+        expected = pruning.unstructured_masks(_single_layer(weight), sparsity, scope="local")["0.weight"]
+        got = local_magnitude_mask(weight.clone(), sparsity)
+        if tuple(got.shape) != shape:
+            _fail(f"the mask has shape {tuple(got.shape)}; it must have the weight's shape {shape}.")
+        kept, should = int(got.sum()), int(expected.sum())
+        if kept != should:
+            _fail(f"{shape} weight at sparsity {sparsity}: you kept {kept} weights, expected {should} "
+                  f"(prune round(sparsity x {weight.numel()}) = {weight.numel() - should}).")
+        if not torch.equal(got.float(), expected):
+            by_value = pruning.masks_from_scores(_single_layer(weight), {"0.weight": weight.clone()}, sparsity,
+                                                 scope="local")["0.weight"]
+            hint = "are you ranking w instead of |w|?" if torch.equal(got.float(), by_value) else \
+                "keep the weights with the LARGEST |w|."
+            _fail(f"{shape} weight at sparsity {sparsity}: right count, but different weights kept; {hint}")
+    _ok("local magnitude masks match course_lib.pruning.unstructured_masks(scope='local')")
+
+
+def check_global_magnitude_masks(global_magnitude_masks: Callable[[dict[str, torch.Tensor], float], dict]) -> None:
+    """``global_magnitude_masks({name: weight}, sparsity)``: one ranking over all layers."""
+    model = build_model("lenet300", seed=3)
+    weights = {f"{n}.weight": layer.weight.detach().clone() for n, layer in metrics.prunable_layers(model).items()}
+    for sparsity in (0.5, 0.9):
+        expected = pruning.unstructured_masks(model, sparsity, scope="global")
+        got = global_magnitude_masks({k: v.clone() for k, v in weights.items()}, sparsity)
+        if set(got) != set(expected):
+            _fail(f"return one mask per weight, keyed {sorted(expected)}; you returned {sorted(got)}.")
+        for name in expected:
+            kept, should = int(got[name].sum()), int(expected[name].sum())
+            if kept != should:
+                local = round((1 - sparsity) * weights[name].numel())
+                hint = " That is the LOCAL count: rank all layers together." if kept == local else \
+                    " Are you ranking |w| or w?"
+                _fail(f"layer {name.removesuffix('.weight')} at {sparsity:.0%}: you kept {kept} weights, "
+                      f"expected {should}.{hint}")
+            if not torch.equal(got[name].float(), expected[name]):
+                _fail(f"layer {name}: right count, but other weights kept; keep the largest |w| over all layers.")
+    _ok("global magnitude masks match course_lib.pruning.unstructured_masks(scope='global')")
+
+
+def check_agp(agp_sparsity: Callable[[int, float, int, int, float], float]) -> None:
+    """``agp_sparsity(step, final, begin, end, initial)``: the cubic AGP schedule."""
+    for step in (-10, 0, 25, 50, 99, 100, 150):
+        expected = schedules.agp_sparsity(step, 0.9, 0, 100, 0.1)
+        got = agp_sparsity(step, 0.9, 0, 100, 0.1)
+        if abs(got - expected) > 1e-9:
+            hint = "before begin and after end the sparsity stays constant" if step in (-10, 150) else \
+                "s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0)) ** 3"
+            _fail(f"at step {step} (begin 0, end 100, initial 0.1, final 0.9) you gave {got:.4f}, "
+                  f"expected {expected:.4f}: {hint}.")
+    _ok("AGP sparsities match course_lib.schedules.agp_sparsity at 7 steps")
+
+
+# ------------------------------------------------------------------ chapter 2
+
+def check_l1_ranking(l1_filter_ranking: Callable[[nn.Conv2d], torch.Tensor]) -> None:
+    """``l1_filter_ranking(conv)``: filter indices from the weakest (smallest L1 norm) to the strongest."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3)
+    with torch.no_grad():  # two filters on which L1 and L2 disagree: one large weight vs many small ones
+        conv.weight[0] = 0.0
+        conv.weight[0, 0, 0, 0] = 3.0
+        conv.weight[1] = 0.5
+    scores = pruning.unit_scores(nn.Sequential(conv), ["0"], "l1")["0"]
+    expected = torch.sort(scores, stable=True).indices
+    got = torch.as_tensor(l1_filter_ranking(conv))
+    if got.tolist() == torch.sort(conv.weight.detach().flatten(1).pow(2).sum(1), stable=True).indices.tolist() \
+            and got.tolist() != expected.tolist():
+        _fail("that is the L2 ranking; the L1 norm of a filter is the sum of |w| over its in_channels x k x k weights.")
+    if got.tolist() != expected.tolist():
+        _fail(f"you ranked the filters {got.tolist()}, expected {expected.tolist()} (weakest first). "
+              "Sum |w| over dimensions 1, 2 and 3 of conv.weight, then sort ascending.")
+    _ok("L1 filter ranking matches course_lib.pruning.unit_scores(..., 'l1')")
+
+
+def check_remove_filters(remove_filters: Callable) -> None:
+    """``remove_filters(conv1, bn, conv2, keep)``: a smaller conv1 -> bn -> conv2 block keeping filters ``keep``."""
+    torch.manual_seed(0)
+    conv1, bn, conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 5, 3)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    keep = torch.tensor([0, 2, 3, 7])
+    block = nn.Sequential(conv1, bn, nn.ReLU(), conv2).eval()
+    masked = copy.deepcopy(block)
+    unit = torch.zeros(8)
+    unit[keep] = 1
+    apply_masks(masked, {"0.weight": unit.reshape(-1, 1, 1, 1).expand_as(conv1.weight).clone(), "0.bias": unit,
+                         "1.weight": unit.clone(), "1.bias": unit.clone()})
+    new1, new_bn, new2 = remove_filters(copy.deepcopy(conv1), copy.deepcopy(bn), copy.deepcopy(conv2), keep)
+    if new1.out_channels != 4 or new1.weight.shape[0] != 4:
+        _fail(f"conv1 should keep 4 filters, it has {new1.weight.shape[0]}.")
+    if new_bn.running_mean.numel() != 4 or new_bn.weight.numel() != 4:
+        _fail(f"BatchNorm has {new_bn.weight.numel()} scales and {new_bn.running_mean.numel()} running means, "
+              "expected 4 of each: slice weight, bias, running_mean AND running_var.")
+    if new2.in_channels != 4 or new2.weight.shape[1] != 4:
+        _fail(f"conv2 still reads {new2.weight.shape[1]} input channels, expected 4: remove the input kernels "
+              "of the removed filters (dimension 1 of conv2.weight).")
+    x = torch.randn(2, 3, 10, 10)
+    small = nn.Sequential(new1, new_bn, nn.ReLU(), new2).eval()
+    with torch.no_grad():
+        diff = float((small(x) - masked(x)).abs().max())
+    if diff > 1e-5:
+        _fail(f"the smaller block's outputs differ from the masked block's by {diff:.3g}: did you keep the right "
+              "filters, slice conv1's bias and the BatchNorm statistics with the same indices?")
+    _ok("the shrunk block computes what the masked block computes (max difference < 1e-5)")
+
+
+# ------------------------------------------------------------------ chapter 3
+
+def check_imp_round(imp_round: Callable[[nn.Module, dict, float], nn.Module]) -> None:
+    """``imp_round(trained, theta0, rate)``: prune ``rate`` of each layer by magnitude (output at half rate),
+    rewind survivors to ``theta0``, return the masked, rewound model."""
+    theta0 = build_model("lenet300", seed=1).state_dict()
+    trained = build_model("lenet300", seed=2)  # stands in for a trained network: different weights from theta0
+    expected = lottery.imp_round_masks(trained, 1, rate=0.2)
+    ticket = imp_round(copy.deepcopy(trained), copy.deepcopy(theta0), 0.2)
+    got = get_masks(ticket)
+    if set(got) != set(expected):
+        _fail(f"attach one mask per weight ({sorted(expected)}) with course_lib.masks.apply_masks; found {sorted(got)}.")
+    for name in expected:
+        if int(got[name].sum()) != int(expected[name].sum()):
+            out = name == "net.5.weight"
+            hint = "The output layer is pruned at HALF the rate." if out else "Prune `rate` of THIS layer's weights."
+            _fail(f"{name}: you kept {int(got[name].sum())}, expected {int(expected[name].sum())}. {hint}")
+        if not torch.equal(got[name], expected[name]):
+            _fail(f"{name}: right count, other weights: rank the TRAINED weights by |w| (not theta_0).")
+        layer = ticket.get_submodule(name.removesuffix(".weight"))
+        if not torch.allclose(layer.weight.detach(), theta0[name] * expected[name]):
+            _fail(f"{name}: the surviving weights are not theta_0: rewind them (load theta0) before masking.")
+    _ok("one IMP round: masks match course_lib.lottery.imp_round_masks, survivors rewound to theta_0")
+
+
+def check_random_reinit(random_reinit: Callable[[dict, int], nn.Module]) -> None:
+    """``random_reinit(masks, seed)``: a fresh LeNet-300-100 (seed ``seed``) carrying ``masks``."""
+    masks = lottery.imp_round_masks(build_model("lenet300", seed=5), 2)
+    model = random_reinit({k: v.clone() for k, v in masks.items()}, 123)
+    got = get_masks(model)
+    if set(got) != set(masks) or any(not torch.equal(got[k], masks[k]) for k in masks):
+        _fail("the control must carry exactly the ticket's masks (attach them with apply_masks).")
+    fresh = build_model("lenet300", seed=123)
+    if not torch.equal(model.net[1].weight.detach(), fresh.net[1].weight.detach() * masks["net.1.weight"]):
+        _fail("the surviving weights should be those of build_model('lenet300', seed=seed): a NEW initialization.")
+    _ok("random re-init control: same masks, new initial weights")
+
+
+# ------------------------------------------------------------------ chapter 4
+
+def check_snip(snip_scores: Callable[[nn.Module, torch.Tensor, torch.Tensor], dict]) -> None:
+    """``snip_scores(model, x, y)``: ``|w * dL/dw|`` for every Linear/Conv2d weight, one batch."""
+    model = build_model("lenet300", seed=0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    names = list(pruning.prunable_weights(model))
+    expected = pruning.taylor_scores(model, names, torch.utils.data.TensorDataset(x, y), num_batches=1, batch_size=64)
+    got = snip_scores(copy.deepcopy(model), x, y)
+    for name in names:
+        if name not in got:
+            _fail(f"no score for {name}: return {{weight name: score}} for {names}.")
+        if (got[name] < 0).any():
+            _fail(f"{name}: negative scores; SNIP takes the absolute value |w * g|.")
+        if not torch.allclose(got[name], expected[name], rtol=1e-4, atol=1e-8):
+            ratio = float(got[name].sum() / expected[name].sum())
+            hint = "you may have used |g| alone (multiply by the weight)" if abs(ratio) > 10 or abs(ratio) < 0.1 \
+                else "use nn.functional.cross_entropy on the whole batch and the gradient of the weight"
+            _fail(f"{name}: scores differ from the reference ({hint}).")
+    _ok("SNIP scores match course_lib.pruning.taylor_scores on one batch")
+
+
+def check_collapse(collapsed: Callable[[dict], list]) -> None:
+    """``collapsed(masks)``: the names of the layers whose mask keeps no weight."""
+    cases = [
+        {"net.1.weight": torch.zeros(3, 4), "net.3.weight": torch.ones(2, 3)},
+        {"net.1.weight": torch.tensor([[0.0, 1.0]]), "net.3.weight": torch.zeros(1, 1), "net.5.weight": torch.zeros(2, 2)},
+        {"net.1.weight": torch.ones(2, 2)},
+    ]
+    for masks in cases:
+        expected = pruning.collapsed_layers(masks)
+        got = sorted(collapsed(masks))
+        if got != sorted(expected):
+            _fail(f"for masks with kept counts {[int(m.sum()) for m in masks.values()]} you returned {got}, "
+                  f"expected {expected} (layer names without '.weight').")
+    _ok("collapsed layers found in 3 cases, as course_lib.pruning.collapsed_layers")

@@ -1,0 +1,111 @@
+"""The exercise checks: a typical mistake fails with a message that names it."""
+
+import statistics
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import checks
+from course_lib.masks import apply_masks
+from course_lib.models import build_model
+
+
+def _fails_with(check, student, *fragments):
+    with pytest.raises(checks.CheckFailed) as error:
+        check(*student) if isinstance(student, tuple) else check(student)
+    for fragment in fragments:
+        assert fragment in str(error.value), str(error.value)
+
+
+def test_macs_on_the_input_size_is_caught():
+    linear = lambda layer: layer.in_features * layer.out_features
+    conv_on_input = lambda layer, hw: layer.out_channels * layer.in_channels * 9 * hw[0] * hw[1]
+    _fails_with(checks.check_macs, (linear, conv_on_input), "OUTPUT position")
+    _fails_with(checks.check_macs, (lambda layer: layer.in_features * layer.out_features + layer.out_features,
+                                    conv_on_input), "biases are additions")
+
+
+def test_latency_with_warmup_timed_or_mean_is_caught():
+    def timed_everything(fn, warmup, repeats):
+        times = []
+        for _ in range(warmup + repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - start))
+        return statistics.mean(times)
+    _fails_with(checks.check_median_latency, timed_everything, "warm-up")
+
+
+def test_ranking_signed_weights_is_caught():
+    def by_value(weight, sparsity):
+        k = round(sparsity * weight.numel())
+        mask = torch.ones(weight.numel())
+        mask[torch.sort(weight.flatten(), stable=True).indices[:k]] = 0
+        return mask.reshape(weight.shape)
+    _fails_with(checks.check_local_magnitude_mask, by_value, "ranking w instead of |w|")
+
+
+def test_a_local_answer_to_the_global_task_is_caught():
+    def local(weights, sparsity):
+        out = {}
+        for name, w in weights.items():
+            k = round(sparsity * w.numel())
+            mask = torch.ones(w.numel())
+            mask[torch.sort(w.abs().flatten(), stable=True).indices[:k]] = 0
+            out[name] = mask.reshape(w.shape)
+        return out
+    _fails_with(checks.check_global_magnitude_masks, local, "you kept", "LOCAL count")
+
+
+def test_a_linear_schedule_is_caught():
+    _fails_with(checks.check_agp, lambda t, f, b, e, i: i + (f - i) * min(max((t - b) / (e - b), 0), 1), "expected")
+
+
+def test_l2_instead_of_l1_is_caught():
+    _fails_with(checks.check_l1_ranking, lambda conv: torch.sort(conv.weight.detach().pow(2).sum((1, 2, 3))).indices,
+                "L2 ranking")
+
+
+def test_forgetting_the_running_statistics_is_caught():
+    def forgets_stats(conv1, bn, conv2, keep):
+        new1 = nn.Conv2d(conv1.in_channels, len(keep), 3, padding=1)
+        new2 = nn.Conv2d(len(keep), conv2.out_channels, 3)
+        with torch.no_grad():
+            new1.weight.copy_(conv1.weight[keep])
+            new1.bias.copy_(conv1.bias[keep])
+            new2.weight.copy_(conv2.weight[:, keep])
+            new2.bias.copy_(conv2.bias)
+        return new1, bn, new2
+    _fails_with(checks.check_remove_filters, forgets_stats, "running_mean")
+
+
+def test_pruning_the_output_layer_at_full_rate_is_caught():
+    def full_rate(trained, theta0, rate):
+        from course_lib.pruning import unstructured_masks
+        model = build_model("lenet300")
+        model.load_state_dict(theta0)
+        apply_masks(model, unstructured_masks(trained, rate, scope="local"))
+        return model
+    _fails_with(checks.check_imp_round, full_rate, "HALF the rate")
+
+
+def test_reinit_that_keeps_theta0_is_caught():
+    def same_init(masks, seed):
+        model = build_model("lenet300", seed=0)
+        apply_masks(model, masks)
+        return model
+    _fails_with(checks.check_random_reinit, same_init, "NEW initialization")
+
+
+def test_signed_snip_is_caught():
+    def signed(model, x, y):
+        nn.functional.cross_entropy(model(x), y).backward()
+        return {f"{n}.weight": (m.weight * m.weight.grad).detach() for n, m in model.named_modules()
+                if isinstance(m, nn.Linear)}
+    _fails_with(checks.check_snip, signed, "negative")
+
+
+def test_wrong_collapse_detection_is_caught():
+    _fails_with(checks.check_collapse, lambda masks: [n for n, m in masks.items() if m.sum() == 0], "expected")

@@ -14,7 +14,11 @@ One module per concept; the notebooks import them by name:
 ``schedules``      one-shot, iterative and gradual (AGP) sparsity schedules
 ``procedures``     prune-and-retrain recipes, sensitivity scan, structured sweep
 ``surgery``        removing dead neurons/filters to get a smaller dense network
+``lottery``        iterative magnitude pruning with rewinding, controls, retraining
+``init_scores``    pruning at initialization: SNIP, GraSP, SynFlow
 ``plots``          the course's figures
 ``widgets``        the interactive explorers
+``checks``         the check cells of the exercises
+``exercises``      generating exercises/ from solutions/
 =================  ==============================================================
 """

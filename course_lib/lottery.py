@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from course_lib.data import DataSplits
-from course_lib.masks import Masks, apply_masks, mask_sparsity, remove_masks, zero_pruned_weights
+from course_lib.masks import (Masks, apply_masks, layer_sparsities, mask_sparsity, remove_masks,
+                               zero_pruned_weights)
 from course_lib.models import build_model
 from course_lib.pruning import output_layer, prunable_weights, random_masks_like, unstructured_masks
 from course_lib.profiles import Profile
@@ -192,6 +193,7 @@ def final_learning_rate(config: TrainConfig) -> float:
 
 
 def layer_densities(masks: Masks, model: nn.Module) -> dict[str, float]:
-    """Percent of weights kept per prunable layer (100 for unmasked layers)."""
-    return {n.removesuffix(".weight"): 100.0 * float(masks[n].mean()) if n in masks else 100.0
+    """Percent of weights kept per prunable layer of ``model`` (100 for a layer without a mask)."""
+    sparsity = layer_sparsities(masks)
+    return {n.removesuffix(".weight"): 100.0 - sparsity.get(n.removesuffix(".weight"), 0.0)
             for n in prunable_weights(model)}

@@ -8,7 +8,7 @@ import torch.nn.utils.prune as prune
 from torch import nn
 
 from course_lib import pruning as P
-from course_lib.masks import apply_masks, get_masks, mask_sparsity
+from course_lib.masks import apply_masks, mask_sparsity
 from course_lib.models import build_model
 
 

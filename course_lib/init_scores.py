@@ -71,10 +71,13 @@ def grasp_scores(model: nn.Module, data: TensorDataset, num_batches: int = 4, ba
 
 
 @torch.no_grad()
-def _absolute(model: nn.Module) -> None:
-    for tensor in [*model.parameters(), *model.buffers()]:
+def _positive_copy(model: nn.Module) -> nn.Module:
+    """A double-precision copy in eval mode with every parameter and buffer replaced by its absolute value."""
+    work = copy.deepcopy(model).double().eval()
+    for tensor in [*work.parameters(), *work.buffers()]:
         if tensor.is_floating_point():
             tensor.abs_()
+    return work
 
 
 def synflow_scores(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> dict[str, torch.Tensor]:
@@ -83,9 +86,7 @@ def synflow_scores(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28))
     Works on a double-precision copy in eval mode (BatchNorm uses its running
     statistics); biases and BatchNorm take part in the flow but are not scored.
     """
-    work = copy.deepcopy(model).double().eval()
-    _absolute(work)
-    return _synflow_on(work, input_shape)
+    return _synflow_on(_positive_copy(model), input_shape)
 
 
 def _synflow_on(work: nn.Module, input_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
@@ -107,8 +108,7 @@ def synflow_masks(model: nn.Module, sparsity: float, iterations: int = 100,
     Round k keeps a fraction ``(1 - sparsity) ** (k / iterations)`` of the
     weights (global ranking), then scores again with those masks in place.
     """
-    work = copy.deepcopy(model).double().eval()
-    _absolute(work)
+    work = _positive_copy(model)
     masks: Masks = {}
     for k in range(1, iterations + 1):
         target = 1.0 - (1.0 - sparsity) ** (k / iterations)

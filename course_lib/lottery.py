@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from course_lib.data import DataSplits
-from course_lib.masks import (Masks, apply_masks, layer_sparsities, mask_sparsity, remove_masks,
-                               zero_pruned_weights)
+from course_lib.masks import Masks, apply_masks, layer_sparsities, mask_sparsity, remove_masks
 from course_lib.models import build_model
 from course_lib.pruning import output_layer, prunable_weights, random_masks_like, unstructured_masks
+from course_lib.procedures import finetune
 from course_lib.profiles import Profile
 from course_lib.training import History, TrainConfig, train
 
@@ -72,8 +72,7 @@ def train_masked(model: nn.Module, masks: Masks, data: DataSplits, config: Train
     """Attach ``masks`` to ``model`` (in place) and train it, keeping the pruned weights at zero."""
     if masks:
         apply_masks(model, masks)
-    return train(model, data, config, after_step=[zero_pruned_weights], start_epoch=start_epoch,
-                 eval_every=eval_every, progress=progress, desc=desc)
+    return finetune(model, data, config, start_epoch=start_epoch, eval_every=eval_every, progress=progress, desc=desc)
 
 
 def weights_after(model_name: str, data: DataSplits, config: TrainConfig, epochs: int,
@@ -163,12 +162,13 @@ def retrain_after_pruning(method: Retraining, trained: nn.Module, masks: Masks, 
       replay the schedule from epoch k;
     * ``"LR rewinding"``: keep the trained weights, replay the schedule from epoch k.
     """
-    model = copy.deepcopy(trained)
+    if method not in ("fine-tune", "weight rewinding", "LR rewinding"):
+        raise ValueError(f"method must be 'fine-tune', 'weight rewinding' or 'LR rewinding', got {method!r}.")
     if method == "weight rewinding":
         model = build_model_like(trained)
         model.load_state_dict(rewind_state)
-    elif method not in ("fine-tune", "LR rewinding"):
-        raise ValueError(f"method must be 'fine-tune', 'weight rewinding' or 'LR rewinding', got {method!r}.")
+    else:
+        model = copy.deepcopy(trained)
     if method == "fine-tune":
         final_lr = final_learning_rate(config)
         ft = TrainConfig(**{**config.__dict__, "epochs": config.epochs - rewind_epoch, "lr": final_lr,

@@ -281,18 +281,17 @@ def csr_vs_dense_matmul(weight: torch.Tensor, batch_size: int = 256, repeats: in
     ``weight`` is a (possibly pruned) Linear weight (out x in); ``x`` is a
     random (in x batch_size) batch. A dense kernel does the same work whatever
     the zeros; a CSR kernel skips them but pays for indexing, so it wins only
-    when most weights are zero. Returns milliseconds (medians).
+    when most weights are zero. Returns milliseconds (medians of alternating
+    rounds, see :func:`time_interleaved`).
     """
     x = torch.randn(weight.shape[1], batch_size)
     full = torch.randn_like(weight)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         csr = weight.to_sparse_csr()
-    return {
-        "dense_ms": time_call(lambda: full @ x, repeats=repeats)[0],
-        "masked_dense_ms": time_call(lambda: weight @ x, repeats=repeats)[0],
-        "csr_ms": time_call(lambda: csr @ x, repeats=repeats)[0],
-    }
+    times = time_interleaved({"dense_ms": lambda: full @ x, "masked_dense_ms": lambda: weight @ x,
+                              "csr_ms": lambda: csr @ x}, rounds=5, repeats=max(1, repeats // 5))
+    return {name: float(ms) for name, ms in times.median().items()}
 
 
 @torch.inference_mode()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import torch
@@ -69,9 +70,13 @@ class Pruned:
 
 
 def finetune(model: nn.Module, data: DataSplits, config: TrainConfig, extra_hooks: Sequence[StepHook] = (),
-             progress: bool = True, desc: str = "fine-tuning") -> History:
-    """Train a masked model in place; pruned weights stay exactly zero."""
-    return train(model, data, config, after_step=[*extra_hooks, zero_pruned_weights], progress=progress, desc=desc)
+             progress: bool = True, desc: str = "fine-tuning", **train_options: Any) -> History:
+    """Train a masked model in place; pruned weights stay exactly zero.
+
+    ``train_options`` go to :func:`course_lib.training.train` (``start_epoch``, ``eval_every``, ...).
+    """
+    return train(model, data, config, after_step=[*extra_hooks, zero_pruned_weights], progress=progress, desc=desc,
+                 **train_options)
 
 
 def one_shot(model: nn.Module, sparsity: float, make_masks: MaskFn) -> Pruned:

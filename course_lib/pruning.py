@@ -150,6 +150,14 @@ def _prune_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
+def _prune_jointly(scores: Mapping[str, torch.Tensor], sparsity: float, where: str) -> dict[str, torch.Tensor]:
+    """One ranking over all the given score tensors: keep-masks of their shapes, by name."""
+    names = list(scores)
+    kept = _prune_pool(torch.cat([scores[n].flatten() for n in names]), sparsity, where)
+    parts = torch.split(kept, [scores[n].numel() for n in names])
+    return {n: part.reshape(scores[n].shape) for n, part in zip(names, parts)}
+
+
 def _prune_pool(flat_scores: torch.Tensor, sparsity: float, where: str) -> torch.Tensor:
     dead = int(torch.isinf(flat_scores).sum())
     k = round(sparsity * flat_scores.numel())
@@ -187,10 +195,7 @@ def masks_from_scores(
     masks: Masks = {}
     pooled = [n for n in ranked if scope == "global" and n.removesuffix(".weight") not in multipliers]
     if pooled:
-        flat = torch.cat([ranked[n].flatten() for n in pooled])
-        keep = _prune_pool(flat, sparsity, "The global pool of weights")
-        for n, part in zip(pooled, torch.split(keep, [ranked[n].numel() for n in pooled])):
-            masks[n] = part.reshape(ranked[n].shape)
+        masks.update(_prune_jointly({n: ranked[n] for n in pooled}, sparsity, "The global pool of weights"))
     for n in ranked:
         if n in masks:
             continue
@@ -348,8 +353,9 @@ def structured_masks(
     _check_request(sparsity, scope)
     names = [n.removesuffix(".weight") for n in prunable_weights(model, [*exclude])]
     names = [n for n in names if n != output_layer(model)]
+    bn = following_batchnorm(model)
     if criterion == "bn_scale":
-        names = [n for n in names if n in following_batchnorm(model)]
+        names = [n for n in names if n in bn]
     scores = unit_scores(model, names, criterion, seed)
     modules = dict(model.named_modules())
     current = get_masks(model)
@@ -358,11 +364,8 @@ def structured_masks(
             alive = current[f"{name}.weight"].flatten(1).sum(dim=1) > 0
             s[~alive.to(s.device)] = float("-inf")
 
-    keep: dict[str, torch.Tensor] = {}
     if scope == "global":
-        flat = torch.cat([scores[n] for n in names])
-        kept = _prune_pool(flat, sparsity, "The global pool of units")
-        keep = dict(zip(names, torch.split(kept, [scores[n].numel() for n in names])))
+        keep = _prune_jointly(scores, sparsity, "The global pool of units")
     else:
         keep = {n: _prune_pool(scores[n], sparsity, f"Layer {n}") for n in names}
 
@@ -375,7 +378,6 @@ def structured_masks(
             raise LayerCollapseError(message)
         warnings.warn(message, stacklevel=2)
 
-    bn = following_batchnorm(model)
     masks: Masks = {}
     for name, k in keep.items():
         layer = modules[name]

@@ -1,5 +1,5 @@
 # The two commands of the course (see README):
-#   make lab   - create the environment if missing, then open JupyterLab on the notebooks
+#   make lab   - create the environment if missing, then open JupyterLab on the course (START_HERE.ipynb)
 #   make test  - create the environment if missing, then run the whole test suite (quick profile)
 
 PYTHON ?= python3.11
@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# Serve the repository root, so that notebooks/, exercises/ and solutions/ are all in the file browser,
+# and open the landing page that links them in teaching order (tests/test_lab_command.py checks both).
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
+	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" START_HERE.ipynb
 
 # COURSE_PROFILE=quick: every notebook in CI size. Unit tests, the browser test, nbval over the lecture
 # notebooks and the solved exercises, and the unsolved exercises' first checks.
@@ -36,7 +38,7 @@ test: $(STAMP)
 
 # exercises/ is generated from solutions/ (the single source); never edit exercises/ by hand.
 exercises: $(STAMP)
-	$(BIN)/python -m course_lib.exercises
+	$(BIN)/python tools/make_exercises.py
 
 clean-env:
 	rm -rf $(VENV)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.metrics import csr_vs_dense_matmul
+from course_lib.costs import csr_vs_dense_matmul
 
 
 def main() -> None:

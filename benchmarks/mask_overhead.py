@@ -19,11 +19,11 @@ from torch import nn
 
 from course_lib.data import load_splits
 from course_lib.masks import apply_masks, zero_pruned_weights
-from course_lib.metrics import prunable_layers, ratios_to_first, time_interleaved
+from course_lib.costs import prunable_layers, ratios_to_first, time_interleaved
 from course_lib.models import build_model
-from course_lib.procedures import finetune, magnitude, one_shot
+from course_lib.pruning.procedures import finetune, magnitude, one_shot
 from course_lib.profiles import get_profile
-from course_lib.pruning import unstructured_masks
+from course_lib.pruning.selection import unstructured_masks
 from course_lib.training import TrainConfig, train
 
 

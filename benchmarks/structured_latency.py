@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from course_lib.masks import apply_masks
-from course_lib.metrics import compare_latency, layer_costs, op_time_shares
+from course_lib.costs import compare_latency, layer_costs, op_time_shares
 from course_lib.models import build_model
-from course_lib.pruning import structured_masks
-from course_lib.surgery import shrink
+from course_lib.pruning.selection import structured_masks
+from course_lib.pruning.surgery import shrink
 
 
 def trained_like(name: str) -> nn.Module:

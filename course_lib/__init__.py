@@ -1,24 +1,22 @@
 """course_lib: the helper library of the hands-on pruning course.
 
-One module per concept; the notebooks import them by name:
+Foundations at the top level, methods grouped by family below them; imports
+point one way, from the families down to the foundations.
 
-=================  ==============================================================
-``profiles``       quick (CI) and full (lecture) budgets, chosen by COURSE_PROFILE
-``data``           Fashion-MNIST / MNIST found offline first, split, in memory
-``models``         LeNet-300-100, LeNet-5, a small VGG with BatchNorm
-``training``       seeded train / evaluate with progress bars and step hooks
-``cache``          trained dense baselines kept on disk and shared
-``metrics``        parameters, non-zeros, MACs, bytes, measured latency
-``masks``          attaching masks (torch.nn.utils.parametrize), keeping zeros
-``pruning``        criteria, scopes and structures that turn scores into masks
-``schedules``      one-shot, iterative and gradual (AGP) sparsity schedules
-``procedures``     prune-and-retrain recipes, sensitivity scan, structured sweep
-``surgery``        removing dead neurons/filters to get a smaller dense network
-``lottery``        iterative magnitude pruning with rewinding, controls, retraining
-``init_scores``    pruning at initialization: SNIP, GraSP, SynFlow
-``plots``          the course's figures
-``widgets``        the interactive explorers
-``checks``         the check cells of the exercises
-``exercises``      generating exercises/ from solutions/
-=================  ==============================================================
+=======================  ==========================================================
+``profiles``             quick (CI) and full (lecture) budgets, seeds, ``COURSE_SEED``
+``data``                 Fashion-MNIST / MNIST found offline first, split, in memory
+``models``               LeNet-300-100, LeNet-5, a small VGG with BatchNorm
+``masks``                attaching masks (torch.nn.utils.parametrize), keeping zeros
+``costs``                parameters, non-zeros, MACs, bytes, measured latency
+``training/``            the one training loop, its config and its hook phases
+``cache``                trained baselines and any experiment's results, on disk
+``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores
+``sparse/``              schedules, layer densities (ERK), mask updaters (AGP, SET, RigL)
+``plots``                the course's figures
+``widgets``              the interactive explorers
+``checks``               the check cells of the exercises
+=======================  ==========================================================
+
+The exercise generator is build tooling and lives outside the package, in ``tools/``.
 """

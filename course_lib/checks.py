@@ -16,7 +16,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from course_lib import lottery, metrics, pruning, schedules
+from course_lib import costs
+from course_lib.pruning import lottery, selection
+from course_lib.sparse import schedules
 from course_lib.masks import apply_masks, get_masks
 from course_lib.models import build_model
 
@@ -38,7 +40,7 @@ def _fail(message: str) -> None:
 def check_macs(linear_macs: Callable[[nn.Linear], int], conv2d_macs: Callable[[nn.Conv2d, tuple[int, int]], int]) -> None:
     """``linear_macs(layer)`` and ``conv2d_macs(layer, (H, W))``: multiply-accumulates per image."""
     for layer in (nn.Linear(784, 300), nn.Linear(10, 3, bias=False)):
-        expected = int(metrics.layer_costs(nn.Sequential(layer), input_shape=(layer.in_features,)).macs.item())
+        expected = int(costs.layer_costs(nn.Sequential(layer), input_shape=(layer.in_features,)).macs.item())
         got = linear_macs(layer)
         if got != expected:
             _fail(f"{layer}: you counted {got} MACs, expected {expected} = in_features x out_features "
@@ -46,7 +48,7 @@ def check_macs(linear_macs: Callable[[nn.Linear], int], conv2d_macs: Callable[[n
     cases = [(nn.Conv2d(1, 6, 5, padding=2), (28, 28)), (nn.Conv2d(6, 16, 5), (14, 14)),
              (nn.Conv2d(3, 8, 3, stride=2), (9, 9))]
     for layer, hw in cases:
-        expected = int(metrics.layer_costs(nn.Sequential(layer), input_shape=(layer.in_channels, *hw)).macs.item())
+        expected = int(costs.layer_costs(nn.Sequential(layer), input_shape=(layer.in_channels, *hw)).macs.item())
         got = conv2d_macs(layer, hw)
         if got != expected:
             with torch.no_grad():
@@ -54,7 +56,7 @@ def check_macs(linear_macs: Callable[[nn.Linear], int], conv2d_macs: Callable[[n
             hint = ("each weight is used once per OUTPUT position: H_out x W_out = "
                     f"{out[0]} x {out[1]} here (padding and stride change it)")
             _fail(f"{layer} on a {hw[0]}x{hw[1]} input: you counted {got} MACs, expected {expected}; {hint}.")
-    _ok("MACs of 2 Linear and 3 Conv2d layers match course_lib.metrics.layer_costs")
+    _ok("MACs of 2 Linear and 3 Conv2d layers match course_lib.costs.layer_costs")
 
 
 def check_median_latency(median_latency_ms: Callable[[Callable[[], object], int, int], float]) -> None:
@@ -92,7 +94,7 @@ def check_local_magnitude_mask(local_magnitude_mask: Callable[[torch.Tensor, flo
     g = torch.Generator().manual_seed(0)
     for shape, sparsity in [((4, 5), 0.5), ((30, 20), 0.9), ((100, 50), 0.25)]:
         weight = torch.randn(shape, generator=g)
-        expected = pruning.unstructured_masks(_single_layer(weight), sparsity, scope="local")["0.weight"]
+        expected = selection.unstructured_masks(_single_layer(weight), sparsity, scope="local")["0.weight"]
         got = local_magnitude_mask(weight.clone(), sparsity)
         if tuple(got.shape) != shape:
             _fail(f"the mask has shape {tuple(got.shape)}; it must have the weight's shape {shape}.")
@@ -101,7 +103,7 @@ def check_local_magnitude_mask(local_magnitude_mask: Callable[[torch.Tensor, flo
             _fail(f"{shape} weight at sparsity {sparsity}: you kept {kept} weights, expected {should} "
                   f"(prune round(sparsity x {weight.numel()}) = {weight.numel() - should}).")
         if not torch.equal(got.float(), expected):
-            by_value = pruning.masks_from_scores(_single_layer(weight), {"0.weight": weight.clone()}, sparsity,
+            by_value = selection.masks_from_scores(_single_layer(weight), {"0.weight": weight.clone()}, sparsity,
                                                  scope="local")["0.weight"]
             hint = "are you ranking w instead of |w|?" if torch.equal(got.float(), by_value) else \
                 "keep the weights with the LARGEST |w|."
@@ -112,9 +114,9 @@ def check_local_magnitude_mask(local_magnitude_mask: Callable[[torch.Tensor, flo
 def check_global_magnitude_masks(global_magnitude_masks: Callable[[dict[str, torch.Tensor], float], dict]) -> None:
     """``global_magnitude_masks({name: weight}, sparsity)``: one ranking over all layers."""
     model = build_model("lenet300", seed=3)
-    weights = {f"{n}.weight": layer.weight.detach().clone() for n, layer in metrics.prunable_layers(model).items()}
+    weights = {f"{n}.weight": layer.weight.detach().clone() for n, layer in costs.prunable_layers(model).items()}
     for sparsity in (0.5, 0.9):
-        expected = pruning.unstructured_masks(model, sparsity, scope="global")
+        expected = selection.unstructured_masks(model, sparsity, scope="global")
         got = global_magnitude_masks({k: v.clone() for k, v in weights.items()}, sparsity)
         if set(got) != set(expected):
             _fail(f"return one mask per weight, keyed {sorted(expected)}; you returned {sorted(got)}.")
@@ -141,7 +143,7 @@ def check_agp(agp_sparsity: Callable[[int, float, int, int, float], float]) -> N
                 "s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0)) ** 3"
             _fail(f"at step {step} (begin 0, end 100, initial 0.1, final 0.9) you gave {got:.4f}, "
                   f"expected {expected:.4f}: {hint}.")
-    _ok("AGP sparsities match course_lib.schedules.agp_sparsity at 7 steps")
+    _ok("AGP sparsities match course_lib.sparse.schedules.agp_sparsity at 7 steps")
 
 
 # ------------------------------------------------------------------ chapter 2
@@ -154,7 +156,7 @@ def check_l1_ranking(l1_filter_ranking: Callable[[nn.Conv2d], torch.Tensor]) -> 
         conv.weight[0] = 0.0
         conv.weight[0, 0, 0, 0] = 3.0
         conv.weight[1] = 0.5
-    scores = pruning.unit_scores(nn.Sequential(conv), ["0"], "l1")["0"]
+    scores = selection.unit_scores(nn.Sequential(conv), ["0"], "l1")["0"]
     expected = torch.sort(scores, stable=True).indices
     got = torch.as_tensor(l1_filter_ranking(conv))
     if got.tolist() == torch.sort(conv.weight.detach().flatten(1).pow(2).sum(1), stable=True).indices.tolist() \
@@ -223,7 +225,7 @@ def check_imp_round(imp_round: Callable[[nn.Module, dict, float], nn.Module]) ->
         layer = ticket.get_submodule(name.removesuffix(".weight"))
         if not torch.allclose(layer.weight.detach(), theta0[name] * expected[name]):
             _fail(f"{name}: the surviving weights are not theta_0: rewind them (load theta0) before masking.")
-    _ok("one IMP round: masks match course_lib.lottery.imp_round_masks, survivors rewound to theta_0")
+    _ok("one IMP round: masks match course_lib.pruning.lottery.imp_round_masks, survivors rewound to theta_0")
 
 
 def check_random_reinit(random_reinit: Callable[[dict, int], nn.Module]) -> None:
@@ -246,8 +248,8 @@ def check_snip(snip_scores: Callable[[nn.Module, torch.Tensor, torch.Tensor], di
     model = build_model("lenet300", seed=0)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
-    names = list(pruning.prunable_weights(model))
-    expected = pruning.taylor_scores(model, names, torch.utils.data.TensorDataset(x, y), num_batches=1, batch_size=64)
+    names = list(selection.prunable_weights(model))
+    expected = selection.taylor_scores(model, names, torch.utils.data.TensorDataset(x, y), num_batches=1, batch_size=64)
     got = snip_scores(copy.deepcopy(model), x, y)
     for name in names:
         if name not in got:
@@ -270,7 +272,7 @@ def check_collapse(collapsed: Callable[[dict], list]) -> None:
         {"net.1.weight": torch.ones(2, 2)},
     ]
     for masks in cases:
-        expected = pruning.collapsed_layers(masks)
+        expected = selection.collapsed_layers(masks)
         got = sorted(collapsed(masks))
         if got != sorted(expected):
             _fail(f"for masks with kept counts {[int(m.sum()) for m in masks.values()]} you returned {got}, "

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 from torchvision import datasets
 
-from course_lib.profiles import Profile
+from course_lib.profiles import Profile, shifted_seed
 
 DATA_ENV_VAR = "COURSE_DATA_DIR"
 
@@ -245,7 +245,7 @@ def load_splits(
     n = len(train_x)
     if not 0 < profile.val_size < n:
         raise ValueError(f"val_size must be between 1 and {n - 1}, got {profile.val_size}.")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(shifted_seed(seed)))
     val_idx = order[: profile.val_size]
     rest = order[profile.val_size :]
     train_idx = rest if profile.train_size is None else rest[: profile.train_size]

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from course_lib.profiles import shifted_seed
+
 
 def fully_connected(in_features: int, hidden: Sequence[int], num_classes: int) -> list[nn.Module]:
     """``Linear - ReLU`` for each hidden width, then the output ``Linear`` (no softmax:
@@ -111,5 +113,5 @@ def build_model(name: str, seed: int = 0) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state untouched
-        torch.manual_seed(seed)
+        torch.manual_seed(shifted_seed(seed))
         return MODELS[name]()

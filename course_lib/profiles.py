@@ -12,6 +12,12 @@ Choose one with the environment variable ``COURSE_PROFILE`` (``quick`` or
 Notebooks read every epoch count and data size from the profile and never
 hard-code them, so a claim asserted in ``full`` is checked in ``quick`` with
 a bar that is honestly lower (``Profile.accuracy_bar``).
+
+**Seeds.** A comparative claim with a small margin is checked on the mean over
+``Profile.num_seeds`` seeds (:meth:`Profile.seeds`). The environment variable
+``COURSE_SEED`` shifts *every* seed the course uses (data split, initial
+weights, data order, random masks), so a lecturer can re-run a chapter with
+other seeds and see that its claims are not luck: ``COURSE_SEED=100 make lab``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 from dataclasses import dataclass, field
 
 PROFILE_ENV_VAR = "COURSE_PROFILE"
+SEED_ENV_VAR = "COURSE_SEED"
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Profile:
             pruning-at-initialization chapters (LeNet-300-100).
         latency_repeats: timed repeats per latency measurement (the median is reported).
         accuracy_bar: minimum test accuracy (in %) the dense baselines must reach.
+        num_seeds: how many seeds a comparative claim is checked over.
     """
 
     name: str
@@ -48,6 +56,11 @@ class Profile:
     lottery_epochs: int = 10
     latency_repeats: int = 30
     accuracy_bar: dict[str, float] = field(default_factory=dict)
+    num_seeds: int = 3
+
+    def seeds(self) -> list[int]:
+        """The seeds ``0, 1, ..., num_seeds - 1`` (shifted by ``COURSE_SEED`` where they are used)."""
+        return list(range(self.num_seeds))
 
 
 PROFILES: dict[str, Profile] = {
@@ -61,6 +74,7 @@ PROFILES: dict[str, Profile] = {
         lottery_epochs=3,
         latency_repeats=10,
         accuracy_bar={"lenet300": 82.0, "lenet5": 80.0, "vgg": 80.0},
+        num_seeds=2,
     ),
     "full": Profile(
         name="full",
@@ -72,6 +86,7 @@ PROFILES: dict[str, Profile] = {
         lottery_epochs=10,
         latency_repeats=50,
         accuracy_bar={"lenet300": 88.0, "lenet5": 89.0, "vgg": 89.0},
+        num_seeds=3,
     ),
 }
 
@@ -93,3 +108,22 @@ def get_profile(name: str | None = None) -> Profile:
             f"`export {PROFILE_ENV_VAR}=quick` before starting Jupyter."
         )
     return PROFILES[chosen]
+
+
+def seed_shift() -> int:
+    """The shift ``COURSE_SEED`` adds to every seed (0 when unset).
+
+    Raises:
+        ValueError: if ``COURSE_SEED`` is not a whole number.
+    """
+    raw = os.environ.get(SEED_ENV_VAR, "0").strip() or "0"
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{SEED_ENV_VAR} must be a whole number (it shifts every seed of the course), "
+                         f"got {raw!r}.") from None
+
+
+def shifted_seed(seed: int) -> int:
+    """``seed`` shifted by ``COURSE_SEED``: every random generator of the course is seeded through this."""
+    return seed + seed_shift()

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
-from course_lib.metrics import prunable_layers
+from course_lib.costs import prunable_layers
 from course_lib.plots import show_image
 from course_lib.training import evaluate
 
@@ -139,7 +139,7 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
     counted once, accuracy uses :func:`masked_accuracy` (no model copies), and
     every (scope, sparsity) seen is remembered.
     """
-    from course_lib.pruning import unstructured_masks  # here to keep widgets importable on their own
+    from course_lib.pruning.selection import unstructured_masks  # here to keep widgets importable on their own
 
     layers = {n: p.detach() for n, p in model.named_parameters() if n.endswith("weight")}
     first = next(iter(layers))
@@ -210,7 +210,7 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
 def keep_ratio_explorer(table: pd.DataFrame) -> widgets.VBox:
     """A channel-keep-ratio slider over precomputed structured-pruning results.
 
-    ``table`` is the first result of :func:`course_lib.procedures.structured_sweep`
+    ``table`` is the first result of :func:`course_lib.pruning.procedures.structured_sweep`
     (one row per keep ratio, 1.0 = dense). Each move shows accuracy, latency and
     MACs of the shrunk network next to the dense one; nothing is recomputed.
     """
@@ -252,7 +252,7 @@ def keep_ratio_explorer(table: pd.DataFrame) -> widgets.VBox:
 def ticket_viewer(tickets: Sequence, reinits: dict[int, nn.Module], dataset: TensorDataset, units: int = 6) -> widgets.VBox:
     """Pick an IMP round: the ticket's trained first-layer weights next to the random re-init's.
 
-    ``tickets`` come from :func:`course_lib.lottery.iterative_magnitude_pruning`;
+    ``tickets`` come from :func:`course_lib.pruning.lottery.iterative_magnitude_pruning`;
     ``reinits`` maps a round to its trained random re-init control. For the
     ``units`` first-layer neurons with most surviving weights, each 784-weight
     row is shown as a 28x28 image (red positive, blue negative, white pruned).

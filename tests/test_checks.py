@@ -83,7 +83,7 @@ def test_forgetting_the_running_statistics_is_caught():
 
 def test_pruning_the_output_layer_at_full_rate_is_caught():
     def full_rate(trained, theta0, rate):
-        from course_lib.pruning import unstructured_masks
+        from course_lib.pruning.selection import unstructured_masks
         model = build_model("lenet300")
         model.load_state_dict(theta0)
         apply_masks(model, unstructured_masks(trained, rate, scope="local"))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_lib import lottery as L
+from course_lib.pruning import lottery as L
 from course_lib.masks import get_masks
 from course_lib.models import build_model
 from course_lib.training import TrainConfig, train
@@ -46,7 +46,7 @@ def test_theta_k_is_the_full_runs_state_and_rewinding_replays_the_schedule(small
             seen.update({k: v.clone() for k, v in model.state_dict().items()})
 
     full = build_model("lenet300")
-    history = train(full, small, config, after_step=[snapshot], progress=False)
+    history = train(full, small, config, hooks=[snapshot], progress=False)
     assert all(torch.equal(theta1[k], seen[k]) for k in theta1), "theta_1 must be the full run's weights at epoch 1"
     resumed = build_model("lenet300")
     resumed.load_state_dict(theta1)

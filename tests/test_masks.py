@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from course_lib import masks as M
-from course_lib.metrics import count_parameters, layer_costs, prunable_layers
+from course_lib.costs import count_parameters, layer_costs, prunable_layers
 from course_lib.models import build_model
 
 

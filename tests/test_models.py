@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_lib.metrics import count_parameters
+from course_lib.costs import count_parameters
 from course_lib.models import MODELS, build_model
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_lib import procedures as P
+from course_lib.pruning import procedures as P
 from course_lib.masks import get_masks, is_masked
 from course_lib.models import build_model
 from course_lib.training import TrainConfig, evaluate

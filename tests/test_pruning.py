@@ -7,7 +7,7 @@ import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
-from course_lib import pruning as P
+from course_lib.pruning import selection as P
 from course_lib.masks import apply_masks, mask_sparsity
 from course_lib.models import build_model
 

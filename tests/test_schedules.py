@@ -5,8 +5,8 @@ import torch
 
 from course_lib.masks import get_masks, mask_sparsity
 from course_lib.models import build_model
-from course_lib.procedures import magnitude
-from course_lib.schedules import GradualPruner, agp_sparsity, iterative_sparsities, rate_per_round
+from course_lib.pruning.procedures import magnitude
+from course_lib.sparse.schedules import GradualPruner, agp_sparsity, iterative_sparsities, rate_per_round
 
 
 def test_agp_follows_the_cubic_by_hand():

@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from course_lib.masks import apply_masks
-from course_lib.metrics import count_parameters
+from course_lib.costs import count_parameters
 from course_lib.models import build_model
-from course_lib.pruning import structured_masks, unstructured_masks
-from course_lib.surgery import shrink
+from course_lib.pruning.selection import structured_masks, unstructured_masks
+from course_lib.pruning.surgery import shrink
 
 
 def _trained_like(model):

@@ -49,7 +49,7 @@ def test_hooks_run_after_every_optimizer_step(quick_splits):
             model.net[1].weight[0, 0] = 0.0
 
     model = build_model("lenet300")
-    train(model, small, TrainConfig(epochs=1, optimizer="sgd", lr=0.1), after_step=[zero_first_weight], progress=False)
+    train(model, small, TrainConfig(epochs=1, optimizer="sgd", lr=0.1), hooks=[zero_first_weight], progress=False)
     assert seen == list(range(1, 9))
     assert model.net[1].weight[0, 0].item() == 0.0
 

@@ -8,9 +8,9 @@ matplotlib.use("Agg")
 
 from course_lib import widgets  # noqa: E402
 from course_lib.models import build_model  # noqa: E402
-from course_lib.pruning import unstructured_masks  # noqa: E402
+from course_lib.pruning.selection import unstructured_masks  # noqa: E402
 from course_lib.training import evaluate  # noqa: E402
-from course_lib.procedures import one_shot, magnitude  # noqa: E402
+from course_lib.pruning.procedures import one_shot, magnitude  # noqa: E402
 from tests.test_training import _subset  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def test_keep_ratio_explorer_reads_the_table():
 
 
 def test_ticket_viewer_switches_rounds(small):
-    from course_lib import lottery
+    from course_lib.pruning import lottery
     from course_lib.training import TrainConfig
     config = TrainConfig(epochs=1, schedule="step")
     tickets, _ = lottery.iterative_magnitude_pruning("lenet300", small, config, rounds=2, progress=False)

@@ -30,7 +30,8 @@ from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
 from course_lib.masks import Masks, apply_masks
-from course_lib.pruning import trainable_tensor, masks_from_scores, prunable_weights, taylor_scores
+from course_lib.profiles import shifted_seed
+from course_lib.pruning.selection import trainable_tensor, masks_from_scores, prunable_weights, taylor_scores
 
 
 def snip_scores(model: nn.Module, data: TensorDataset, num_batches: int = 4,
@@ -130,7 +131,7 @@ def init_masks(model: nn.Module, method: str, sparsity: float, data: TensorDatas
         "grasp": lambda: grasp_scores(model, data),
         "synflow-oneshot": lambda: synflow_scores(model),
         "magnitude": lambda: {n: m.weight.detach().abs() for n, m in prunable_weights(model).items()},
-        "random": lambda: {n: torch.rand(m.weight.shape, generator=torch.Generator().manual_seed(seed + i))
+        "random": lambda: {n: torch.rand(m.weight.shape, generator=torch.Generator().manual_seed(shifted_seed(seed + i)))
                            for i, (n, m) in enumerate(prunable_weights(model).items())},
     }
     if method not in scorers:

@@ -21,7 +21,7 @@ rewinding (keep the weights, replay the learning-rate schedule).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -30,10 +30,11 @@ from torch import nn
 from course_lib.data import DataSplits
 from course_lib.masks import Masks, apply_masks, layer_sparsities, mask_sparsity, remove_masks
 from course_lib.models import build_model
-from course_lib.pruning import output_layer, prunable_weights, random_masks_like, unstructured_masks
-from course_lib.procedures import finetune
+from course_lib.pruning.selection import output_layer, prunable_weights, random_masks_like, unstructured_masks
+from course_lib.pruning.procedures import finetune
 from course_lib.profiles import Profile
-from course_lib.training import History, TrainConfig, train
+from course_lib.training import History, TrainConfig, steps_per_epoch, train
+from course_lib.training.config import STEP_DECAY
 
 Retraining = Literal["fine-tune", "weight rewinding", "LR rewinding"]
 
@@ -110,13 +111,13 @@ def iterative_magnitude_pruning(model_name: str, data: DataSplits, config: Train
         raise ValueError(f"rewind_epoch must be in [0, {config.epochs}), got {rewind_epoch}.")
     dense = build_model(model_name, seed=config.seed)
     snapshot: dict[str, torch.Tensor] = copy.deepcopy(dense.state_dict())
-    steps_per_epoch = -(-len(data.train) // config.batch_size)
+    rewind_step = rewind_epoch * steps_per_epoch(len(data.train), config.batch_size)
 
     def remember(model: nn.Module, step: int) -> None:
-        if step == rewind_epoch * steps_per_epoch:
+        if step == rewind_step:
             snapshot.update(copy.deepcopy(model.state_dict()))
 
-    history = train(dense, data, config, after_step=[remember] if rewind_epoch else [], eval_every=eval_every,
+    history = train(dense, data, config, hooks=[remember] if rewind_epoch else [], eval_every=eval_every,
                     progress=progress, desc="round 0 (dense)")
     tickets = [Ticket(0, {}, dense, history)]
     for r in range(1, rounds + 1):
@@ -171,8 +172,7 @@ def retrain_after_pruning(method: Retraining, trained: nn.Module, masks: Masks, 
         model = copy.deepcopy(trained)
     if method == "fine-tune":
         final_lr = final_learning_rate(config)
-        ft = TrainConfig(**{**config.__dict__, "epochs": config.epochs - rewind_epoch, "lr": final_lr,
-                            "schedule": "constant"})
+        ft = replace(config, epochs=config.epochs - rewind_epoch, lr=final_lr, schedule="constant")
         return model, train_masked(model, masks, data, ft, progress=progress, desc="fine-tune")
     return model, train_masked(model, masks, data, config, start_epoch=rewind_epoch, progress=progress, desc=method)
 
@@ -189,7 +189,7 @@ def final_learning_rate(config: TrainConfig) -> float:
     if config.schedule == "cosine":
         raise ValueError("A cosine schedule ends at learning rate 0, so 'fine-tuning at the final learning rate' "
                          "would not train at all. Use schedule='step' (as Renda et al.) or 'constant'.")
-    return config.lr * (0.01 if config.schedule == "step" else 1.0)
+    return config.lr * (STEP_DECAY ** 2 if config.schedule == "step" else 1.0)
 
 
 def layer_densities(masks: Masks, model: nn.Module) -> dict[str, float]:

@@ -17,7 +17,7 @@ Why not nbgrader's ``ClearSolutions``? It does the same replacement, but
 nbgrader pulls in a grading database, a web server and JupyterLab menus that a
 student does not need; these thirty lines are all the course uses of it.
 
-Regenerate with ``make exercises`` (or ``python -m course_lib.exercises``);
+Regenerate with ``make exercises`` (or ``python tools/make_exercises.py``);
 a test fails when ``exercises/`` differs from what the solutions give.
 """
 

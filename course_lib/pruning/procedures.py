@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 
 from course_lib.data import DataSplits
 from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, zero_pruned_weights
-from course_lib.metrics import compare_latency, count_parameters, layer_costs
-from course_lib.pruning import (Criterion, Scope, UnitCriterion, check_sparsity, prunable_weights, structured_masks,
+from course_lib.costs import compare_latency, count_parameters, layer_costs
+from course_lib.pruning.selection import (Criterion, Scope, UnitCriterion, check_sparsity, prunable_weights, structured_masks,
                                 unstructured_masks)
-from course_lib.schedules import GradualPruner, iterative_sparsities
-from course_lib.surgery import shrink
-from course_lib.training import History, StepHook, TrainConfig, evaluate, train
+from course_lib.sparse.schedules import GradualPruner, iterative_sparsities
+from course_lib.pruning.surgery import shrink
+from course_lib.training import History, Hook, StepFunction, TrainConfig, evaluate, train
 
 MaskFn = Callable[[nn.Module, float], Masks]
 
@@ -69,13 +69,13 @@ class Pruned:
         return mask_sparsity({k: v for k, v in get_masks(self.model).items() if k.endswith("weight")})
 
 
-def finetune(model: nn.Module, data: DataSplits, config: TrainConfig, extra_hooks: Sequence[StepHook] = (),
+def finetune(model: nn.Module, data: DataSplits, config: TrainConfig, extra_hooks: Sequence[Hook | StepFunction] = (),
              progress: bool = True, desc: str = "fine-tuning", **train_options: Any) -> History:
     """Train a masked model in place; pruned weights stay exactly zero.
 
     ``train_options`` go to :func:`course_lib.training.train` (``start_epoch``, ``eval_every``, ...).
     """
-    return train(model, data, config, after_step=[*extra_hooks, zero_pruned_weights], progress=progress, desc=desc,
+    return train(model, data, config, hooks=[*extra_hooks, zero_pruned_weights], progress=progress, desc=desc,
                  **train_options)
 
 
@@ -118,7 +118,7 @@ def gradual_pruning(model: nn.Module, data: DataSplits, sparsity: float, make_ma
     if not 0.0 < end_fraction <= 1.0:
         raise ValueError(f"end_fraction must be in (0, 1], got {end_fraction}.")
     pruned = copy.deepcopy(model)
-    steps = config.epochs * -(-len(data.train) // config.batch_size)
+    steps = config.total_steps(len(data.train))
     end = max(1, round(end_fraction * steps))
     pruner = GradualPruner(make_masks, sparsity, begin_step=0, end_step=end, frequency=max(1, end // updates))
     apply_masks(pruned, make_masks(pruned, 0.0))  # attach masks from the start (nothing pruned yet)

@@ -6,14 +6,14 @@ import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
-from course_lib import metrics
+from course_lib import costs
 
 
 def test_linear_macs_and_nonzeros_by_hand():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     with torch.no_grad():
         model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 2], [0, 0, 0, 0], [3, 4, 0, 0]]))
-    row = metrics.layer_costs(model, input_shape=(4,)).iloc[0]
+    row = costs.layer_costs(model, input_shape=(4,)).iloc[0]
     assert (row.weights, row.nonzero, row.biases, row.macs, row.effective_macs) == (12, 4, 3, 12, 4)
     assert row["sparsity_%"] == pytest.approx(100 * 8 / 12)
 
@@ -21,14 +21,14 @@ def test_linear_macs_and_nonzeros_by_hand():
 def test_conv_macs_count_every_output_position():
     # 3 filters of 2x3x3 weights on a 5x5 map with padding 1 -> 5x5 outputs: 3*2*9*25 MACs.
     model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 4, 3, stride=2))
-    costs = metrics.layer_costs(model, input_shape=(2, 5, 5))
-    assert costs.macs.tolist() == [3 * 2 * 9 * 25, 4 * 3 * 9 * 2 * 2]
-    assert metrics.macs_per_output(nn.Conv2d(8, 8, 3, groups=4)) == 2 * 9
+    table = costs.layer_costs(model, input_shape=(2, 5, 5))
+    assert table.macs.tolist() == [3 * 2 * 9 * 25, 4 * 3 * 9 * 2 * 2]
+    assert costs.macs_per_output(nn.Conv2d(8, 8, 3, groups=4)) == 2 * 9
 
 
 def test_macs_of_unsupported_layer_is_a_clear_error():
     with pytest.raises(TypeError, match="Linear and nn.Conv2d"):
-        metrics.macs_per_output(nn.LSTM(3, 3))
+        costs.macs_per_output(nn.LSTM(3, 3))
 
 
 def test_storage_bytes_by_hand():
@@ -36,9 +36,9 @@ def test_storage_bytes_by_hand():
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[1.0, 0, 0, 2], [0, 0, 0, 0], [3, 4, 5, 0]]))
     model = nn.Sequential(layer)
-    assert metrics.storage_bytes(model) == (12 + 3) * 4
+    assert costs.storage_bytes(model) == (12 + 3) * 4
     # CSR: 5 values + 5 column indices (4 bytes each), 3+1 row pointers, and the dense bias.
-    assert metrics.storage_bytes(model, sparse=True) == 5 * 8 + 4 * 4 + 3 * 4
+    assert costs.storage_bytes(model, sparse=True) == 5 * 8 + 4 * 4 + 3 * 4
 
 
 def test_saved_bytes_measures_the_formula_plus_format_overhead():
@@ -46,42 +46,42 @@ def test_saved_bytes_measures_the_formula_plus_format_overhead():
     with torch.no_grad():
         model[0].weight[:, 30:] = 0  # 90 % zeros
     for sparse in (False, True):
-        counted, measured = metrics.storage_bytes(model, sparse), metrics.saved_bytes(model, sparse)
+        counted, measured = costs.storage_bytes(model, sparse), costs.saved_bytes(model, sparse)
         assert counted <= measured <= counted + 8_000, (sparse, counted, measured)
-    assert metrics.saved_bytes(model, sparse=True) < metrics.saved_bytes(model) / 3
+    assert costs.saved_bytes(model, sparse=True) < costs.saved_bytes(model) / 3
 
 
 def test_masked_models_are_counted_once_and_by_their_masked_weights():
     model = nn.Sequential(nn.Flatten(), nn.Linear(10, 10))
-    dense_params = metrics.count_parameters(model)
+    dense_params = costs.count_parameters(model)
     prune.l1_unstructured(model[1], "weight", amount=0.7)
-    assert metrics.count_parameters(model) == dense_params == 110
-    assert metrics.layer_costs(model, input_shape=(10,)).nonzero.item() == 30
-    assert metrics.storage_bytes(model) == 110 * 4
+    assert costs.count_parameters(model) == dense_params == 110
+    assert costs.layer_costs(model, input_shape=(10,)).nonzero.item() == 30
+    assert costs.storage_bytes(model) == 110 * 4
 
 
 def test_latency_is_a_sane_median():
-    result = metrics.measure_latency(nn.Linear(784, 10), batch_size=8, input_shape=(784,), repeats=15)
+    result = costs.measure_latency(nn.Linear(784, 10), batch_size=8, input_shape=(784,), repeats=15)
     assert 0 < result.p25_ms <= result.median_ms <= result.p75_ms
     assert result.per_image_us == pytest.approx(1000 * result.median_ms / 8)
     with pytest.raises(ValueError, match="repeats"):
-        metrics.measure_latency(nn.Linear(3, 3), repeats=0, input_shape=(3,))
+        costs.measure_latency(nn.Linear(3, 3), repeats=0, input_shape=(3,))
 
 
 def test_cost_summary_has_every_cost():
-    row = metrics.cost_summary(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), batch_sizes=(1, 4), repeats=3)
+    row = costs.cost_summary(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), batch_sizes=(1, 4), repeats=3)
     assert row["parameters"] == 7850 and row["MACs"] == 7840
     assert {"bytes_dense", "bytes_csr", "latency_ms_bs1", "latency_ms_bs4"} <= row.keys()
 
 
 def test_csr_matmul_timing_reports_all_three_kernels():
     weight = torch.randn(64, 128) * (torch.rand(64, 128) > 0.99)
-    times = metrics.csr_vs_dense_matmul(weight, batch_size=32, repeats=3)
+    times = costs.csr_vs_dense_matmul(weight, batch_size=32, repeats=3)
     assert set(times) == {"dense_ms", "masked_dense_ms", "csr_ms"} and all(t > 0 for t in times.values())
 
 
 def test_op_time_shares_add_up_to_at_most_100_percent():
-    shares = metrics.op_time_shares(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten()), batch_size=4,
+    shares = costs.op_time_shares(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten()), batch_size=4,
                                     repeats=2)
     assert list(shares.columns) == ["operator", "share_%"] and 0 < shares["share_%"].sum() <= 100.0 + 1e-6
     assert any("conv" in op for op in shares.operator)
@@ -89,11 +89,11 @@ def test_op_time_shares_add_up_to_at_most_100_percent():
 
 def test_interleaved_timing_compares_like_with_like():
     slow_calls = []
-    times = metrics.time_interleaved({"fast": lambda: None, "slow": lambda: slow_calls.append(sum(range(20_000)))},
+    times = costs.time_interleaved({"fast": lambda: None, "slow": lambda: slow_calls.append(sum(range(20_000)))},
                                      rounds=3, repeats=4, warmup=1)
     assert times.shape == (3, 2) and (times["slow"] > times["fast"]).all()
     assert len(slow_calls) == 1 + 3 * (1 + 4)  # warm-up, then per round one untimed call and the repeats
-    latency = metrics.compare_latency({"a": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}, batch_size=2,
+    latency = costs.compare_latency({"a": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}, batch_size=2,
                                       rounds=2, repeats=2)
     assert latency.loc["a", "ratio"] == 1.0 and latency.loc["a", "latency_ms"] > 0
 
@@ -101,4 +101,4 @@ def test_interleaved_timing_compares_like_with_like():
 def test_ratios_are_taken_within_rounds():
     # Round 2 ran on a machine twice as slow: per-round ratios are unaffected, medians of times are not.
     times = pd.DataFrame({"a": [1.0, 2.0, 1.0], "b": [2.0, 4.0, 2.0]})
-    assert metrics.ratios_to_first(times).to_dict() == {"a": 1.0, "b": 2.0}
+    assert costs.ratios_to_first(times).to_dict() == {"a": 1.0, "b": 2.0}

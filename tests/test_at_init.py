@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import init_scores as I
+from course_lib.pruning import at_init as I
 from course_lib.masks import mask_sparsity
 from course_lib.models import build_model
-from course_lib.pruning import collapsed_layers, random_masks_like, taylor_scores
+from course_lib.pruning.selection import collapsed_layers, random_masks_like, taylor_scores
 from tests.test_training import _subset
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from torch import nn
 
 from course_lib.masks import Masks, apply_masks
-from course_lib.pruning import check_sparsity
+from course_lib.pruning.selection import check_sparsity
 
 
 def agp_sparsity(step: int, final_sparsity: float, begin_step: int, end_step: int,

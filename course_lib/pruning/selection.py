@@ -34,7 +34,8 @@ from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
 from course_lib.masks import Masks, get_masks
-from course_lib.metrics import prunable_layers
+from course_lib.profiles import shifted_seed
+from course_lib.costs import prunable_layers
 
 Criterion = Literal["magnitude", "random", "taylor"]
 UnitCriterion = Literal["l1", "l2", "bn_scale", "random"]
@@ -94,7 +95,7 @@ def magnitude_scores(model: nn.Module, names: Iterable[str]) -> dict[str, torch.
 
 def random_scores(model: nn.Module, names: Iterable[str], seed: int = 0) -> dict[str, torch.Tensor]:
     """Uniform random scores, seeded: the control that every criterion must beat."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(shifted_seed(seed))
     layers = dict(model.named_modules())
     return {n: torch.rand(layers[n.removesuffix(".weight")].weight.shape, generator=generator) for n in names}
 
@@ -243,7 +244,7 @@ def random_masks_like(masks: Masks, seed: int = 0) -> Masks:
     The control of the lottery-ticket and pruning-at-initialization papers:
     does *which* weights are kept matter, or only *how many* per layer?
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(shifted_seed(seed))
     shuffled = {}
     for name, mask in masks.items():
         flat = mask.flatten()
@@ -308,7 +309,7 @@ def unit_scores(model: nn.Module, layers: Iterable[str], criterion: UnitCriterio
     """One score per output unit (neuron or filter) of each named layer."""
     modules = dict(model.named_modules())
     bn = following_batchnorm(model)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(shifted_seed(seed))
     scores = {}
     for name in layers:
         w = modules[name].weight.detach().flatten(1)
@@ -342,7 +343,7 @@ def structured_masks(
     A removed unit takes everything that belongs to it: its row of weights,
     its bias and the scale and shift of the BatchNorm that follows it, so
     that the masked network computes exactly what the physically smaller one
-    of :func:`course_lib.surgery.shrink` computes. The output layer (the
+    of :func:`course_lib.pruning.surgery.shrink` computes. The output layer (the
     classes) is never pruned.
 
     With ``scope="global"``, units of all layers are ranked together by their

@@ -1,0 +1,15 @@
+"""Pruning a network: which weights or units to remove, when, and what to do after.
+
+=================  ==============================================================
+``selection``      criteria, scopes and structures that turn scores into masks
+``procedures``     prune-and-retrain recipes, sensitivity scan, structured sweep
+``surgery``        removing dead neurons/filters to get a smaller dense network
+``lottery``        iterative magnitude pruning with rewinding, controls, retraining
+``at_init``        pruning at initialization: SNIP, GraSP, SynFlow
+=================  ==============================================================
+
+Import the module you need: ``from course_lib.pruning import selection, procedures``.
+Dependencies point one way: ``selection`` and ``surgery`` use only the
+foundations (masks, costs, data); ``procedures``, ``lottery`` and ``at_init``
+build on them and on :mod:`course_lib.training`.
+"""

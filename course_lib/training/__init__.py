@@ -1,0 +1,19 @@
+"""Training: one seeded loop for every method, with hooks for what methods add.
+
+* :mod:`~course_lib.training.config` - :class:`TrainConfig` (epochs or a
+  budget in steps), the course's recipes, optimizer and learning-rate schedule;
+* :mod:`~course_lib.training.hooks` - the phases a method can plug into;
+* :mod:`~course_lib.training.loop` - ``train``, ``evaluate``, ``predict``.
+
+The names below are the ones notebooks use: ``from course_lib.training import train, recipe``.
+"""
+
+from course_lib.training.config import (TrainConfig, finetune_recipe, make_optimizer, make_scheduler, recipe,
+                                        steps_per_epoch)
+from course_lib.training.hooks import AfterStep, Hook, StepFunction, TrainContext
+from course_lib.training.loop import (History, default_device, evaluate, model_device, predict, seed_everything,
+                                      train)
+
+__all__ = ["AfterStep", "History", "Hook", "StepFunction", "TrainConfig", "TrainContext", "default_device",
+           "evaluate", "finetune_recipe", "make_optimizer", "make_scheduler", "model_device", "predict", "recipe",
+           "seed_everything", "steps_per_epoch", "train"]

@@ -1,0 +1,233 @@
+"""The one training loop of the course, seeded, with progress bars and hooks.
+
+``train`` serves every chapter. Methods change what happens around each
+step through hooks (see :mod:`course_lib.training.hooks`), never by copying
+the loop. One step, with the hook phases in their places::
+
+    hooks: before_forward
+    loss = cross_entropy(model(x), y) + sum of hooks' extra_loss
+    loss.backward()
+    hooks: after_backward            (may set ctx.skip_step)
+    optimizer.step()                 (unless skipped)
+    scheduler.step(); step += 1
+    hooks: after_step
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
+
+from course_lib.data import DataSplits, batches
+from course_lib.profiles import shifted_seed
+from course_lib.training.config import TrainConfig, make_optimizer, make_scheduler, steps_per_epoch
+from course_lib.training.hooks import Hook, StepFunction, TrainContext, as_hooks
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch so that a run can be repeated exactly.
+
+    The seed is shifted by ``COURSE_SEED`` (see :func:`course_lib.profiles.shifted_seed`).
+    """
+    seed = shifted_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """The fastest device available: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+@dataclass
+class History:
+    """What happened during training, one entry per epoch (the last one may be partial).
+
+    ``metrics`` holds what hooks report in ``on_evaluate``, one list per name.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    steps: int = 0
+    eval_steps: list[int] = field(default_factory=list)
+    eval_accuracy: list[float] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def early_stopping_step(self) -> int:
+        """Step with the highest validation accuracy among the ``eval_every`` checks (earliest on ties)."""
+        if not self.eval_steps:
+            raise ValueError("No step-wise validation was recorded: train with eval_every=N.")
+        return self.eval_steps[int(np.argmax(self.eval_accuracy))]
+
+    @property
+    def best_epoch(self) -> int:
+        """1-based epoch with the highest validation accuracy (earliest on ties)."""
+        return int(np.argmax(self.val_accuracy)) + 1
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: TensorDataset, batch_size: int = 1000,
+            device: torch.device | None = None) -> torch.Tensor:
+    """Predicted class of every image in ``dataset`` (in eval mode), on the CPU.
+
+    The images go to ``device`` (default: wherever the model is).
+    """
+    device = device or model_device(model)
+    was_training = model.training
+    model.eval()
+    preds = [model(x.to(device)).argmax(dim=1).cpu() for x, _ in batches(dataset, batch_size)]
+    model.train(was_training)
+    return torch.cat(preds)
+
+
+def evaluate(model: nn.Module, dataset: TensorDataset, batch_size: int = 1000,
+             device: torch.device | None = None) -> float:
+    """Accuracy in percent of ``model`` on ``dataset``."""
+    labels = dataset.tensors[1]
+    return 100.0 * (predict(model, dataset, batch_size, device) == labels).float().mean().item()
+
+
+def _fast_forward(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> None:
+    """Advance the learning-rate schedule by ``steps`` without training (to resume mid-run)."""
+    with warnings.catch_warnings():  # stepping the schedule before any optimizer step is intended here
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        for _ in range(steps):
+            scheduler.step()
+
+
+def train(
+    model: nn.Module,
+    data: DataSplits,
+    config: TrainConfig,
+    *,
+    hooks: Sequence[Hook | StepFunction] = (),
+    device: torch.device | None = None,
+    progress: bool = True,
+    desc: str = "training",
+    start_epoch: int = 0,
+    stop_epoch: int | None = None,
+    eval_every: int | None = None,
+) -> History:
+    """Train ``model`` on ``data.train`` and record validation accuracy each epoch.
+
+    Args:
+        model: trained in place.
+        data: the splits; only ``train`` and ``val`` are touched (never ``test``).
+        config: optimizer, schedule, budget (epochs or steps) and seed.
+        hooks: :class:`~course_lib.training.hooks.Hook` objects, or plain
+            functions ``fn(model, step)`` that run after every optimizer step
+            (``step`` counts from 1), e.g. to re-apply masks.
+        device: where to train (default: :func:`default_device`).
+        progress: show a tqdm bar.
+        desc: label of the progress bar.
+        start_epoch: resume the schedule here: train epochs ``start_epoch``
+            onwards with the learning rates (and data order) those epochs have
+            in a full run. Rewinding to epoch k uses this.
+        stop_epoch: stop after this epoch (default: the end of the budget), e.g.
+            to get the weights theta_k after k epochs of a run.
+        eval_every: also record validation accuracy every this many steps
+            (``History.eval_steps`` / ``eval_accuracy``), to find the early-stopping step.
+
+    Returns:
+        The :class:`History` of the run.
+    """
+    per_epoch = steps_per_epoch(len(data.train), config.batch_size)
+    total_steps = config.total_steps(len(data.train))
+    epochs = -(-total_steps // per_epoch)
+    stop_epoch = epochs if stop_epoch is None else stop_epoch
+    if not 0 <= start_epoch < stop_epoch <= epochs:
+        raise ValueError(f"need 0 <= start_epoch < stop_epoch <= {epochs}, got {start_epoch}, {stop_epoch}.")
+    device = device or default_device()
+    hooks = as_hooks(hooks)
+    seed_everything(config.seed)
+    model.to(device).train()
+    history = History()
+    ctx = TrainContext(model=model, data=data, config=config, device=device, history=history,
+                       steps_per_epoch=per_epoch, total_steps=total_steps, step=start_epoch * per_epoch)
+    for hook in hooks:
+        hook.on_start(ctx)
+    model.to(device)  # a hook may have attached new masks or parameters
+    ctx.optimizer = make_optimizer(model, config, [g for hook in hooks for g in hook.param_groups(ctx)])
+    ctx.scheduler = make_scheduler(ctx.optimizer, config, total_steps)
+    _fast_forward(ctx.scheduler, ctx.step)
+    last_step = min(stop_epoch * per_epoch, total_steps)
+    loss_fn = nn.CrossEntropyLoss()
+    bar = tqdm(total=last_step - ctx.step, desc=desc, disable=not progress, leave=False)
+    for epoch in range(start_epoch, stop_epoch):
+        ctx.epoch = epoch
+        started = time.perf_counter()
+        running, seen = 0.0, 0
+        history.lr.append(ctx.optimizer.param_groups[0]["lr"])
+        for x, y in batches(data.train, config.batch_size, shuffle=True, seed=shifted_seed(config.seed) * 1000 + epoch):
+            if ctx.step >= last_step:
+                break
+            ctx.batch = (x.to(device), y.to(device))
+            _train_step(ctx, hooks, loss_fn)
+            if eval_every and ctx.step % eval_every == 0:
+                history.eval_steps.append(ctx.step)
+                history.eval_accuracy.append(evaluate(model, data.val, device=device))
+                model.train()
+            running += ctx.loss.item() * len(y)
+            seen += len(y)
+            bar.update(1)
+        history.train_loss.append(running / seen)
+        history.seconds.append(time.perf_counter() - started)
+        history.val_accuracy.append(evaluate(model, data.val, device=device))
+        for hook in hooks:
+            for name, value in hook.on_evaluate(ctx).items():
+                history.metrics.setdefault(name, []).append(float(value))
+        model.train()
+        bar.set_postfix(epoch=epoch + 1, loss=f"{history.train_loss[-1]:.3f}",
+                        val_acc=f"{history.val_accuracy[-1]:.1f}%")
+    bar.close()
+    ctx.batch = ctx.loss = None
+    history.steps = ctx.step
+    model.eval()
+    return history
+
+
+def _train_step(ctx: TrainContext, hooks: list[Hook], loss_fn: nn.Module) -> None:
+    """One optimizer step on ``ctx.batch`` with every hook phase in its place."""
+    assert ctx.optimizer is not None and ctx.scheduler is not None and ctx.batch is not None
+    x, y = ctx.batch
+    ctx.skip_step = False
+    for hook in hooks:
+        hook.before_forward(ctx)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(ctx.model(x), y)
+    for hook in hooks:
+        extra = hook.extra_loss(ctx)
+        if extra is not None:
+            loss = loss + extra
+    ctx.loss = loss.detach()
+    loss.backward()
+    for hook in hooks:
+        hook.after_backward(ctx)
+    if not ctx.skip_step:
+        ctx.optimizer.step()
+    ctx.scheduler.step()
+    ctx.step += 1
+    for hook in hooks:
+        hook.after_step(ctx)

@@ -5,10 +5,41 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils.data import TensorDataset
 
 from course_lib import data
 from course_lib.profiles import Profile, get_profile
 from tests.fake_data import write_fake_idx
+
+# The devices this machine has: the CPU always, then CUDA and Apple's MPS when present.
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else []),
+           *(["mps"] if torch.backends.mps.is_available() else [])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Each device of this machine in turn: a test that takes ``device`` runs once per device.
+
+    On a machine with a GPU the same suite then checks the GPU too.
+    """
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def tiny_splits() -> data.DataSplits:
+    """Random 28x28 images with random labels (64 train, 32 validation, 32 test images).
+
+    Nothing to learn in them, but the right shapes and types: enough to check
+    that code runs, fast, and without any dataset on disk.
+    """
+    generator = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> TensorDataset:
+        return TensorDataset(torch.rand(n, 1, 28, 28, generator=generator),
+                             torch.randint(0, 10, (n,), generator=generator))
+
+    return data.DataSplits(split(64), split(32), split(32), tuple(f"class {k}" for k in range(10)), "random", 0)
 
 
 @pytest.fixture

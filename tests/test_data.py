@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,24 @@ from course_lib import data
 from course_lib.profiles import get_profile
 from tests.fake_data import N_TEST, N_TRAIN, write_fake_idx
 
+FAKE_IMAGES_SIZE = 4 + 3 * 4 + N_TRAIN * 28 * 28  # magic + 3 dimensions + one byte per pixel
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_cache():
+    """Each test reads its files anew and leaves no tensors in the cache behind."""
+    data._read_raw.cache_clear()
+    yield
+    data._read_raw.cache_clear()
+
 
 def _never_download(name: str, root: Path) -> None:
     raise AssertionError("download must not be attempted when local files exist")
+
+
+def _truncate(path: Path, size: int) -> None:
+    """Cut a file short, as an interrupted download or copy does."""
+    path.write_bytes(path.read_bytes()[:size])
 
 
 def test_user_root_is_used_first(fake_root, tmp_path, monkeypatch):
@@ -72,12 +88,125 @@ def test_offline_without_files_names_every_way_to_provide_them(tmp_path, monkeyp
 
     monkeypatch.setattr(data, "_download", offline)
     with pytest.raises(data.DatasetNotFoundError) as error:
-        data.resolve_data_root(root=tmp_path / "mine", cache_dir=tmp_path / "cache",
-                               system_dirs=(tmp_path / "debian",))
+        data.resolve_data_root(cache_dir=tmp_path / "cache", system_dirs=(tmp_path / "debian",))
     message = str(error.value)
     for hint in ("COURSE_DATA_DIR", "train-images-idx3-ubyte", str(tmp_path / "cache"),
                  "apt-get install dataset-fashion-mnist", "internet", "name resolution"):
         assert hint in message, f"the offline error should mention {hint!r}:\n{message}"
+
+
+def test_idx_header_gives_the_expected_size():
+    header = bytes([0, 0, 0x08, 3]) + (60_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    assert data.idx_expected_size(header) == ((60_000, 28, 28), 16 + 60_000 * 28 * 28)
+    with pytest.raises(ValueError, match="gzip"):
+        data.idx_expected_size(b"\x1f\x8b\x08\x00")
+
+
+def test_truncated_idx_file_is_named_with_its_size(fake_root, tiny_profile, monkeypatch):
+    monkeypatch.setattr(data, "_download", _never_download)
+    images = fake_root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    _truncate(images, 984)
+    with pytest.raises(data.CorruptDatasetError) as error:
+        data.load_splits(tiny_profile, root=fake_root)
+    message = str(error.value)
+    for hint in (str(images), "984 bytes", f"{FAKE_IMAGES_SIZE:,} bytes", "Delete", "download"):
+        assert hint in message, f"the error should mention {hint!r}:\n{message}"
+
+
+def test_damage_is_found_whatever_the_cache_holds(fake_root):
+    """An error is never remembered, and a file damaged after a good read is not served from memory."""
+    images = fake_root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    good = images.read_bytes()
+    assert data._load_raw("fashion-mnist", str(fake_root))[0].shape == (N_TRAIN, 28, 28)
+    _truncate(images, 1000)
+    with pytest.raises(data.CorruptDatasetError, match="1,000 bytes"):
+        data._load_raw("fashion-mnist", str(fake_root))
+    images.write_bytes(good)
+    assert data._load_raw("fashion-mnist", str(fake_root))[0].shape == (N_TRAIN, 28, 28)
+
+
+def test_still_compressed_idx_file_says_so(fake_root):
+    labels = fake_root / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(gzip.compress(labels.read_bytes()))
+    with pytest.raises(data.CorruptDatasetError, match="gzip-compressed"):
+        data.resolve_data_root(root=fake_root)
+
+
+def test_truncated_cache_file_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download", _never_download)
+    monkeypatch.delenv(data.DATA_ENV_VAR, raising=False)
+    cache = tmp_path / "cache"
+    labels = write_fake_idx(cache / "FashionMNIST" / "raw", compressed=False) / "t10k-labels-idx1-ubyte"
+    _truncate(labels, 10)
+    system = write_fake_idx(tmp_path / "debian", compressed=True)
+    with pytest.raises(data.CorruptDatasetError, match=str(labels)):
+        data.resolve_data_root(cache_dir=cache, system_dirs=(system,))
+
+
+@pytest.mark.parametrize("damage", ["gzip cut short", "idx inside cut short"])
+def test_damaged_debian_gz_is_named_and_nothing_half_unpacked(tmp_path, monkeypatch, damage):
+    monkeypatch.setattr(data, "_download", _never_download)
+    monkeypatch.delenv(data.DATA_ENV_VAR, raising=False)
+    system = write_fake_idx(tmp_path / "debian", compressed=True)
+    gz = system / "train-images-idx3-ubyte.gz"
+    if damage == "gzip cut short":
+        _truncate(gz, gz.stat().st_size // 2)
+    else:
+        gz.write_bytes(gzip.compress(gzip.decompress(gz.read_bytes())[:5000]))
+    cache = tmp_path / "cache"
+    with pytest.raises(data.CorruptDatasetError) as error:
+        data.resolve_data_root(cache_dir=cache, system_dirs=(system,))
+    message = str(error.value)
+    for hint in (str(gz), f"{gz.stat().st_size:,} bytes", "apt-get install --reinstall dataset-fashion-mnist"):
+        assert hint in message, f"the error should mention {hint!r}:\n{message}"
+    raw = cache / "FashionMNIST" / "raw"
+    assert not (raw / "train-images-idx3-ubyte").exists() and not list(raw.glob("*.partial"))
+
+
+@pytest.fixture
+def torch_home_with_data(tmp_path, monkeypatch) -> Path:
+    """$TORCH_HOME whose torchvision cache holds the (fake) dataset: a fall-back would succeed."""
+    home = tmp_path / "torch-home"
+    write_fake_idx(home / "datasets" / "FashionMNIST" / "raw", compressed=False)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(data, "_download", _never_download)
+    monkeypatch.delenv(data.DATA_ENV_VAR, raising=False)
+    assert data.resolve_data_root() == home / "datasets"  # without a named root the cache is used
+    return home
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_named_root_that_does_not_exist_is_an_error(torch_home_with_data, tiny_profile, tmp_path, monkeypatch, how):
+    missing = tmp_path / "no-such-folder"
+    if how == "environment":
+        monkeypatch.setenv(data.DATA_ENV_VAR, str(missing))
+    with pytest.raises(data.DatasetNotFoundError) as error:
+        data.load_splits(tiny_profile, root=missing if how == "argument" else None)
+    message = str(error.value)
+    for hint in (str(missing), "does not exist", "FashionMNIST/raw", "train-images-idx3-ubyte",
+                 "root=" if how == "argument" else data.DATA_ENV_VAR):
+        assert hint in message, f"the error should mention {hint!r}:\n{message}"
+
+
+def test_named_root_without_the_dataset_is_an_error(torch_home_with_data, tiny_profile, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(data.DatasetNotFoundError, match="holds no fashion-mnist dataset") as error:
+        data.load_splits(tiny_profile, root=empty)
+    assert str(empty) in str(error.value)
+    assert not (empty / "FashionMNIST").exists(), "nothing may be unpacked or downloaded into a named root"
+
+
+def test_named_root_names_missing_files_and_misplaced_gz(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download", _never_download)
+    partial = tmp_path / "partial"
+    write_fake_idx(partial / "FashionMNIST" / "raw", compressed=False)
+    (partial / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(data.DatasetNotFoundError, match="lacks t10k-labels-idx1-ubyte"):
+        data.resolve_data_root(root=partial)
+    flat = write_fake_idx(tmp_path / "flat", compressed=True)
+    with pytest.raises(data.DatasetNotFoundError, match="gunzip"):
+        data.resolve_data_root(root=flat)
 
 
 def test_unknown_dataset_is_refused():

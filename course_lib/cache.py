@@ -1,56 +1,144 @@
-"""A disk cache of trained dense baselines, shared by every notebook.
+"""A disk cache of trained baselines and experiment results, shared by every notebook.
 
 Chapter 1 prunes the LeNet-300-100 that chapter 0 trained; chapter 3 needs it
-again. Training it once and loading it afterwards keeps each notebook within
-its time budget. A cached model is found by a *key* built from everything
-that determines its weights: the model and its architecture, the dataset, the split sizes and
-seed, the full :class:`~course_lib.training.TrainConfig` and the PyTorch
-version. Change any of them and the model is trained anew; nothing stale is
-ever loaded.
+again; the capstone re-reads every chapter's results. Computing a result once
+and loading it afterwards keeps each notebook within its time budget, and lets
+a lecturer who ran the course before class re-open any chapter in seconds.
+
+A cached result is found by a *key* built from everything that determines it:
+for a baseline the model and its architecture, the dataset, the split sizes
+and seed, the full :class:`~course_lib.training.TrainConfig`, the device type,
+the PyTorch version and ``COURSE_SEED``; for any other experiment, the parts
+you give :func:`cached_run` plus the same environment. Change any of them and
+the result is computed anew; nothing stale is ever loaded.
+
+Files are written atomically (to a temporary file, then renamed), so a
+notebook running in parallel never reads half a file. A file that cannot be
+read all the same - a killed process, a full disk, a copy from another
+machine - is moved aside with a warning that names it, and recomputed.
 
 The cache lives in ``COURSE_CACHE_DIR`` or, by default,
-``~/.cache/pruning-course``. Delete that folder to retrain everything.
+``~/.cache/pruning-course``. Delete that folder to recompute everything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from course_lib.data import DataSplits
 from course_lib.models import build_model
-from course_lib.training import History, TrainConfig, train
+from course_lib.profiles import seed_shift
+from course_lib.training import History, TrainConfig, default_device, train
 
 CACHE_ENV_VAR = "COURSE_CACHE_DIR"
-CACHE_FORMAT = 1  # bump when the meaning of a cached file changes
+CACHE_FORMAT = 3  # bump when the meaning of a cached file changes (3: Adam runs fused)
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
-    """Where trained baselines are kept (``COURSE_CACHE_DIR`` or ``~/.cache/pruning-course``)."""
+    """Where results are kept (``COURSE_CACHE_DIR`` or ``~/.cache/pruning-course``)."""
     return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "pruning-course"))
 
 
+def _describe(value: Any) -> Any:
+    """A JSON-able description of a key part (dataclasses by their fields, devices and paths as text)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__name__, **asdict(value)}
+    if isinstance(value, (torch.device, Path)):
+        return str(value)
+    if isinstance(value, nn.Module):
+        return repr(value)
+    raise TypeError(f"Cannot use a {type(value).__name__} in a cache key: describe it with numbers and strings.")
+
+
+def make_key(parts: Mapping[str, Any]) -> str:
+    """A short hash of ``parts`` plus what every result depends on (PyTorch version, COURSE_SEED, format)."""
+    description = {**parts, "torch": torch.__version__, "course_seed": seed_shift(), "format": CACHE_FORMAT}
+    text = json.dumps(description, sort_keys=True, default=_describe)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_MISSING = object()
+
+
+def _load(path: Path) -> Any:
+    """The value stored at ``path``, ``_MISSING`` when there is none or it is unreadable (then moved aside)."""
+    if not path.is_file():
+        return _MISSING
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)  # our own files, written by _save
+        if not isinstance(saved, dict) or saved.get("format") != CACHE_FORMAT or "value" not in saved:
+            raise ValueError("it is not a course cache file of this version")
+        return saved["value"]
+    except Exception as error:  # noqa: BLE001 - any failure to read means: recompute
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"The cache file {path} could not be read ({type(error).__name__}: {error}). "
+                      f"It was moved to {aside} and the result is computed again.", stacklevel=3)
+        return _MISSING
+
+
+def _save(path: Path, value: Any) -> None:
+    """Store ``value`` at ``path`` atomically: a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        try:
+            torch.save({"format": CACHE_FORMAT, "value": value}, tmp)
+        except Exception:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+
+
+def cached_run(name: str, parts: Mapping[str, Any], compute: Callable[[], T], *,
+               device: torch.device | None = None, directory: Path | None = None) -> T:
+    """Load the result of an experiment from the cache, or compute and store it.
+
+    Args:
+        name: a readable prefix of the file name (``"ch6-rigl"``).
+        parts: everything that determines the result: model name, sparsity,
+            method settings, a ``TrainConfig``, the data's sizes and seed...
+        compute: computes the result when it is not cached. Return plain data:
+            numbers, strings, tensors, lists and dicts of them, dataclasses
+            such as ``History``; store a model as its ``state_dict()``
+            (a parametrized model cannot be pickled whole).
+        device: the device the result is computed on (part of the key:
+            GPUs give slightly different numbers); default :func:`default_device`.
+        directory: the cache folder (default :func:`cache_dir`).
+    """
+    device = device or default_device()
+    key = make_key({"name": name, **parts, "device": device.type})
+    path = (Path(directory) if directory is not None else cache_dir()) / f"{name}-{key}.pt"
+    value = _load(path)
+    if value is _MISSING:
+        value = compute()
+        _save(path, value)
+    return value
+
+
 def cache_key(model_name: str, data: DataSplits, config: TrainConfig) -> str:
-    """A short hash of everything that determines the trained weights."""
-    description = {
+    """The key of a trained baseline: everything that determines its weights."""
+    return make_key({
         "model": model_name,
         "architecture": repr(build_model(model_name)),  # a changed layer width is a different model
         "dataset": data.name,
         "sizes": data.sizes(),
         "split_seed": data.seed,
         "config": asdict(config),
-        "torch": torch.__version__,
-        "format": CACHE_FORMAT,
-    }
-    text = json.dumps(description, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+        "device": default_device().type,
+    })
 
 
 @dataclass
@@ -74,17 +162,13 @@ def trained_baseline(model_name: str, data: DataSplits, config: TrainConfig,
     folder = Path(directory) if directory is not None else cache_dir()
     path = folder / f"{model_name}-{cache_key(model_name, data, config)}.pt"
     model = build_model(model_name, seed=config.seed)
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = _load(path)
+    if saved is not _MISSING:
         model.load_state_dict(saved["state_dict"])
         model.eval()
         return Baseline(model, History(**saved["history"]), config, from_cache=True, path=path)
 
     history = train(model, data, config, progress=progress, desc=f"training {model_name}")
     model.cpu().eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file first: a notebook running in parallel never reads half a file.
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
-        torch.save({"state_dict": model.state_dict(), "history": asdict(history)}, tmp)
-    os.replace(tmp.name, path)
+    _save(path, {"state_dict": model.state_dict(), "history": asdict(history)})
     return Baseline(model, history, config, from_cache=False, path=path)

@@ -43,3 +43,52 @@ def test_key_changes_with_everything_that_changes_the_weights(small):
     assert base != cache.cache_key("lenet300", _subset(small, n=300), TrainConfig(epochs=1))
     other_split = type(small)(small.train, small.val, small.test, small.classes, small.name, seed=1)
     assert base != cache.cache_key("lenet300", other_split, TrainConfig(epochs=1))
+
+
+def test_a_corrupt_baseline_file_is_moved_aside_and_retrained(small, tmp_path):
+    config = TrainConfig(epochs=1)
+    first = cache.trained_baseline("lenet300", small, config, directory=tmp_path, progress=False)
+    first.path.write_bytes(first.path.read_bytes()[:100])  # a killed process: the file is cut short
+    with pytest.warns(UserWarning, match="could not be read") as caught:
+        again = cache.trained_baseline("lenet300", small, config, directory=tmp_path, progress=False)
+    assert str(first.path) in str(caught[0].message)
+    assert not again.from_cache and again.path.is_file()
+    assert first.path.with_name(first.path.name + ".corrupt").is_file()
+    for a, b in zip(first.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)  # seeded: the recomputed baseline is the same
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a torch file at all", None])
+def test_cached_run_recomputes_a_damaged_file_with_a_warning(tmp_path, damage):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"accuracy": 87.5, "curve": torch.arange(3)}
+
+    first = cache.cached_run("exp", {"sparsity": 0.9}, compute, directory=tmp_path)
+    hit = cache.cached_run("exp", {"sparsity": 0.9}, compute, directory=tmp_path)
+    assert len(calls) == 1 and hit["accuracy"] == first["accuracy"] and torch.equal(hit["curve"], first["curve"])
+    (path,) = tmp_path.glob("exp-*.pt")
+    if damage is None:  # a readable torch file that is not ours (e.g. a model saved by hand under that name)
+        torch.save({"something": "else"}, path)
+    else:
+        path.write_bytes(damage)
+    with pytest.warns(UserWarning, match=path.name):
+        again = cache.cached_run("exp", {"sparsity": 0.9}, compute, directory=tmp_path)
+    assert len(calls) == 2 and again["accuracy"] == 87.5 and torch.equal(again["curve"], torch.arange(3))
+
+
+def test_cached_run_keys_on_parts_device_and_course_seed(tmp_path, monkeypatch):
+    calls = []
+    run = lambda: calls.append(1) or len(calls)
+    cache.cached_run("exp", {"a": 1, "config": TrainConfig(epochs=1)}, run, directory=tmp_path)
+    cache.cached_run("exp", {"a": 2, "config": TrainConfig(epochs=1)}, run, directory=tmp_path)
+    cache.cached_run("exp", {"a": 1, "config": TrainConfig(epochs=2)}, run, directory=tmp_path)
+    cache.cached_run("exp", {"a": 1, "config": TrainConfig(epochs=1)}, run, directory=tmp_path,
+                     device=torch.device("meta"))
+    monkeypatch.setenv("COURSE_SEED", "7")
+    cache.cached_run("exp", {"a": 1, "config": TrainConfig(epochs=1)}, run, directory=tmp_path)
+    assert len(calls) == 5
+    with pytest.raises(TypeError, match="cache key"):
+        cache.cached_run("exp", {"a": object()}, run, directory=tmp_path)

@@ -13,6 +13,11 @@ Pruning papers report different costs, and they do not move together:
 
 Everything reads ``module.weight``, the weight the layer actually uses, so the
 functions work unchanged on models masked by ``torch.nn.utils.prune``.
+
+Measurements run where the model is (CPU, CUDA or Apple's MPS): inputs are
+made on the model's device once, before the clock starts, and every timing
+waits for that device to finish (:func:`synchronize`), because a GPU returns
+before its work is done.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import pandas as pd
 import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
+
+from course_lib.devices import model_device, synchronize
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
 INDEX_BYTES = 4  # CSR column indices and row pointers stored as int32
@@ -67,8 +74,7 @@ def _output_positions(model: nn.Module, input_shape: tuple[int, ...]) -> dict[st
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.zeros(1, *input_shape, device=device))
+            model(torch.zeros(1, *input_shape, device=model_device(model)))
         model.train(was_training)
     finally:
         for h in handles:
@@ -106,7 +112,7 @@ def effective_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, tor
     """Yield ``(qualified_name, module, value)`` for every parameter the model really uses.
 
     A masked parameter is yielded once, as the masked value the layer computes
-    with, under its plain name (``net.1.weight``): for masks attached with
+    with, under its plain name (``net.fc1.weight``): for masks attached with
     ``torch.nn.utils.parametrize`` (the course's :mod:`course_lib.masks`) and
     with ``torch.nn.utils.prune`` (which stores ``weight_orig``) alike.
     """
@@ -193,13 +199,19 @@ class Latency:
         return 1000.0 * self.median_ms / self.batch_size
 
 
-def time_call(fn: Callable[[], object], warmup: int = 5, repeats: int = 30, sync_cuda: bool = False) -> tuple[float, float, float]:
+def time_call(fn: Callable[[], object], warmup: int = 5, repeats: int = 30,
+              device: torch.device | str = "cpu") -> tuple[float, float, float]:
     """Median, 25th and 75th percentile of the wall time of ``fn()`` in milliseconds.
 
     Why warm up? The first calls allocate memory and pick kernels, and are
     several times slower than the rest. Why the median? A laptop (or a CI
     machine) is noisy; one slow outlier moves the mean but not the median.
     Compare two timings only when they were measured in the same run.
+
+    ``device`` is where ``fn`` computes: it is synchronised (see
+    :func:`synchronize`) before the clock starts and before the clock is read.
+    Prepare ``fn``'s inputs on that device beforehand: a copy inside ``fn``
+    would be timed too.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}.")
@@ -207,19 +219,17 @@ def time_call(fn: Callable[[], object], warmup: int = 5, repeats: int = 30, sync
         fn()
     times = []
     for _ in range(repeats):
-        if sync_cuda:
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        if sync_cuda:
-            torch.cuda.synchronize()
+        synchronize(device)
         times.append(1000.0 * (time.perf_counter() - start))
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return statistics.median(times), q[0], q[2]
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7, repeats: int = 10,
-                     warmup: int = 5) -> pd.DataFrame:
+                     warmup: int = 5, device: torch.device | str = "cpu") -> pd.DataFrame:
     """Time several functions in alternating rounds: one row per round, one column (ms) per function.
 
     A laptop's speed drifts (other programs, heat, power saving; this course's
@@ -227,11 +237,16 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7, r
     lets such a drift masquerade as a difference between them; alternating
     A, B, A, B... keeps each round's numbers comparable. Each entry is the
     median of ``repeats`` calls.
+
+    All the functions must compute on the same ``device``, which every timed
+    call synchronises (see :func:`time_call`): a table mixing a GPU and a CPU
+    compares the devices, not the functions.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    rows = [{name: time_call(fn, warmup=1, repeats=repeats)[0] for name, fn in fns.items()} for _ in range(rounds)]
+    rows = [{name: time_call(fn, warmup=1, repeats=repeats, device=device)[0] for name, fn in fns.items()}
+            for _ in range(rounds)]
     return pd.DataFrame(rows)
 
 
@@ -252,26 +267,61 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
     Returns one row per model: ``latency_ms`` (median over rounds) and
     ``ratio`` (latency relative to the *first* model, see :func:`ratios_to_first`).
     Use this, not separate :func:`measure_latency` calls, to compute speed-ups.
+
+    Every model is timed where it is, and they must all be on the same device
+    (move them first, e.g. ``model.to("cpu")``); a ``ValueError`` says so
+    otherwise. The batch is made on that device once, before any timing.
     """
-    x = torch.randn(batch_size, *input_shape)
+    if not models:
+        raise ValueError("compare_latency needs at least one model.")
+    devices = {name: model_device(model) for name, model in models.items()}
+    if len(set(devices.values())) > 1:
+        raise ValueError(f"The models to compare are on different devices {devices}: a latency table must time "
+                         "them all on one device. Move them first, e.g. model.to('cpu').")
+    device = next(iter(devices.values()))
+    x = torch.randn(batch_size, *input_shape, device=device)
+    was_training = {name: model.training for name, model in models.items()}
     for model in models.values():
         model.eval()
-    times = time_interleaved({name: (lambda m=m: m(x.to(next(m.parameters()).device))) for name, m in models.items()},
-                             rounds=rounds, repeats=repeats)
+    times = time_interleaved({name: (lambda m=m: m(x)) for name, m in models.items()}, rounds=rounds,
+                             repeats=repeats, device=device)
+    for name, model in models.items():
+        model.train(was_training[name])
     return pd.DataFrame({"latency_ms": times.median(), "ratio": ratios_to_first(times)})
 
 
 @torch.inference_mode()
 def measure_latency(model: nn.Module, batch_size: int = 1, input_shape: tuple[int, ...] = (1, 28, 28),
                     warmup: int = 5, repeats: int = 30) -> Latency:
-    """Time one forward pass of ``model`` on a random batch (see :func:`time_call`)."""
-    device = next(model.parameters()).device
+    """Time one forward pass of ``model`` on a random batch, on the model's device (see :func:`time_call`)."""
+    device = model_device(model)
     was_training = model.training
     model.eval()
     x = torch.randn(batch_size, *input_shape, device=device)
-    median, p25, p75 = time_call(lambda: model(x), warmup, repeats, sync_cuda=device.type == "cuda")
+    median, p25, p75 = time_call(lambda: model(x), warmup, repeats, device=device)
     model.train(was_training)
     return Latency(batch_size, median, p25, p75)
+
+
+def _to_sparse_csr(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix`` in compressed sparse rows, without PyTorch's warning that CSR support is "beta"."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return matrix.to_sparse_csr()
+
+
+def csr_matmul_works(device: torch.device | str) -> bool:
+    """Whether this PyTorch can multiply a CSR matrix by a dense one on ``device``.
+
+    The CPU and CUDA can; Apple's MPS has lacked sparse kernels in many PyTorch
+    versions. A missing kernel raises ``NotImplementedError`` (a kind of
+    ``RuntimeError``), so the answer is found by trying a 2x2 product.
+    """
+    try:
+        _to_sparse_csr(torch.eye(2, device=device)) @ torch.ones(2, 1, device=device)
+    except RuntimeError:
+        return False
+    return True
 
 
 @torch.inference_mode()
@@ -283,14 +333,23 @@ def csr_vs_dense_matmul(weight: torch.Tensor, batch_size: int = 256, repeats: in
     the zeros; a CSR kernel skips them but pays for indexing, so it wins only
     when most weights are zero. Returns milliseconds (medians of alternating
     rounds, see :func:`time_interleaved`).
+
+    The three kernels run on ``weight``'s device, with every operand prepared
+    there before timing. Where that device has no CSR kernel (see
+    :func:`csr_matmul_works`; Apple's MPS often has none), all three are timed
+    on the CPU instead, with a warning, so that they stay comparable.
     """
-    x = torch.randn(weight.shape[1], batch_size)
+    weight = weight.detach()
+    if weight.device.type != "cpu" and not csr_matmul_works(weight.device):
+        warnings.warn(f"PyTorch {torch.__version__} has no sparse CSR matmul on {weight.device.type}: "
+                      "timing all three kernels on the CPU instead.", stacklevel=2)
+        weight = weight.cpu()
+    x = torch.randn(weight.shape[1], batch_size, device=weight.device)
     full = torch.randn_like(weight)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        csr = weight.to_sparse_csr()
+    csr = _to_sparse_csr(weight)
     times = time_interleaved({"dense_ms": lambda: full @ x, "masked_dense_ms": lambda: weight @ x,
-                              "csr_ms": lambda: csr @ x}, rounds=5, repeats=max(1, repeats // 5))
+                              "csr_ms": lambda: csr @ x}, rounds=5, repeats=max(1, repeats // 5),
+                             device=weight.device)
     return {name: float(ms) for name, ms in times.median().items()}
 
 
@@ -302,15 +361,36 @@ def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[i
     MACs count only convolutions and matrix products; pooling, BatchNorm and
     activations cost time too (they are limited by memory traffic, not
     arithmetic). This table shows how much. Columns: ``operator``, ``share_%``.
+
+    The model runs where it is. On the CPU the shares are of each operator's
+    own CPU time; on CUDA, of the GPU time of the kernels each operator
+    launched. On Apple's MPS the profiler sees only the CPU side (launching
+    the kernels, not running them), so the shares say little: a warning says
+    so; profile a CPU copy instead.
     """
+    device = model_device(model)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    elif device.type != "cpu":
+        warnings.warn(f"torch.profiler does not see the work of the {device.type} device, only the CPU launching "
+                      "it; for the shares of computation, profile a CPU copy of the model.", stacklevel=2)
+    was_training = model.training
     model.eval()
-    x = torch.randn(batch_size, *input_shape, device=next(model.parameters()).device)
+    x = torch.randn(batch_size, *input_shape, device=device)
     for _ in range(3):
         model(x)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    synchronize(device)  # the warm-up's kernels must not land in the profile
+    with torch.profiler.profile(activities=activities) as prof:
         for _ in range(repeats):
             model(x)
-    events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+        synchronize(device)
+    model.train(was_training)
+    if device.type == "cuda":  # operators (the CPU-side events), each with the GPU time of its own kernels
+        events = [(e.key, e.self_device_time_total) for e in prof.key_averages()
+                  if e.device_type == torch.autograd.DeviceType.CPU]
+    else:
+        events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
     total = sum(t for _, t in events)
     shares = pd.DataFrame(events, columns=["operator", "self_time"]).sort_values("self_time", ascending=False)
     shares["share_%"] = 100.0 * shares["self_time"] / total

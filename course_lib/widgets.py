@@ -2,6 +2,11 @@
 
 Widgets precompute everything expensive once, so that moving a slider only
 redraws a small figure and answers well within a second.
+
+The models may live on any device (CPU, CUDA, Apple's MPS): images are sent
+to the model's device, and whatever a figure shows is brought back to the
+CPU first (``.detach().cpu()``), because matplotlib and NumPy read only
+CPU memory.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch.utils.data import TensorDataset
 from course_lib.data import batches
 from course_lib.costs import prunable_layers
 from course_lib.plots import show_image
+from course_lib.devices import model_device
 from course_lib.training import evaluate
 
 
@@ -44,9 +50,13 @@ def png_of(fig: Figure) -> Image:
 
 @torch.no_grad()
 def class_probabilities(model: nn.Module, dataset: TensorDataset, batch_size: int = 1000) -> torch.Tensor:
-    """Softmax output of ``model`` (eval mode) for every image, shape (N, classes)."""
+    """Softmax output of ``model`` (eval mode) for every image, shape (N, classes), on the CPU.
+
+    The images go to the model's device batch by batch; the probabilities come back to the CPU.
+    """
+    device = model_device(model)
     model.eval()
-    return torch.cat([torch.softmax(model(x), dim=1) for x, _ in batches(dataset, batch_size)])
+    return torch.cat([torch.softmax(model(x.to(device)), dim=1).cpu() for x, _ in batches(dataset, batch_size)])
 
 
 def misclassified_browser(model: nn.Module, dataset: TensorDataset, classes: Sequence[str]) -> widgets.VBox:
@@ -114,13 +124,16 @@ def masked_accuracy(model: nn.Module, masks: dict[str, torch.Tensor], dataset: T
 
     ``torch.func.functional_call`` runs the model with substituted weights,
     so no copy and no mask machinery is needed: fast enough for a slider.
+    The images and the masks go to the model's device.
     """
+    device = model_device(model)
     params = dict(model.named_parameters())
-    weights = {name: params[name] * mask for name, mask in masks.items()}
+    weights = {name: params[name] * mask.to(device) for name, mask in masks.items()}
     model.eval()
     correct = 0
     for x, y in batches(dataset, batch_size):
-        correct += int((torch.func.functional_call(model, weights, (x,)).argmax(1) == y).sum())
+        outputs = torch.func.functional_call(model, weights, (x.to(device),))
+        correct += int((outputs.argmax(1).cpu() == y).sum())
     return 100.0 * correct / len(dataset)
 
 
@@ -141,7 +154,7 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
     """
     from course_lib.pruning.selection import unstructured_masks  # here to keep widgets importable on their own
 
-    layers = {n: p.detach() for n, p in model.named_parameters() if n.endswith("weight")}
+    layers = {n: p.detach().cpu() for n, p in model.named_parameters() if n.endswith("weight")}  # for the figure
     first = next(iter(layers))
     strongest = layers[first].abs().sum(dim=1).topk(units).indices
     seen: dict[tuple[str, int], tuple[dict[str, torch.Tensor], float]] = {}
@@ -149,7 +162,8 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
     def result(scope: str, percent: int) -> tuple[dict[str, torch.Tensor], float]:
         if (scope, percent) not in seen:
             masks = unstructured_masks(model, percent / 100, scope=scope)  # type: ignore[arg-type]
-            seen[(scope, percent)] = (masks, masked_accuracy(model, masks, dataset))
+            on_cpu = {name: mask.detach().cpu() for name, mask in masks.items()}  # for the figure
+            seen[(scope, percent)] = (on_cpu, masked_accuracy(model, masks, dataset))
         return seen[(scope, percent)]
 
     curves = {scope: [result(scope, round(100 * s))[1] for s in curve_points] for scope in ("global", "local")}
@@ -266,11 +280,11 @@ def ticket_viewer(tickets: Sequence, reinits: dict[int, nn.Module], dataset: Ten
     accuracy = {r: (evaluate(tickets[r].model, dataset), evaluate(reinits[r], dataset)) for r in rounds}
 
     def first_layer(model: nn.Module) -> torch.Tensor:
-        return next(iter(prunable_layers(model).values())).weight.detach()
+        return next(iter(prunable_layers(model).values())).weight.detach().cpu()  # to plot
 
     def redraw(*_: object) -> None:
         ticket = tickets[slider.value]
-        mask = next(iter(ticket.masks.values()))
+        mask = next(iter(ticket.masks.values())).detach().cpu()
         chosen = mask.sum(dim=1).topk(units).indices
         fig, axes = plt.subplots(2, units, figsize=(1.6 * units, 3.6), dpi=80)
         for row, (label, model) in enumerate([("ticket", ticket.model), ("random re-init", reinits[slider.value])]):

@@ -34,7 +34,7 @@ def test_sparsity_explorer_redraws_on_a_move(small):
     slider.value = 50
     assert "50 %" in caption.value and caption.value != before
     scope.value = "local"
-    assert "local" in caption.value and "net.5 50.0 %" in caption.value
+    assert "local" in caption.value and "net.fc3 50.0 %" in caption.value
 
 
 def test_misclassified_browser_walks_the_mistakes(small):

@@ -22,11 +22,13 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from course_lib.data import DataSplits
-from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, zero_pruned_weights
+from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, weight_masks, zero_pruned_weights
 from course_lib.costs import compare_latency, count_parameters, layer_costs
+from course_lib.devices import model_device
 from course_lib.pruning.selection import (Criterion, Scope, UnitCriterion, check_sparsity, prunable_weights, structured_masks,
                                 unstructured_masks)
-from course_lib.sparse.schedules import GradualPruner, iterative_sparsities
+from course_lib.sparse.schedules import iterative_sparsities
+from course_lib.sparse.updaters import AGP
 from course_lib.pruning.surgery import shrink
 from course_lib.training import History, Hook, StepFunction, TrainConfig, evaluate, train
 
@@ -66,7 +68,7 @@ class Pruned:
     @property
     def sparsity(self) -> float:
         """Fraction of the masked weights that are zero."""
-        return mask_sparsity({k: v for k, v in get_masks(self.model).items() if k.endswith("weight")})
+        return mask_sparsity(weight_masks(get_masks(self.model)))
 
 
 def finetune(model: nn.Module, data: DataSplits, config: TrainConfig, extra_hooks: Sequence[Hook | StepFunction] = (),
@@ -120,7 +122,7 @@ def gradual_pruning(model: nn.Module, data: DataSplits, sparsity: float, make_ma
     pruned = copy.deepcopy(model)
     steps = config.total_steps(len(data.train))
     end = max(1, round(end_fraction * steps))
-    pruner = GradualPruner(make_masks, sparsity, begin_step=0, end_step=end, frequency=max(1, end // updates))
+    pruner = AGP(make_masks, sparsity, update_every=max(1, end // updates), begin_step=0, end_step=end)
     apply_masks(pruned, make_masks(pruned, 0.0))  # attach masks from the start (nothing pruned yet)
     history = finetune(pruned, data, config, extra_hooks=[pruner], progress=progress, desc=f"AGP to {sparsity:.0%}")
     return Pruned(pruned, [history], pruner.history)
@@ -158,7 +160,16 @@ def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[f
     and MAC reduction against the dense model, and ``max_output_diff``: the
     largest difference between the masked and the shrunk network's outputs
     on validation images (surgery must not change what the network computes).
+
+    Devices: fine-tuning runs where :func:`~course_lib.training.train` puts it
+    (the fastest device), and ``max_output_diff`` is computed there. Then each
+    shrunk model is moved to the **dense model's device**, where all of them
+    are timed together with the dense model (a speed-up is only meaningful on
+    one device) and where they are returned. To time on the CPU, pass a dense
+    model that is on the CPU.
     """
+
+    device = model_device(model)
     dense_costs = layer_costs(model)
     rows, small_models = [], {}
     probe = data.val.tensors[0][:256]
@@ -168,14 +179,16 @@ def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[f
         else:
             masked = prune_and_finetune(model, data, 1.0 - keep, make_masks, config, progress=progress).model
             small = shrink(masked)
+            x = probe.to(model_device(masked))  # the inputs follow the model
             with torch.no_grad():
-                diff = float((small(probe) - masked(probe)).abs().max())
+                diff = float((small(x) - masked(x)).abs().max())
+            small = small.to(device)
         costs = layer_costs(small)
         rows.append({"keep_ratio": keep, "parameters": count_parameters(small), "MACs": int(costs.macs.sum()),
                      "val_acc": evaluate(small, data.val), "test_acc": evaluate(small, data.test),
                      "MAC_reduction": dense_costs.macs.sum() / costs.macs.sum(), "max_output_diff": diff})
         small_models[keep] = small
-    # All latencies in alternating rounds, against the dense model measured alongside.
+    # All latencies in alternating rounds on the dense model's device, against the dense model measured alongside.
     latency = compare_latency({"dense": model, **{str(k): m for k, m in small_models.items()}}, batch_size,
                               rounds=latency_rounds)
     for row in rows:

@@ -54,9 +54,9 @@ def test_adam_revives_weights_that_were_only_zeroed_once():
     """Why masks exist: zeroing weights once is undone by the next Adam steps."""
     model = build_model("lenet300")
     with torch.no_grad():
-        model.net[1].weight[:, :100] = 0
+        model.net.fc1.weight[:, :100] = 0
     _train_steps(model, torch.optim.Adam(model.parameters(), lr=1e-2), steps=5)
-    assert torch.count_nonzero(model.net[1].weight[:, :100]) > 0
+    assert torch.count_nonzero(model.net.fc1.weight[:, :100]) > 0
 
 
 def test_masks_survive_state_dict_round_trip_deepcopy_and_device_moves():
@@ -86,7 +86,7 @@ def test_remove_masks_leaves_plain_layers_with_zeros():
     assert not M.is_masked(model)
     assert sorted(model.state_dict()) == sorted(build_model("lenet300").state_dict())
     assert torch.equal(model(x), before)
-    assert torch.equal((model.net[1].weight != 0).float(), masks["net.1.weight"] * (model.net[1].weight != 0))
+    assert torch.equal((model.net.fc1.weight != 0).float(), masks["net.fc1.weight"] * (model.net.fc1.weight != 0))
 
 
 def test_making_a_copy_permanent_leaves_the_original_masked_and_working():
@@ -104,8 +104,8 @@ def test_reapplying_replaces_the_mask_instead_of_stacking():
     M.apply_masks(model, _random_masks(model, 0.5, seed=1))
     second = _random_masks(model, 0.5, seed=2)
     M.apply_masks(model, second)
-    assert len(model.net[1].parametrizations.weight) == 1
-    assert torch.equal(M.get_masks(model)["net.1.weight"], second["net.1.weight"])
+    assert len(model.net.fc1.parametrizations.weight) == 1
+    assert torch.equal(M.get_masks(model)["net.fc1.weight"], second["net.fc1.weight"])
 
 
 def test_metrics_see_the_masked_weights_once():
@@ -119,11 +119,11 @@ def test_metrics_see_the_masked_weights_once():
 def test_bad_masks_are_refused_with_a_reason():
     model = build_model("lenet300")
     with pytest.raises(ValueError, match=r"shape \(10, 10\).*\(300, 784\)"):
-        M.apply_masks(model, {"net.1.weight": torch.ones(10, 10)})
+        M.apply_masks(model, {"net.fc1.weight": torch.ones(10, 10)})
     with pytest.raises(ValueError, match="only 0"):
-        M.apply_masks(model, {"net.1.weight": torch.full((300, 784), 0.5)})
-    with pytest.raises(ValueError, match="no parameter 'net.2.weight'"):
-        M.apply_masks(model, {"net.2.weight": torch.ones(1)})
+        M.apply_masks(model, {"net.fc1.weight": torch.full((300, 784), 0.5)})
+    with pytest.raises(ValueError, match="no parameter 'net.relu1.weight'"):
+        M.apply_masks(model, {"net.relu1.weight": torch.ones(1)})
     rnn = nn.Sequential(nn.GRU(3, 3))
     with pytest.raises(TypeError, match="GRU layers are not supported"):
         M.apply_masks(rnn, {"0.weight_ih_l0": torch.ones(9, 3)})

@@ -6,7 +6,8 @@ import torch
 from course_lib.masks import get_masks, mask_sparsity
 from course_lib.models import build_model
 from course_lib.pruning.procedures import magnitude
-from course_lib.sparse.schedules import GradualPruner, agp_sparsity, iterative_sparsities, rate_per_round
+from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction, iterative_sparsities, rate_per_round
+from course_lib.sparse.updaters import AGP, RigL
 
 
 def test_agp_follows_the_cubic_by_hand():
@@ -30,21 +31,16 @@ def test_iterative_rounds_remove_the_same_fraction_of_survivors():
 
 @pytest.mark.parametrize("call", [
     lambda: agp_sparsity(0, 1.5, 0, 10), lambda: agp_sparsity(0, 0.5, 10, 10),
-    lambda: iterative_sparsities(0.9, 0), lambda: GradualPruner(magnitude(), 0.5, 0, 10, frequency=0),
+    lambda: iterative_sparsities(0.9, 0), lambda: AGP(magnitude(), 0.5, update_every=0), lambda: RigL(0.9, drop_fraction=1.5),
+    lambda: cosine_drop_fraction(0, 0.3, 10, 10),
 ])
 def test_bad_schedules_are_refused(call):
     with pytest.raises(ValueError):
         call()
 
 
-def test_gradual_pruner_raises_sparsity_on_schedule():
-    model = build_model("lenet300")
-    pruner = GradualPruner(magnitude("global"), 0.8, begin_step=0, end_step=100, frequency=25)
-    seen = []
-    for step in range(1, 121):
-        pruner(model, step)
-        seen.append(mask_sparsity(get_masks(model)) if get_masks(model) else 0.0)
-    assert [s for s, _ in pruner.history] == [25, 50, 75, 100]
-    assert seen[24] == pytest.approx(agp_sparsity(25, 0.8, 0, 100), abs=1e-4)
-    assert seen[-1] == pytest.approx(0.8, abs=1e-4) and seen == sorted(seen)
-    assert torch.count_nonzero(model.net[1].weight) < 0.25 * model.net[1].weight.numel()
+def test_cosine_drop_fraction_decays_from_alpha_to_zero():
+    assert cosine_drop_fraction(0, 0.3, 0, 100) == pytest.approx(0.3)
+    assert cosine_drop_fraction(50, 0.3, 0, 100) == pytest.approx(0.15)
+    assert cosine_drop_fraction(100, 0.3, 0, 100) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_drop_fraction(500, 0.3, 0, 100) == pytest.approx(0.0, abs=1e-12)

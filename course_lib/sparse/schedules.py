@@ -1,4 +1,4 @@
-"""When to prune: one-shot, iterative rounds, or gradually during training (AGP).
+"""How much, when: sparsity schedules for pruning and drop fractions for sparse training.
 
 * **One-shot**: prune to the target once, then fine-tune.
 * **Iterative** (Han et al. 2015; Frankle & Carbin 2019): several rounds, each
@@ -9,15 +9,18 @@
   there are many redundant weights) and slowly near the end:
 
       s(t) = s_f + (s_i - s_f) * (1 - (t - t_0) / (t_1 - t_0))^3    for t_0 <= t <= t_1
+
+* **Drop fraction** of sparse training (SET, RigL): the share of each layer's
+  weights moved at an update decays along half a cosine.
+
+These are pure functions of the step; :mod:`course_lib.sparse.updaters` uses
+them to decide how much each mask update changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
-from torch import nn
-
-from course_lib.masks import Masks, apply_masks
 from course_lib.pruning.selection import check_sparsity
 
 
@@ -50,35 +53,15 @@ def rate_per_round(final_sparsity: float, rounds: int) -> float:
     return iterative_sparsities(final_sparsity, rounds)[0]
 
 
-class GradualPruner:
-    """An ``after_step`` hook that prunes along the AGP schedule while training.
+def cosine_drop_fraction(step: int, initial_fraction: float, begin_step: int, end_step: int) -> float:
+    """The fraction of each layer's weights that SET and RigL move at ``step``.
 
-    Every ``frequency`` optimizer steps between ``begin_step`` and ``end_step``
-    it asks ``make_masks(model, sparsity)`` for masks at the scheduled
-    sparsity and attaches them; between updates the masks stay fixed, and
-    :func:`course_lib.masks.zero_pruned_weights` should run as the next hook.
+    It decays from ``initial_fraction`` (alpha) at ``begin_step`` to 0 at
+    ``end_step`` along half a cosine (Evci et al. 2020):
 
-    Example::
-
-        pruner = GradualPruner(lambda m, s: unstructured_masks(m, s), 0.9, 0, 2000, 100)
-        train(model, data, config, after_step=[pruner, zero_pruned_weights])
+        f(t) = alpha * (1 + cos(pi * (t - t_0) / (t_end - t_0))) / 2
     """
-
-    def __init__(self, make_masks: Callable[[nn.Module, float], Masks], final_sparsity: float,
-                 begin_step: int, end_step: int, frequency: int = 100, initial_sparsity: float = 0.0) -> None:
-        agp_sparsity(begin_step, final_sparsity, begin_step, end_step, initial_sparsity)  # validates
-        if frequency < 1:
-            raise ValueError(f"frequency must be at least 1 step, got {frequency}.")
-        self.make_masks = make_masks
-        self.final_sparsity = final_sparsity
-        self.initial_sparsity = initial_sparsity
-        self.begin_step, self.end_step, self.frequency = begin_step, end_step, frequency
-        self.history: list[tuple[int, float]] = []  # (step, sparsity) of every mask update
-
-    def __call__(self, model: nn.Module, step: int) -> None:
-        due = (step - self.begin_step) % self.frequency == 0 or step == self.end_step
-        if self.begin_step <= step <= self.end_step and due:
-            target = agp_sparsity(step, self.final_sparsity, self.begin_step, self.end_step, self.initial_sparsity)
-            if not self.history or target > self.history[-1][1]:
-                apply_masks(model, self.make_masks(model, target))
-                self.history.append((step, target))
+    if end_step <= begin_step:
+        raise ValueError(f"end_step ({end_step}) must come after begin_step ({begin_step}).")
+    progress = min(max((step - begin_step) / (end_step - begin_step), 0.0), 1.0)
+    return initial_fraction * 0.5 * (1.0 + math.cos(math.pi * progress))

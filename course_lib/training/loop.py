@@ -28,6 +28,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from course_lib.data import DataSplits, batches
+from course_lib.devices import default_device, model_device
 from course_lib.profiles import shifted_seed
 from course_lib.training.config import TrainConfig, make_optimizer, make_scheduler, steps_per_epoch
 from course_lib.training.hooks import Hook, StepFunction, TrainContext, as_hooks
@@ -42,20 +43,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def default_device() -> torch.device:
-    """The fastest device available: CUDA, then Apple's MPS, then the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of ``model``'s parameters (the CPU for a model without any)."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 @dataclass

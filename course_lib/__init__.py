@@ -7,11 +7,13 @@ point one way, from the families down to the foundations.
 ``profiles``             quick (CI) and full (lecture) budgets, seeds, ``COURSE_SEED``
 ``data``                 Fashion-MNIST / MNIST found offline first, split, in memory
 ``models``               LeNet-300-100, LeNet-5, a small VGG with BatchNorm
+``devices``              CPU, CUDA or MPS: where tensors live, honest GPU timing
 ``masks``                attaching masks (torch.nn.utils.parametrize), keeping zeros
 ``costs``                parameters, non-zeros, MACs, bytes, measured latency
 ``training/``            the one training loop, its config and its hook phases
 ``cache``                trained baselines and any experiment's results, on disk
-``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores
+``experiments``          running an experiment over seeds: mean and spread
+``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores, slimming
 ``sparse/``              schedules, layer densities (ERK), mask updaters (AGP, SET, RigL)
 ``plots``                the course's figures
 ``widgets``              the interactive explorers

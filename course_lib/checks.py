@@ -217,7 +217,7 @@ def check_imp_round(imp_round: Callable[[nn.Module, dict, float], nn.Module]) ->
         _fail(f"attach one mask per weight ({sorted(expected)}) with course_lib.masks.apply_masks; found {sorted(got)}.")
     for name in expected:
         if int(got[name].sum()) != int(expected[name].sum()):
-            out = name == "net.5.weight"
+            out = name == "net.fc3.weight"
             hint = "The output layer is pruned at HALF the rate." if out else "Prune `rate` of THIS layer's weights."
             _fail(f"{name}: you kept {int(got[name].sum())}, expected {int(expected[name].sum())}. {hint}")
         if not torch.equal(got[name], expected[name]):
@@ -236,7 +236,7 @@ def check_random_reinit(random_reinit: Callable[[dict, int], nn.Module]) -> None
     if set(got) != set(masks) or any(not torch.equal(got[k], masks[k]) for k in masks):
         _fail("the control must carry exactly the ticket's masks (attach them with apply_masks).")
     fresh = build_model("lenet300", seed=123)
-    if not torch.equal(model.net[1].weight.detach(), fresh.net[1].weight.detach() * masks["net.1.weight"]):
+    if not torch.equal(model.net.fc1.weight.detach(), fresh.net.fc1.weight.detach() * masks["net.fc1.weight"]):
         _fail("the surviving weights should be those of build_model('lenet300', seed=seed): a NEW initialization.")
     _ok("random re-init control: same masks, new initial weights")
 
@@ -267,9 +267,10 @@ def check_snip(snip_scores: Callable[[nn.Module, torch.Tensor, torch.Tensor], di
 def check_collapse(collapsed: Callable[[dict], list]) -> None:
     """``collapsed(masks)``: the names of the layers whose mask keeps no weight."""
     cases = [
-        {"net.1.weight": torch.zeros(3, 4), "net.3.weight": torch.ones(2, 3)},
-        {"net.1.weight": torch.tensor([[0.0, 1.0]]), "net.3.weight": torch.zeros(1, 1), "net.5.weight": torch.zeros(2, 2)},
-        {"net.1.weight": torch.ones(2, 2)},
+        {"net.fc1.weight": torch.zeros(3, 4), "net.fc2.weight": torch.ones(2, 3)},
+        {"net.fc1.weight": torch.tensor([[0.0, 1.0]]), "net.fc2.weight": torch.zeros(1, 1),
+         "net.fc3.weight": torch.zeros(2, 2)},
+        {"net.fc1.weight": torch.ones(2, 2)},
     ]
     for masks in cases:
         expected = selection.collapsed_layers(masks)

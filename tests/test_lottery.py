@@ -19,8 +19,8 @@ def test_imp_round_masks_prune_twenty_percent_per_round_and_the_output_at_half()
     model = build_model("lenet300")
     masks = L.imp_round_masks(model, 3, rate=0.2)
     kept = {n: float(m.mean()) for n, m in masks.items()}
-    assert kept["net.1.weight"] == pytest.approx(0.8 ** 3, abs=1e-4)
-    assert kept["net.5.weight"] == pytest.approx(0.9 ** 3, abs=2e-3)
+    assert kept["net.fc1.weight"] == pytest.approx(0.8 ** 3, abs=1e-4)
+    assert kept["net.fc3.weight"] == pytest.approx(0.9 ** 3, abs=2e-3)
 
 
 def test_tickets_rewind_to_theta0_and_keep_their_masks(small):
@@ -28,10 +28,10 @@ def test_tickets_rewind_to_theta0_and_keep_their_masks(small):
     tickets, theta0 = L.iterative_magnitude_pruning("lenet300", small, config, rounds=2, eval_every=4, progress=False)
     assert [t.round for t in tickets] == [0, 1, 2]
     assert tickets[2].density < tickets[1].density < 1.0 == tickets[0].density
-    assert torch.equal(theta0["net.1.weight"], build_model("lenet300", seed=0).state_dict()["net.1.weight"])
+    assert torch.equal(theta0["net.fc1.weight"], build_model("lenet300", seed=0).state_dict()["net.fc1.weight"])
     # Round 2 only prunes survivors of round 1.
-    assert torch.all(tickets[2].masks["net.1.weight"] <= tickets[1].masks["net.1.weight"])
-    assert torch.all(tickets[2].model.net[1].weight[tickets[2].masks["net.1.weight"] == 0] == 0)
+    assert torch.all(tickets[2].masks["net.fc1.weight"] <= tickets[1].masks["net.fc1.weight"])
+    assert torch.all(tickets[2].model.net.fc1.weight[tickets[2].masks["net.fc1.weight"] == 0] == 0)
     assert tickets[1].history.eval_steps[:2] == [4, 8] and tickets[1].history.early_stopping_step % 4 == 0
 
 
@@ -53,7 +53,7 @@ def test_theta_k_is_the_full_runs_state_and_rewinding_replays_the_schedule(small
     rest = train(resumed, small, config, start_epoch=1, progress=False)
     assert rest.lr == history.lr[1:], "rewinding replays the learning rates of epochs 2..3"
     # The optimizer state is not rewound (as in the papers), so the end point differs from the full run's.
-    assert not torch.equal(resumed.net[1].weight, theta1["net.1.weight"])
+    assert not torch.equal(resumed.net.fc1.weight, theta1["net.fc1.weight"])
 
 
 def test_controls_share_the_tickets_mask_or_counts(small):
@@ -76,7 +76,7 @@ def test_retraining_methods_keep_the_mask(small, method):
     model, history = L.retrain_after_pruning(method, trained, masks, theta1, small, config, rewind_epoch=1,
                                              progress=False)
     assert len(history.train_loss) == 1
-    assert torch.all(model.net[1].weight[masks["net.1.weight"] == 0] == 0)
+    assert torch.all(model.net.fc1.weight[masks["net.fc1.weight"] == 0] == 0)
     expected_lr = config.lr * 0.01 if method == "fine-tune" else config.lr * 0.1
     assert history.lr[0] == pytest.approx(expected_lr)
 

@@ -44,11 +44,11 @@ def test_iterative_and_gradual_reach_the_target(small, trained):
 
 def test_sensitivity_scan_prunes_one_layer_at_a_time(small, trained):
     scan = P.sensitivity_scan(trained, small.val, [0.0, 0.99], progress=False)
-    assert list(scan.layer.unique()) == ["net.1", "net.3", "net.5"] and len(scan) == 6
+    assert list(scan.layer.unique()) == ["net.fc1", "net.fc2", "net.fc3"] and len(scan) == 6
     dense = evaluate(trained, small.val)
     assert (scan[scan.sparsity == 0.0].accuracy == dense).all()
     at_99 = scan[scan.sparsity == 0.99].set_index("layer").accuracy
-    assert at_99["net.5"] < at_99["net.1"], "the 10-way output layer is the most sensitive"
+    assert at_99["net.fc3"] < at_99["net.fc1"], "the 10-way output layer is the most sensitive"
 
 
 def test_structured_sweep_shrinks_without_changing_outputs(quick_splits):
@@ -58,4 +58,4 @@ def test_structured_sweep_shrinks_without_changing_outputs(quick_splits):
                                        latency_rounds=2, progress=False)
     assert table.loc[0.5, "max_output_diff"] < 1e-5
     assert table.loc[0.5, "MAC_reduction"] > 3 and table.loc[1.0, "MAC_reduction"] == 1
-    assert shrunk[0.5].net[0].out_channels == 4
+    assert shrunk[0.5].net.conv1.out_channels == 4

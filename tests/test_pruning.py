@@ -31,11 +31,11 @@ def test_global_magnitude_equals_torch_global_unstructured(sparsity):
 def test_structured_ranking_equals_torch_ln_structured(norm, criterion):
     model = build_model("lenet5")
     ours = P.structured_masks(model, 0.5, criterion=criterion, scope="local")
-    for name in ("net.0", "net.3", "net.7", "net.9"):
+    for name in ("net.conv1", "net.conv2", "net.fc1", "net.fc2"):
         layer = copy.deepcopy(model.get_submodule(name))
         prune.ln_structured(layer, "weight", amount=0.5, n=norm, dim=0)
         assert torch.equal(ours[f"{name}.weight"], layer.weight_mask), name
-    assert "net.11.weight" not in ours, "the output layer (the classes) must never lose units"
+    assert "net.fc3.weight" not in ours, "the output layer (the classes) must never lose units"
 
 
 def test_local_scope_prunes_every_layer_equally_and_global_does_not():
@@ -49,14 +49,14 @@ def test_local_scope_prunes_every_layer_equally_and_global_does_not():
 
 def test_rate_multiplier_prunes_the_output_layer_at_half_the_rate():
     model = build_model("lenet300")
-    masks = P.unstructured_masks(model, 0.6, scope="local", rate_multipliers={"net.5": 0.5})
-    assert 1 - masks["net.5.weight"].mean().item() == pytest.approx(0.3)
-    assert 1 - masks["net.1.weight"].mean().item() == pytest.approx(0.6)
+    masks = P.unstructured_masks(model, 0.6, scope="local", rate_multipliers={"net.fc3": 0.5})
+    assert 1 - masks["net.fc3.weight"].mean().item() == pytest.approx(0.3)
+    assert 1 - masks["net.fc1.weight"].mean().item() == pytest.approx(0.6)
 
 
 def test_exclusion_keeps_a_layer_dense():
-    masks = P.unstructured_masks(build_model("lenet300"), 0.5, exclude=["net.5"])
-    assert "net.5.weight" not in masks
+    masks = P.unstructured_masks(build_model("lenet300"), 0.5, exclude=["net.fc3"])
+    assert "net.fc3.weight" not in masks
 
 
 def test_only_survivors_are_ranked_and_masks_only_shrink():
@@ -64,10 +64,10 @@ def test_only_survivors_are_ranked_and_masks_only_shrink():
     first = P.unstructured_masks(model, 0.5, scope="local")
     apply_masks(model, first)
     with torch.no_grad():  # make some pruned weights huge: they must stay pruned anyway
-        model.net[1].parametrizations.weight.original.add_(10 * (1 - first["net.1.weight"]))
+        model.net.fc1.parametrizations.weight.original.add_(10 * (1 - first["net.fc1.weight"]))
     second = P.unstructured_masks(model, 0.75, scope="local")
-    assert torch.all(second["net.1.weight"] <= first["net.1.weight"])
-    assert 1 - second["net.1.weight"].mean().item() == pytest.approx(0.75)
+    assert torch.all(second["net.fc1.weight"] <= first["net.fc1.weight"])
+    assert 1 - second["net.fc1.weight"].mean().item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match="only shrink"):
         P.unstructured_masks(model, 0.25, scope="local")
 
@@ -84,11 +84,11 @@ def test_random_and_taylor_criteria(quick_splits):
     a = P.unstructured_masks(model, 0.9, criterion="random", seed=1)
     b = P.unstructured_masks(model, 0.9, criterion="random", seed=1)
     c = P.unstructured_masks(model, 0.9, criterion="random", seed=2)
-    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["net.1.weight"], c["net.1.weight"])
+    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["net.fc1.weight"], c["net.fc1.weight"])
     taylor = P.unstructured_masks(model, 0.9, criterion="taylor", data=quick_splits.train)
     assert mask_sparsity(taylor) == pytest.approx(0.9, abs=1e-5)
     magnitude = P.unstructured_masks(model, 0.9)
-    agree = (taylor["net.1.weight"] == magnitude["net.1.weight"]).float().mean()
+    agree = (taylor["net.fc1.weight"] == magnitude["net.fc1.weight"]).float().mean()
     assert 0.8 < agree < 1.0, "Taylor scores are related to, but not the same as, magnitudes"
     with pytest.raises(ValueError, match="needs data"):
         P.unstructured_masks(model, 0.5, criterion="taylor")
@@ -99,43 +99,55 @@ def test_n_of_m_keeps_exactly_n_per_group():
     masks = P.n_of_m_masks(model, 2, 4)
     for mask in masks.values():
         assert torch.all(mask.reshape(mask.shape[0], -1, 4).sum(-1) == 2)
-    w = model.net[1].weight.detach().abs().reshape(300, -1, 4)
-    kept = masks["net.1.weight"].reshape(300, -1, 4).bool()
+    w = model.net.fc1.weight.detach().abs().reshape(300, -1, 4)
+    kept = masks["net.fc1.weight"].reshape(300, -1, 4).bool()
     assert torch.all(w[kept].reshape(300, -1, 2).min(-1).values >= w[~kept].reshape(300, -1, 2).max(-1).values)
 
 
 def test_n_of_m_on_convolutions_groups_input_channels():
     model = build_model("vgg")
-    masks = P.n_of_m_masks(model, 1, 4, exclude=["net.0"])  # the first conv has a single input channel
-    conv = masks["net.4.weight"]  # (16, 8, 3, 3): groups of 4 input channels at each kernel position
+    masks = P.n_of_m_masks(model, 1, 4, exclude=["net.conv1"])  # the first conv has a single input channel
+    conv = masks["net.conv2.weight"]  # (16, 8, 3, 3): groups of 4 input channels at each kernel position
     assert torch.all(conv.reshape(16, 2, 4, 3, 3).sum(2) == 1)
-    with pytest.raises(ValueError, match="net.0.weight has 1 inputs"):
+    with pytest.raises(ValueError, match="net.conv1.weight has 1 inputs"):
         P.n_of_m_masks(model, 1, 4)
 
 
 def test_structured_masks_take_bias_and_batchnorm_with_the_unit():
     model = build_model("vgg")
     with torch.no_grad():  # BN scales start at 1 (all tied); give them the spread training gives
-        for bn in (model.net[1], model.net[5], model.net[9]):
+        for bn in (model.net.bn1, model.net.bn2, model.net.bn3):
             bn.weight.copy_(torch.rand(bn.num_features, generator=torch.Generator().manual_seed(bn.num_features)))
     masks = P.structured_masks(model, 0.5, criterion="bn_scale", scope="global")
-    filters_kept = masks["net.4.weight"].flatten(1).amax(1)
-    assert torch.equal(masks["net.5.weight"], filters_kept) and torch.equal(masks["net.5.bias"], filters_kept)
+    filters_kept = masks["net.conv2.weight"].flatten(1).amax(1)
+    assert torch.equal(masks["net.bn2.weight"], filters_kept) and torch.equal(masks["net.bn2.bias"], filters_kept)
     # The BN weight masks are the per-unit keep vectors of the three conv layers.
-    units = sum(int(masks[f"{bn}.weight"].sum()) for bn in ("net.1", "net.5", "net.9"))
+    units = sum(int(masks[f"{bn}.weight"].sum()) for bn in ("net.bn1", "net.bn2", "net.bn3"))
     assert units == (8 + 16 + 32) - round(0.5 * (8 + 16 + 32))
+
+
+def test_following_batchnorm_is_one_rule_for_plain_and_masked_models():
+    model = build_model("vgg")
+    pairs = {"net.conv1": "net.bn1", "net.conv2": "net.bn2", "net.conv3": "net.bn3"}
+    assert P.following_batchnorm(model) == pairs
+    apply_masks(model, P.structured_masks(model, 0.5))  # the masks' parametrizations must not hide the pairs
+    assert P.following_batchnorm(model) == pairs
+    relu_between = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    assert P.following_batchnorm(relu_between) == {"0": "2"}
+    across_flatten = nn.Sequential(nn.Conv2d(1, 2, 1), nn.Flatten(), nn.BatchNorm1d(2), nn.Linear(2, 2))
+    assert P.following_batchnorm(across_flatten) == {}
 
 
 def test_global_structured_pruning_can_collapse_a_layer():
     model = build_model("lenet300")
     with torch.no_grad():
-        model.net[3].weight.mul_(1e-3)  # a layer of tiny weights: global L1 ranking removes it first
-    with pytest.raises(P.LayerCollapseError, match="net.3"):
+        model.net.fc2.weight.mul_(1e-3)  # a layer of tiny weights: global L1 ranking removes it first
+    with pytest.raises(P.LayerCollapseError, match="net.fc2"):
         P.structured_masks(model, 0.3, scope="global")
     with pytest.warns(UserWarning, match="Layer collapse"):
         masks = P.structured_masks(model, 0.3, scope="global", allow_collapse=True)
-    assert masks["net.3.weight"].sum() == 0
-    assert P.structured_masks(model, 0.3, scope="local")["net.3.weight"].sum() > 0
+    assert masks["net.fc2.weight"].sum() == 0
+    assert P.structured_masks(model, 0.3, scope="local")["net.fc2.weight"].sum() > 0
 
 
 @pytest.mark.parametrize("bad", [1.2, 1.0, -0.1, "0.5"])
@@ -146,9 +158,9 @@ def test_bad_sparsity_is_refused(bad):
 
 def test_bad_names_are_refused():
     model = build_model("lenet300")
-    with pytest.raises(ValueError, match="net.2"):
-        P.unstructured_masks(model, 0.5, exclude=["net.2"])
+    with pytest.raises(ValueError, match="net.relu1"):
+        P.unstructured_masks(model, 0.5, exclude=["net.relu1"])
     with pytest.raises(ValueError, match="scope"):
         P.unstructured_masks(model, 0.5, scope="layerwise")
     with pytest.raises(ValueError, match="BatchNorm"):
-        P.unit_scores(model, ["net.1"], "bn_scale")
+        P.unit_scores(model, ["net.fc1"], "bn_scale")

@@ -1,12 +1,14 @@
 """Physical removal of units gives a smaller network with the same outputs."""
 
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
 
 from course_lib.masks import apply_masks
 from course_lib.costs import count_parameters
-from course_lib.models import build_model
+from course_lib.models import CourseNet, build_model
 from course_lib.pruning.selection import structured_masks, unstructured_masks
 from course_lib.pruning.surgery import shrink
 
@@ -16,7 +18,7 @@ def _trained_like(model):
     model.train()
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
                 m.weight.uniform_(0.1, 1.0)
                 m.bias.uniform_(-0.2, 0.2)
         for _ in range(3):
@@ -38,9 +40,9 @@ def test_flatten_boundary_and_batchnorm_are_sliced():
     model = _trained_like(build_model("vgg"))
     apply_masks(model, structured_masks(model, 0.5, scope="local"))
     small = shrink(model)
-    assert small.net[8].out_channels == 16 and small.net[9].num_features == 16
-    assert small.net[9].running_mean.shape == (16,)
-    assert small.net[13].in_features == 16 * 3 * 3  # 16 surviving channels of a 3x3 map
+    assert small.net.conv3.out_channels == 16 and small.net.bn3.num_features == 16
+    assert small.net.bn3.running_mean.shape == (16,)
+    assert small.net.fc.in_features == 16 * 3 * 3  # 16 surviving channels of a 3x3 map
 
 
 def test_the_next_layers_inputs_go_too():
@@ -56,9 +58,60 @@ def test_unstructured_masks_remove_nothing_and_the_original_is_untouched():
     apply_masks(model, unstructured_masks(model, 0.5))
     small = shrink(model)
     assert count_parameters(small) == count_parameters(model)
-    assert hasattr(model.net[1], "parametrizations"), "shrink must work on a copy"
+    assert hasattr(model.net.fc1, "parametrizations"), "shrink must work on a copy"
 
 
 def test_unsupported_models_are_refused():
     with pytest.raises(TypeError, match="nn.Sequential called `net`"):
         shrink(nn.Linear(3, 3))
+
+
+class _Layers(CourseNet):
+    """A course-style model around any named layers."""
+
+    def __init__(self, **layers: nn.Module) -> None:
+        super().__init__()
+        self.net = nn.Sequential(OrderedDict(layers))
+
+
+def test_layers_keep_their_names():
+    small = shrink(build_model("vgg"))
+    assert list(small.net._modules) == list(build_model("vgg").net._modules)
+
+
+def test_batchnorm_without_scale_and_shift():
+    torch.manual_seed(0)
+    model = _trained_like(_Layers(conv1=nn.Conv2d(1, 8, 3, padding=1), bn1=nn.BatchNorm2d(8, affine=False),
+                                  relu1=nn.ReLU(), flatten=nn.Flatten(), fc=nn.Linear(8 * 28 * 28, 10)))
+    apply_masks(model, structured_masks(model, 0.5))  # masks conv1's rows and bias; bn1 has nothing to mask
+    dead = torch.nonzero(model.net.conv1.bias == 0).flatten()
+    with torch.no_grad():  # as after fine-tuning with the units masked, except for one: its running mean stays
+        model.net.bn1.running_mean[dead[1:]] = 0.0
+    small = shrink(model)
+    # A dead unit still emits -running_mean / std after an affine-free BatchNorm: only the 3 with mean 0 may go.
+    assert small.net.conv1.out_channels == 5 and small.net.bn1.running_var.shape == (5,)
+    assert small.net.fc.in_features == 5 * 28 * 28
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(small(x), model(x), atol=1e-5)
+
+
+def test_batchnorm_after_a_relu_belongs_to_the_layer_before():
+    torch.manual_seed(0)
+    model = _trained_like(_Layers(flatten=nn.Flatten(), fc1=nn.Linear(784, 6), relu1=nn.ReLU(),
+                                  bn1=nn.BatchNorm1d(6), fc2=nn.Linear(6, 10)))
+    with torch.no_grad():
+        model.net.fc1.weight[:3] = 0.0
+        model.net.fc1.bias[:3] = 0.0
+        model.net.bn1.weight[:2] = 0.0
+        model.net.bn1.bias[:2] = 0.0  # unit 2 keeps its BatchNorm shift: it still feeds fc2 a constant
+    small = shrink(model)
+    assert small.net.fc1.out_features == 4 and small.net.bn1.num_features == 4
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(small(x), model(x), atol=1e-5)
+
+
+def test_a_batchnorm_without_its_layer_is_refused():
+    model = _Layers(conv1=nn.Conv2d(1, 2, 3), flatten=nn.Flatten(), bn1=nn.BatchNorm1d(2 * 26 * 26),
+                    fc=nn.Linear(2 * 26 * 26, 10))
+    with pytest.raises(TypeError, match=r"cannot tell whose units BatchNorm \['bn1'\]"):
+        shrink(model)

@@ -9,7 +9,8 @@
 =================  ==============================================================
 
 Import the module you need: ``from course_lib.pruning import selection, procedures``.
-Dependencies point one way: ``selection`` and ``surgery`` use only the
-foundations (masks, costs, data); ``procedures``, ``lottery`` and ``at_init``
+Dependencies point one way: ``selection`` uses only the foundations (masks,
+costs, data); ``surgery`` adds selection's rule for which BatchNorm belongs to
+a layer (``following_batchnorm``); ``procedures``, ``lottery`` and ``at_init``
 build on them and on :mod:`course_lib.training`.
 """

@@ -30,8 +30,8 @@ from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
 from course_lib.masks import Masks, apply_masks
-from course_lib.profiles import shifted_seed
-from course_lib.pruning.selection import trainable_tensor, masks_from_scores, prunable_weights, taylor_scores
+from course_lib.pruning.selection import (magnitude_scores, masks_from_scores, prunable_weights, random_scores,
+                                         taylor_scores, trainable_tensor)
 
 
 def snip_scores(model: nn.Module, data: TensorDataset, num_batches: int = 4,
@@ -121,18 +121,27 @@ def synflow_masks(model: nn.Module, sparsity: float, iterations: int = 100,
 def init_masks(model: nn.Module, method: str, sparsity: float, data: TensorDataset | None = None,
                seed: int = 0) -> Masks:
     """Masks for ``model`` at initialization by ``method``: ``"snip"``, ``"grasp"``, ``"synflow"`` (iterative),
-    ``"synflow-oneshot"``, ``"magnitude"`` or ``"random"`` (uniform density in every layer)."""
+    ``"synflow-oneshot"``, ``"magnitude"`` or ``"random"`` (uniform density in every layer).
+
+    ``"magnitude"`` and ``"random"`` score with the same functions as the rest
+    of the course (:func:`~course_lib.pruning.selection.magnitude_scores`,
+    :func:`~course_lib.pruning.selection.random_scores`, seeded by ``seed``),
+    so ``init_masks(model, "random", s, seed=k)`` equals
+    ``unstructured_masks(model, s, "random", scope="local", seed=k)`` and
+    ``init_masks(model, "magnitude", s)`` equals ``unstructured_masks(model, s)``
+    (global, as the other scores here).
+    """
     if method in ("snip", "grasp") and data is None:
         raise ValueError(f"{method} needs training data: pass data=splits.train.")
     if method == "synflow":
         return synflow_masks(model, sparsity)
+    names = list(prunable_weights(model))
     scorers = {
         "snip": lambda: snip_scores(model, data),
         "grasp": lambda: grasp_scores(model, data),
         "synflow-oneshot": lambda: synflow_scores(model),
-        "magnitude": lambda: {n: m.weight.detach().abs() for n, m in prunable_weights(model).items()},
-        "random": lambda: {n: torch.rand(m.weight.shape, generator=torch.Generator().manual_seed(shifted_seed(seed + i)))
-                           for i, (n, m) in enumerate(prunable_weights(model).items())},
+        "magnitude": lambda: magnitude_scores(model, names),
+        "random": lambda: random_scores(model, names, seed),
     }
     if method not in scorers:
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted([*scorers, 'synflow'])}.")

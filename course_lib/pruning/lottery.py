@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from course_lib.data import DataSplits
-from course_lib.masks import Masks, apply_masks, layer_sparsities, mask_sparsity, remove_masks
+from course_lib.masks import Masks, apply_masks, mask_sparsity, unmasked_copy
 from course_lib.models import build_model
-from course_lib.pruning.selection import output_layer, prunable_weights, random_masks_like, unstructured_masks
+from course_lib.pruning.selection import output_layer, random_masks_like, unstructured_masks
 from course_lib.pruning.procedures import finetune
 from course_lib.profiles import Profile
 from course_lib.training import History, TrainConfig, steps_per_epoch, train
@@ -166,7 +166,7 @@ def retrain_after_pruning(method: Retraining, trained: nn.Module, masks: Masks, 
     if method not in ("fine-tune", "weight rewinding", "LR rewinding"):
         raise ValueError(f"method must be 'fine-tune', 'weight rewinding' or 'LR rewinding', got {method!r}.")
     if method == "weight rewinding":
-        model = build_model_like(trained)
+        model = unmasked_copy(trained)
         model.load_state_dict(rewind_state)
     else:
         model = copy.deepcopy(trained)
@@ -177,23 +177,9 @@ def retrain_after_pruning(method: Retraining, trained: nn.Module, masks: Masks, 
     return model, train_masked(model, masks, data, config, start_epoch=rewind_epoch, progress=progress, desc=method)
 
 
-def build_model_like(model: nn.Module) -> nn.Module:
-    """A fresh, unmasked copy of ``model``'s architecture (its values are overwritten by the caller)."""
-    fresh = copy.deepcopy(model)
-    remove_masks(fresh)
-    return fresh
-
-
 def final_learning_rate(config: TrainConfig) -> float:
     """The learning rate at the end of ``config``'s schedule (what fine-tuning uses)."""
     if config.schedule == "cosine":
         raise ValueError("A cosine schedule ends at learning rate 0, so 'fine-tuning at the final learning rate' "
                          "would not train at all. Use schedule='step' (as Renda et al.) or 'constant'.")
     return config.lr * (STEP_DECAY ** 2 if config.schedule == "step" else 1.0)
-
-
-def layer_densities(masks: Masks, model: nn.Module) -> dict[str, float]:
-    """Percent of weights kept per prunable layer of ``model`` (100 for a layer without a mask)."""
-    sparsity = layer_sparsities(masks)
-    return {n.removesuffix(".weight"): 100.0 - sparsity.get(n.removesuffix(".weight"), 0.0)
-            for n in prunable_weights(model)}

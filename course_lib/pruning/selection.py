@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
-from course_lib.masks import Masks, get_masks
+from course_lib.masks import Masks, get_masks, layer_sparsities
 from course_lib.profiles import shifted_seed
 from course_lib.costs import prunable_layers
 
@@ -59,7 +59,7 @@ def _check_request(sparsity: float, scope: str) -> None:
 
 
 def prunable_weights(model: nn.Module, exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
-    """``{"net.1.weight": layer, ...}`` for every Linear/Conv2d not excluded (by layer or weight name)."""
+    """``{"net.fc1.weight": layer, ...}`` for every Linear/Conv2d not excluded (by layer or weight name)."""
     excluded = {e.removesuffix(".weight") for e in exclude}
     layers = prunable_layers(model)
     unknown = excluded - set(layers)
@@ -88,16 +88,34 @@ def trainable_tensor(layer: nn.Module, param: str = "weight") -> torch.Tensor:
 # ---------------------------------------------------------------- criteria
 
 def magnitude_scores(model: nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
-    """``|w|`` of each named weight."""
+    """``|w|`` of each named weight (the weight the layer uses: already-pruned ones read 0).
+
+    The one magnitude scorer of the course: :func:`unstructured_masks` and
+    :func:`course_lib.pruning.at_init.init_masks` both call it.
+    """
     layers = dict(model.named_modules())
     return {n: layers[n.removesuffix(".weight")].weight.detach().abs() for n in names}
 
 
 def random_scores(model: nn.Module, names: Iterable[str], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Uniform random scores, seeded: the control that every criterion must beat."""
+    """Uniform random scores, seeded: the control that every criterion must beat.
+
+    One generator, seeded once with ``shifted_seed(seed)``, draws the scores of
+    the named weights in the order given. So the same ``seed`` and names give
+    the same scores on every run and device (they are drawn on the CPU, then
+    moved to the weight's device), and different seeds give unrelated ones.
+    (Seeding each layer with ``seed + i`` instead would make layer 1 of seed 0
+    repeat layer 0 of seed 1: "independent" controls that share scores.)
+    The one random scorer of the course: :func:`unstructured_masks` and
+    :func:`course_lib.pruning.at_init.init_masks` both call it.
+    """
     generator = torch.Generator().manual_seed(shifted_seed(seed))
     layers = dict(model.named_modules())
-    return {n: torch.rand(layers[n.removesuffix(".weight")].weight.shape, generator=generator) for n in names}
+    scores = {}
+    for n in names:
+        weight = layers[n.removesuffix(".weight")].weight
+        scores[n] = torch.rand(weight.shape, generator=generator).to(weight.device)
+    return scores
 
 
 def taylor_scores(model: nn.Module, names: Iterable[str], data: TensorDataset, num_batches: int = 4,
@@ -177,7 +195,7 @@ def masks_from_scores(
 ) -> Masks:
     """Turn per-weight scores into masks that remove the lowest-scoring fraction ``sparsity``.
 
-    ``scores`` maps weight names (``"net.1.weight"``) to tensors of their shape;
+    ``scores`` maps weight names (``"net.fc1.weight"``) to tensors of their shape;
     higher = more important. Weights the model has already pruned are ranked
     below everything (they stay pruned). ``rate_multipliers`` scale the
     sparsity of single layers, which are then pruned locally.
@@ -225,8 +243,8 @@ def unstructured_masks(
             (global) or in each layer (local).
         criterion: ``"magnitude"``, ``"random"`` or ``"taylor"``.
         scope: ``"global"`` (one ranking over all layers) or ``"local"`` (per layer).
-        exclude: layers left dense (by name, e.g. ``"net.5"``).
-        rate_multipliers: per-layer factor on the sparsity, e.g. ``{"net.5": 0.5}``
+        exclude: layers left dense (by name, e.g. ``"net.fc3"``).
+        rate_multipliers: per-layer factor on the sparsity, e.g. ``{"net.fc3": 0.5}``
             prunes that layer at half the rate. Such layers are pruned locally,
             outside the global ranking.
         data: training data, for the Taylor criterion.
@@ -252,6 +270,13 @@ def random_masks_like(masks: Masks, seed: int = 0) -> Masks:
     return shuffled
 
 
+def percent_kept_per_layer(masks: Masks, model: nn.Module) -> dict[str, float]:
+    """Percent of weights kept in each prunable layer of ``model`` (100 for a layer without a mask)."""
+    sparsity = layer_sparsities(masks)
+    return {n.removesuffix(".weight"): 100.0 - sparsity.get(n.removesuffix(".weight"), 0.0)
+            for n in prunable_weights(model)}
+
+
 def collapsed_layers(masks: Masks) -> list[str]:
     """Layers whose weight mask keeps nothing: the network is cut there."""
     return [name.removesuffix(".weight") for name, mask in masks.items()
@@ -261,54 +286,92 @@ def collapsed_layers(masks: Masks) -> list[str]:
 def n_of_m_masks(model: nn.Module, n: int = 2, m: int = 4, exclude: Iterable[str] = ()) -> Masks:
     """Keep the ``n`` largest-magnitude weights in every group of ``m`` consecutive inputs.
 
+    ``n`` counts the weights *kept* per group: 2:4 keeps 2 of every 4, so it
+    removes half. (``torch.ao.pruning.WeightNormSparsifier`` counts the other
+    way: its ``zeros_per_block`` is the number removed, ``m - n``.)
+
     Groups run along the input dimension (input features of a Linear, input
     channels of a Conv2d at each kernel position), as in NVIDIA's 2:4 sparsity:
     every output unit keeps exactly ``n/m`` of its inputs, a pattern hardware can
     exploit. The input size of each layer must be divisible by ``m``.
+
+    Like every function here, it respects the model's current masks: only
+    surviving weights are ranked, and a pruned weight is never turned back on.
+    A group that already has fewer than ``n`` survivors keeps just those; it is
+    then sparser than n:m, which the hardware accepts (it needs *at most* ``n``
+    non-zeros per group). Ties: the lower index is pruned first.
     """
     if not 0 < n < m:
         raise ValueError(f"need 0 < n < m (e.g. n=2, m=4 for 2:4), got n={n}, m={m}.")
     masks: Masks = {}
     for name, layer in prunable_weights(model, exclude).items():
         w = layer.weight.detach().abs()
+        alive = _current_mask(model, name, w).to(w.dtype)
+        scores = w.masked_fill(alive == 0, float("-inf"))  # pruned weights rank below every survivor
         # Move the input dimension last: Linear (O, I); Conv2d (O, I, kh, kw) -> (O, kh, kw, I).
-        moved = w if w.dim() == 2 else w.permute(0, 2, 3, 1)
+        moved = scores if w.dim() == 2 else scores.permute(0, 2, 3, 1)
         inputs = moved.shape[-1]
         if inputs % m:
             raise ValueError(f"Layer {name} has {inputs} inputs, not divisible by m={m}: exclude it "
                              f"(exclude=[{name.removesuffix('.weight')!r}]) or choose another m.")
         groups = moved.reshape(-1, m)
-        keep = torch.zeros_like(groups)
-        # Stable descending sort keeps the lower index on ties.
-        keep.scatter_(1, torch.sort(-groups, dim=1, stable=True).indices[:, :n], 1.0)
+        keep = torch.ones_like(groups)
+        # Prune the m - n lowest of each group: a stable ascending sort puts the pruned (-inf) first
+        # and, among equal scores, the lower index first.
+        keep.scatter_(1, torch.sort(groups, dim=1, stable=True).indices[:, :m - n], 0.0)
         keep = keep.reshape(moved.shape)
-        masks[name] = keep if w.dim() == 2 else keep.permute(0, 3, 1, 2).contiguous()
+        keep = keep if w.dim() == 2 else keep.permute(0, 3, 1, 2).contiguous()
+        masks[name] = keep * alive  # a group with fewer than n survivors kept some -inf: switch them off
     return masks
 
 
 # ---------------------------------------------------------------- structured (whole units)
 
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+# Layers that treat every channel on its own and turn zeros into zeros: a unit's channel passes through unchanged.
+CHANNELWISE = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Dropout, nn.Identity)
+
+
 def following_batchnorm(model: nn.Module) -> dict[str, str]:
-    """``{conv_or_linear_name: batchnorm_name}`` for each BatchNorm that directly normalises a layer's outputs."""
+    """``{layer_name: batchnorm_name}``: the BatchNorm that normalises the outputs of each Linear/Conv2d.
+
+    The course's one rule for "the BatchNorm after a layer", used wherever a
+    unit takes its BatchNorm channel along (:func:`structured_masks`, network
+    slimming, :func:`course_lib.pruning.surgery.shrink`): the first BatchNorm
+    after the layer, reached through channel-wise layers only (ReLU, pooling,
+    Dropout), with one feature per output unit of the layer. Anything else in
+    between (a Flatten, another Linear/Conv2d) means the layer has none.
+    "After" is the order of ``model.named_modules()``: the order in which the
+    layers were registered, which in an ``nn.Sequential`` is the forward order.
+    On SmallVGG: ``{"net.conv1": "net.bn1", "net.conv2": "net.bn2", ...}``.
+    """
     pairs: dict[str, str] = {}
-    previous: tuple[str, nn.Module] | None = None
+    previous: tuple[str, nn.Module] | None = None  # the last Linear/Conv2d, while its channels are still its units
     for name, module in model.named_modules():
+        if previous is not None and name.startswith(f"{previous[0]}."):
+            continue  # inside the layer itself, e.g. the parametrization that holds its mask
+        if isinstance(module, BATCHNORMS) and previous is not None:
+            layer_name, layer = previous
+            if module.num_features == layer.weight.shape[0]:  # one feature per output unit
+                pairs[layer_name] = name
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             previous = (name, module)
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and previous is not None:
-            layer_name, layer = previous
-            width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
-            if module.num_features == width:
-                pairs[layer_name] = name
+        elif not isinstance(module, CHANNELWISE):
             previous = None
     return pairs
+
+
+def _scaled_batchnorm(model: nn.Module) -> dict[str, str]:
+    """The pairs of :func:`following_batchnorm` whose BatchNorm has a scale and shift (``affine=True``)."""
+    modules = dict(model.named_modules())
+    return {layer: bn for layer, bn in following_batchnorm(model).items() if modules[bn].affine}
 
 
 def unit_scores(model: nn.Module, layers: Iterable[str], criterion: UnitCriterion,
                 seed: int = 0) -> dict[str, torch.Tensor]:
     """One score per output unit (neuron or filter) of each named layer."""
     modules = dict(model.named_modules())
-    bn = following_batchnorm(model)
+    bn = _scaled_batchnorm(model)
     generator = torch.Generator().manual_seed(shifted_seed(seed))
     scores = {}
     for name in layers:
@@ -322,7 +385,8 @@ def unit_scores(model: nn.Module, layers: Iterable[str], criterion: UnitCriterio
         elif criterion == "bn_scale":
             if name not in bn:
                 raise ValueError(f"Network slimming ranks units by the BatchNorm scale that follows them, but layer "
-                                 f"{name} has no BatchNorm after it. Exclude it or use criterion='l1'.")
+                                 f"{name} has no BatchNorm with a scale (affine=True) after it. Exclude it or use "
+                                 "criterion='l1'.")
             scores[name] = modules[bn[name]].weight.detach().abs()
         else:
             raise ValueError(f"Unknown unit criterion {criterion!r}; use 'l1', 'l2', 'bn_scale' or 'random'.")
@@ -344,7 +408,9 @@ def structured_masks(
     its bias and the scale and shift of the BatchNorm that follows it, so
     that the masked network computes exactly what the physically smaller one
     of :func:`course_lib.pruning.surgery.shrink` computes. The output layer (the
-    classes) is never pruned.
+    classes) is never pruned. Which BatchNorm follows a layer is decided by
+    :func:`following_batchnorm`; one without scale and shift (``affine=False``)
+    has nothing to mask.
 
     With ``scope="global"``, units of all layers are ranked together by their
     raw scores. Layers whose weights are small overall can then lose *every*
@@ -354,7 +420,7 @@ def structured_masks(
     _check_request(sparsity, scope)
     names = [n.removesuffix(".weight") for n in prunable_weights(model, [*exclude])]
     names = [n for n in names if n != output_layer(model)]
-    bn = following_batchnorm(model)
+    bn = _scaled_batchnorm(model)
     if criterion == "bn_scale":
         names = [n for n in names if n in bn]
     scores = unit_scores(model, names, criterion, seed)
@@ -389,5 +455,6 @@ def structured_masks(
             masks[f"{name}.bias"] = k.clone()
         if name in bn:
             masks[f"{bn[name]}.weight"] = k.clone()
-            masks[f"{bn[name]}.bias"] = k.clone()
+            if modules[bn[name]].bias is not None:
+                masks[f"{bn[name]}.bias"] = k.clone()
     return masks

@@ -7,19 +7,46 @@
 * :class:`SmallVGG` - a VGG-style CNN with BatchNorm after every convolution,
   the shape that filter pruning and network slimming need (chapters 2 and 5).
 
-Every model is a plain ``nn.Sequential`` under ``self.net``: layers have
-stable, readable names (``net.0``, ``net.3``...) that the pruning tools and
-cost tables print.
+Every model is a plain ``nn.Sequential`` under ``self.net`` whose layers are
+named by kind and number, as a paper would: ``conv1``, ``bn1``, ``relu1``,
+``pool1``, ..., ``flatten``, ``fc1``, ``fc2``, ``fc3``. Parameters are then
+called ``net.fc1.weight``, and that is the name the pruning tools, masks
+and cost tables print (``model.net.fc1`` is the layer itself).
 """
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from course_lib.profiles import shifted_seed
+
+
+# The name of each kind of layer; layers of a kind are numbered in order: conv1, conv2, ...
+LAYER_KINDS: dict[type[nn.Module], str] = {
+    nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.ReLU: "relu", nn.MaxPool2d: "pool",
+    nn.Flatten: "flatten", nn.Linear: "fc",
+}
+
+
+def named_layers(layers: Sequence[nn.Module]) -> OrderedDict[str, nn.Module]:
+    """Name each layer by its kind and its number among the layers of that kind.
+
+    ``[Conv2d, ReLU, Flatten, Linear, ReLU, Linear]`` becomes ``conv1, relu1,
+    flatten, fc1, relu2, fc2``. A kind that occurs only once gets no number
+    (``flatten``; the single classifier ``fc`` of :class:`SmallVGG`).
+    ``nn.Sequential(named_layers(layers))`` runs the layers in this order.
+    """
+    kinds = [LAYER_KINDS[type(layer)] for layer in layers]
+    total, seen = Counter(kinds), Counter()
+    named: OrderedDict[str, nn.Module] = OrderedDict()
+    for kind, layer in zip(kinds, layers):
+        seen[kind] += 1
+        named[kind if total[kind] == 1 else f"{kind}{seen[kind]}"] = layer
+    return named
 
 
 def fully_connected(in_features: int, hidden: Sequence[int], num_classes: int) -> list[nn.Module]:
@@ -48,7 +75,7 @@ class LeNet300100(CourseNet):
 
     def __init__(self, hidden: Sequence[int] = (300, 100), num_classes: int = 10) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), *fully_connected(28 * 28, hidden, num_classes))
+        self.net = nn.Sequential(named_layers([nn.Flatten(), *fully_connected(28 * 28, hidden, num_classes)]))
 
 
 class LeNet5(CourseNet):
@@ -62,12 +89,12 @@ class LeNet5(CourseNet):
                  num_classes: int = 10) -> None:
         super().__init__()
         c1, c2 = channels
-        self.net = nn.Sequential(
+        self.net = nn.Sequential(named_layers([
             nn.Conv2d(1, c1, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(),
             *fully_connected(c2 * 5 * 5, hidden, num_classes),
-        )
+        ]))
 
 
 class SmallVGG(CourseNet):
@@ -94,7 +121,7 @@ class SmallVGG(CourseNet):
             layers.append(nn.MaxPool2d(2))
             size //= 2
         layers += [nn.Flatten(), nn.Linear(channels * size * size, num_classes)]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(named_layers(layers))
 
 
 MODELS: dict[str, type[nn.Module]] = {

@@ -17,9 +17,19 @@ def test_lenet300_has_the_papers_parameter_count():
     assert count_parameters(build_model("lenet300")) == 266_610
 
 
+def test_layers_have_readable_names():
+    assert [name for name, _ in build_model("lenet300").named_parameters()] == [
+        "net.fc1.weight", "net.fc1.bias", "net.fc2.weight", "net.fc2.bias", "net.fc3.weight", "net.fc3.bias"]
+    assert list(build_model("lenet5").net._modules) == [
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2", "relu4", "fc3"]
+    assert list(build_model("vgg").net._modules) == [
+        "conv1", "bn1", "relu1", "pool1", "conv2", "bn2", "relu2", "pool2", "conv3", "bn3", "relu3", "pool3",
+        "flatten", "fc"]
+
+
 def test_lenet5_keeps_the_classic_geometry():
     # 28x28 padded by 2 -> conv 28 -> pool 14 -> conv 10 -> pool 5: 16*5*5 = 400 features.
-    assert build_model("lenet5").net[7].in_features == 400
+    assert build_model("lenet5").net.fc1.in_features == 400
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

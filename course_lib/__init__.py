@@ -13,11 +13,12 @@ point one way, from the families down to the foundations.
 ``training/``            the one training loop, its config and its hook phases
 ``cache``                trained baselines and any experiment's results, on disk
 ``experiments``          running an experiment over seeds: mean and spread
-``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores, slimming
+``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores, slimming, rethinking
 ``sparse/``              schedules, layer densities (ERK), mask updaters (AGP, SET, RigL)
 ``plots``                the course's figures
 ``widgets``              the interactive explorers
 ``checks``               the check cells of the exercises
+``source``               showing a method's core lines from the library itself
 =======================  ==========================================================
 
 The exercise generator is build tooling and lives outside the package, in ``tools/``.

@@ -45,6 +45,11 @@ class Profile:
         latency_repeats: timed repeats per latency measurement (the median is reported).
         accuracy_bar: minimum test accuracy (in %) the dense baselines must reach.
         num_seeds: how many seeds a comparative claim is checked over.
+        rethinking_train_size: training images of every run of chapter 5
+            (``None`` = the profile's ``train_size``). Chapter 5 trains about
+            a dozen networks per seed; a smaller split keeps it in budget.
+        rethinking_epochs: epochs of the dense runs of chapter 5 (Scratch-E
+            trains as many, Scratch-B more, fine-tuning a quarter).
     """
 
     name: str
@@ -57,6 +62,8 @@ class Profile:
     latency_repeats: int = 30
     accuracy_bar: dict[str, float] = field(default_factory=dict)
     num_seeds: int = 3
+    rethinking_train_size: int | None = None
+    rethinking_epochs: int = 4
 
     def seeds(self) -> list[int]:
         """The seeds ``0, 1, ..., num_seeds - 1`` (shifted by ``COURSE_SEED`` where they are used)."""
@@ -75,6 +82,8 @@ PROFILES: dict[str, Profile] = {
         latency_repeats=10,
         accuracy_bar={"lenet300": 82.0, "lenet5": 80.0, "vgg": 80.0},
         num_seeds=2,
+        rethinking_train_size=6_000,
+        rethinking_epochs=2,
     ),
     "full": Profile(
         name="full",
@@ -87,6 +96,8 @@ PROFILES: dict[str, Profile] = {
         latency_repeats=50,
         accuracy_bar={"lenet300": 88.0, "lenet5": 89.0, "vgg": 89.0},
         num_seeds=3,
+        rethinking_train_size=12_000,
+        rethinking_epochs=4,
     ),
 }
 

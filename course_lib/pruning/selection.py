@@ -445,9 +445,27 @@ def structured_masks(
             raise LayerCollapseError(message)
         warnings.warn(message, stacklevel=2)
 
+    return unit_masks(model, keep)
+
+
+def unit_masks(model: nn.Module, keep: Mapping[str, torch.Tensor]) -> Masks:
+    """Masks that remove the units (neurons, filters) where ``keep[layer]`` is False, and all that belongs to them.
+
+    ``keep`` maps a layer's name to one boolean per output unit. A removed unit
+    takes its row of weights, its bias, and the scale and shift of the
+    BatchNorm that follows it (:func:`following_batchnorm`). Weights the
+    model's current masks already prune stay pruned.
+    """
+    modules = dict(model.named_modules())
+    bn = _scaled_batchnorm(model)
+    current = get_masks(model)
     masks: Masks = {}
     for name, k in keep.items():
         layer = modules[name]
+        if k.shape != (layer.weight.shape[0],):
+            raise ValueError(f"keep[{name!r}] must have one entry per output unit ({layer.weight.shape[0]}), "
+                             f"got shape {tuple(k.shape)}.")
+        k = k.to(device=layer.weight.device, dtype=layer.weight.dtype)
         shape = (-1,) + (1,) * (layer.weight.dim() - 1)
         old = current.get(f"{name}.weight", torch.ones_like(layer.weight)).to(k.device)
         masks[f"{name}.weight"] = old * k.reshape(shape)

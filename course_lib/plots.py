@@ -242,3 +242,45 @@ def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], 
     ax.set(xlabel="weights remaining (%, log scale)", ylabel="step of best validation accuracy",
            title="How fast does each network learn?")
     return _finish(fig, ax)
+
+
+def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
+                title: str = "Test accuracy by method", ax: Axes | None = None) -> Figure:
+    """Grouped bars of mean test accuracy with the standard deviation over seeds as error bars.
+
+    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by ``[group, "method"]``.
+    ``anchors`` (the literature's numbers, on other data) go into the legend, not
+    onto the axis: they are not comparable with ours in absolute terms.
+    """
+    fig, ax = _axes(ax, (7.5, 3.8))
+    groups = list(dict.fromkeys(summary.index.get_level_values(0)))
+    methods = list(dict.fromkeys(summary.index.get_level_values(1)))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        rows = [(g_i, summary.loc[(g, method)]) for g_i, g in enumerate(groups) if (g, method) in summary.index]
+        label = method if not anchors or method not in anchors else f"{method} (literature: {anchors[method]:g})"
+        ax.bar([g_i + (i - (len(methods) - 1) / 2) * width for g_i, _ in rows], [r["mean"] for _, r in rows],
+               width, yerr=[r["std"] for _, r in rows], capsize=3, label=label)
+    low = float((summary["mean"] - summary["std"]).min())
+    high = float((summary["mean"] + summary["std"]).max())
+    ax.set_ylim(max(0.0, low - 3), min(100.0, high + 2))
+    ax.set_xticks(range(len(groups)), [f"{g:g}" if isinstance(g, float) else str(g) for g in groups])
+    ax.set(xlabel=group, ylabel="test accuracy (%)", title=title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def scale_histograms(scales: Mapping[str, Mapping[str, torch.Tensor]], title: str = "BatchNorm scales |γ|") -> Figure:
+    """One histogram panel per training run: the ``|gamma|`` of all channels of all layers."""
+    fig, axes = plt.subplots(1, len(scales), figsize=(4.5 * len(scales), 3.2), sharey=True, squeeze=False)
+    top = max(float(torch.cat(list(s.values())).max()) for s in scales.values())
+    for ax, (name, per_layer) in zip(axes[0], scales.items()):
+        ax.hist(torch.cat(list(per_layer.values())).numpy(), bins=40, range=(0.0, top), color="tab:blue")
+        ax.set(title=name, xlabel="|γ| (BatchNorm scale)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("channels")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

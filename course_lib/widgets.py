@@ -11,6 +11,7 @@ CPU memory.
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Sequence
 
@@ -27,7 +28,10 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
-from course_lib.costs import prunable_layers
+from course_lib.costs import layer_costs, prunable_layers
+from course_lib.masks import apply_masks
+from course_lib.pruning.selection import unit_masks
+from course_lib.pruning.slimming import batchnorm_scales, slimming_keep
 from course_lib.plots import show_image
 from course_lib.devices import model_device
 from course_lib.training import evaluate
@@ -46,6 +50,13 @@ def png_of(fig: Figure) -> Image:
     buffer = io.BytesIO()
     PILImage.fromarray(np.asarray(canvas.buffer_rgba())).save(buffer, format="png", compress_level=1)
     return Image(buffer.getvalue())
+
+
+def show_in(output: widgets.Output, fig: Figure) -> None:
+    """Replace what ``output`` shows with ``fig`` (redrawn): what every slider does on a move."""
+    with output:
+        clear_output(wait=True)
+        display(png_of(fig))
 
 
 @torch.no_grad()
@@ -211,9 +222,7 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
         per_layer = ", ".join(f"{n.removesuffix('.weight')} {100 * (1 - float(m.mean())):.1f} %" for n, m in masks.items())
         caption.value = (f"<b>{scope_buttons.value} magnitude pruning to {slider.value} %</b>: "
                          f"accuracy {acc:.2f} % &mdash; sparsity per layer: {per_layer}")
-        with figure:
-            clear_output(wait=True)
-            display(png_of(fig))
+        show_in(figure, fig)
 
     slider.observe(redraw, names="value")
     scope_buttons.observe(redraw, names="value")
@@ -254,9 +263,7 @@ def keep_ratio_explorer(table: pd.DataFrame) -> widgets.VBox:
         caption.value = (f"<b>keep {slider.value:.3g} of the channels</b>: accuracy {row['val_acc']:.2f} % "
                          f"(dense {dense['val_acc']:.2f} %), {row['MAC_reduction']:.2f}x fewer MACs, "
                          f"{row['speedup']:.2f}x faster, {int(row['parameters']):,} parameters")
-        with figure:
-            clear_output(wait=True)
-            display(png_of(fig))
+        show_in(figure, fig)
 
     slider.observe(redraw, names="value")
     redraw()
@@ -301,11 +308,75 @@ def ticket_viewer(tickets: Sequence, reinits: dict[int, nn.Module], dataset: Ten
         ticket_acc, reinit_acc = accuracy[slider.value]
         caption.value = (f"<b>round {slider.value}</b>: {100 * ticket.density:.1f} % of weights remain &mdash; "
                          f"ticket {ticket_acc:.2f} %, random re-init {reinit_acc:.2f} % (validation)")
-        with figure:
-            clear_output(wait=True)
-            display(png_of(fig))
+        show_in(figure, fig)
         plt.close(fig)
 
     slider.observe(redraw, names="value")
     redraw()
     return widgets.VBox([slider, caption, figure])
+
+
+def slimming_explorer(model: nn.Module, dataset: TensorDataset, min_channels: int = 1,
+                      max_images: int = 500) -> widgets.VBox:
+    """A slider on network slimming's global ``|gamma|`` threshold, for a network trained with the L1 penalty.
+
+    Each move removes every channel whose ``|gamma|`` is at most the threshold
+    (keeping ``min_channels`` per layer), and redraws the channels kept per
+    layer, the MACs and the validation accuracy of that network, without
+    retraining. Each move masks a fresh copy of ``model`` (a tiny network:
+    about a millisecond) and costs one pass over at most ``max_images`` images.
+    """
+    scales = batchnorm_scales(model)
+    names = [n.removeprefix("net.") for n in scales]
+    widths = [len(s) for s in scales.values()]
+    probe = TensorDataset(*(t[:max_images] for t in dataset.tensors))
+    costs = layer_costs(model).set_index("layer")
+    dense_macs = int(costs.macs.sum())
+    everything = torch.cat(list(scales.values()))
+    slider = widgets.FloatSlider(value=float(everything.median()), min=0.0, max=float(everything.max()),
+                                 step=float(everything.max()) / 200, readout_format=".3f",
+                                 description="|γ| threshold", continuous_update=False)
+    caption = widgets.HTML()
+    caption.add_class("slimming-caption")
+    figure = widgets.Output()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3), dpi=80)
+    left.bar(names, widths, color="lightgray", label="dense")
+    kept_bars = left.bar(names, widths, color="tab:blue", label="kept")
+    left.set(title="Channels kept per layer", xlabel="layer", ylabel="channels")
+    left.legend()
+    right.hist(everything.numpy(), bins=40, color="tab:gray")
+    line = right.axvline(slider.value, color="tab:red")
+    right.set(title="|γ| of all channels; red: the threshold", xlabel="|γ| (BatchNorm scale)", ylabel="channels")
+    fig.tight_layout()
+    plt.close(fig)
+
+    def redraw(*_: object) -> None:
+        keep = slimming_keep(scales, slider.value, min_channels)
+        masked = copy.deepcopy(model).eval()  # masks zero the weights they prune: start from the trained ones each time
+        apply_masks(masked, unit_masks(model, keep))
+        for bar, k in zip(kept_bars, keep.values()):
+            bar.set_height(int(k.sum()))
+        line.set_xdata([slider.value, slider.value])
+        macs = _macs_after_removing_channels(costs, keep)
+        caption.value = (f"<b>threshold {slider.value:.3f}</b>: {sum(int(k.sum()) for k in keep.values())} of "
+                         f"{sum(widths)} channels, {macs / dense_macs:.0%} of the MACs, validation accuracy "
+                         f"{evaluate(masked, probe):.1f} % on {len(probe)} images, without retraining")
+        show_in(figure, fig)
+
+    slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([slider, caption, figure])
+
+
+def _macs_after_removing_channels(costs: pd.DataFrame, keep: dict[str, torch.Tensor]) -> int:
+    """MACs per image once the channels ``keep`` says False are gone: a layer's MACs scale with the share of
+    its outputs kept and the share of its inputs (the previous layer's outputs) kept.
+
+    ``costs`` is :func:`course_lib.costs.layer_costs` of the dense network, indexed by layer, in forward order.
+    """
+    total, input_share = 0.0, 1.0
+    for layer, dense_macs in costs.macs.items():
+        output_share = float(keep[layer].float().mean()) if layer in keep else 1.0
+        total += dense_macs * output_share * input_share
+        input_share = output_share
+    return round(total)

@@ -3,10 +3,12 @@
 import matplotlib
 import pandas as pd
 import pytest
+import torch
 
 matplotlib.use("Agg")
 
 from course_lib import widgets  # noqa: E402
+from course_lib.masks import is_masked  # noqa: E402
 from course_lib.models import build_model  # noqa: E402
 from course_lib.pruning.selection import unstructured_masks  # noqa: E402
 from course_lib.training import evaluate  # noqa: E402
@@ -68,3 +70,39 @@ def test_ticket_viewer_switches_rounds(small):
     assert "round 2" in caption.value and "64.1 % of weights" in caption.value
     slider.value = 1
     assert "round 1" in caption.value and "80.0 % of weights" in caption.value
+
+
+def test_slimming_explorer_removes_more_channels_as_the_threshold_rises(small):
+    model = build_model("vgg")
+    with torch.no_grad():
+        for i, bn in enumerate([model.net.bn1, model.net.bn2, model.net.bn3]):
+            bn.weight.copy_(torch.linspace(0.01, 1.0, bn.num_features))
+    box = widgets.slimming_explorer(model, small.val, min_channels=2)
+    slider, caption = box.children[0], box.children[1]
+    slider.value = 0.0
+    assert "56 of 56 channels, 100% of the MACs" in caption.value, caption.value
+    slider.value = 0.5
+    kept = int(caption.value.split("</b>: ")[1].split(" of")[0])
+    assert 20 < kept < 35 and "without retraining" in caption.value
+    slider.value = slider.max
+    assert caption.value.split("</b>: ")[1].startswith("6 of 56"), "the floor keeps 2 channels in each of 3 layers"
+    assert not is_masked(model), "the widget masks a copy, never the model it is given"
+
+
+def test_the_explorers_mac_count_is_the_shrunk_networks():
+    from course_lib.costs import layer_costs
+    from course_lib.masks import apply_masks
+    from course_lib.pruning import slimming
+    from course_lib.pruning.selection import unit_masks
+    from course_lib.pruning.surgery import shrink
+
+    model = build_model("vgg", seed=4)
+    scales = slimming.batchnorm_scales(model)
+    for threshold in (0.0, 0.3, 0.9):
+        g = torch.Generator().manual_seed(int(threshold * 10))
+        keep = {layer: torch.rand(len(s), generator=g) > threshold for layer, s in scales.items()}
+        keep = {layer: k if k.any() else torch.ones_like(k) for layer, k in keep.items()}
+        masked = build_model("vgg", seed=4)
+        apply_masks(masked, unit_masks(masked, keep))
+        expected = int(layer_costs(shrink(masked)).macs.sum())
+        assert widgets._macs_after_removing_channels(layer_costs(model).set_index("layer"), keep) == expected

@@ -10,6 +10,7 @@ the most likely mistake.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 
 from course_lib import costs
-from course_lib.pruning import lottery, selection
+from course_lib.pruning import lottery, rethinking, selection, slimming
+from course_lib.training import Hook, TrainContext
 from course_lib.sparse import schedules
 from course_lib.masks import apply_masks, get_masks
 from course_lib.models import build_model
@@ -279,3 +281,88 @@ def check_collapse(collapsed: Callable[[dict], list]) -> None:
             _fail(f"for masks with kept counts {[int(m.sum()) for m in masks.values()]} you returned {got}, "
                   f"expected {expected} (layer names without '.weight').")
     _ok("collapsed layers found in 3 cases, as course_lib.pruning.collapsed_layers")
+
+
+# ------------------------------------------------------------------ chapter 5
+
+def check_scratch_b_epochs(scratch_b_epochs: Callable[[float, int, int, float | None], float]) -> None:
+    """``scratch_b_epochs(dense_epochs, dense_macs, pruned_macs, cap)``: epochs x dense/pruned MACs, at most cap x."""
+    cases = [(10, 4_000, 1_000, None), (10, 4_000, 1_000, 2.0), (8, 510_912, 142_560, None), (3, 1_000, 1_000, None),
+             (5, 300, 200, 2.0)]
+    for epochs, dense, pruned, cap in cases:
+        expected = epochs * rethinking.scratch_b_factor(dense, pruned, cap)
+        got = scratch_b_epochs(epochs, dense, pruned, cap)
+        if not isinstance(got, (int, float)) or math.isnan(got):
+            _fail(f"return a number of epochs; got {got!r}.")
+        if math.isclose(got, expected, rel_tol=1e-9):
+            continue
+        if math.isclose(got, epochs * pruned / dense):
+            _fail(f"dense {dense:,} MACs, pruned {pruned:,}: you returned {got:g} epochs, expected {expected:g}. "
+                  "The ratio is upside down: the SMALLER network trains LONGER (dense MACs / pruned MACs).")
+        if cap is not None and math.isclose(got, epochs * dense / pruned):
+            _fail(f"with cap={cap} the factor {dense / pruned:g} must be capped: expected {expected:g} epochs, got {got:g}.")
+        _fail(f"scratch_b_epochs({epochs}, {dense}, {pruned}, cap={cap}) returned {got:g}, expected {expected:g} "
+              "(epochs x dense MACs / pruned MACs, at most cap x epochs).")
+    _ok("Scratch-B's budget: epochs x dense MACs / pruned MACs, capped where asked")
+
+
+def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:
+    """``make_hook(strength)`` returns a Hook whose ``after_backward`` adds ``strength * sign(gamma)`` to BN scales' grads."""
+    model = build_model("vgg", seed=3)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # scales of both signs and many sizes, as after training: the subgradient of |gamma| is sign(gamma)
+        for layer in model.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 3 - 1.5)
+    x, y = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(8)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    before = {name: p.grad.clone() for name, p in model.named_parameters()}
+    hook = make_hook(0.25)
+    if not isinstance(hook, Hook):
+        _fail(f"make_hook must return a course_lib.training.Hook (subclass it); got {type(hook).__name__}.")
+    hook.after_backward(TrainContext(model=model, data=None, config=None, device=torch.device("cpu"),  # type: ignore[arg-type]
+                                     history=None, steps_per_epoch=1, total_steps=1))  # type: ignore[arg-type]
+    for name, p in model.named_parameters():
+        diff = p.grad - before[name]
+        is_scale = name.startswith("net.bn") and name.endswith(".weight")
+        if not is_scale and diff.abs().max() > 0:
+            _fail(f"{name} changed: only the BatchNorm SCALES (gamma, the bn*.weight parameters) get the L1 term; "
+                  "leave convolutions, the classifier and the BN shifts (bias) alone.")
+        if is_scale:
+            expected = 0.25 * torch.sign(p.detach())
+            if torch.allclose(diff, expected):
+                continue
+            if torch.allclose(diff, 0.25 * p.detach()):
+                _fail(f"{name}: you added strength * gamma, the gradient of an L2 penalty; L1's is strength * sign(gamma).")
+            if torch.allclose(diff, 0.25 * torch.ones_like(diff)):
+                _fail(f"{name}: you added +strength everywhere; negative scales need -strength: use sign(gamma).")
+            if not torch.allclose(diff, expected):
+                _fail(f"{name}: the gradient changed by {diff[:3].tolist()}..., expected strength * sign(gamma) = "
+                      f"{expected[:3].tolist()}...")
+    _ok("the L1 subgradient lands on the BatchNorm scales only, as strength * sign(gamma)")
+
+
+def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> None:
+    """``keep_channels(scales, prune_fraction, min_channels)``: one global threshold on |gamma|, with a per-layer floor."""
+    g = torch.Generator().manual_seed(0)
+    scales = {"net.conv1": torch.rand(8, generator=g), "net.conv2": torch.rand(16, generator=g) * 0.05,
+              "net.conv3": torch.rand(32, generator=g) + 0.2}
+    for fraction, floor in ((0.25, 1), (0.5, 2), (0.5, 4)):
+        expected = slimming.slimming_keep(scales, slimming.global_threshold(scales, fraction), floor)
+        got = keep_channels({k: v.clone() for k, v in scales.items()}, fraction, floor)
+        if set(got) != set(expected):
+            _fail(f"return one boolean tensor per layer, keyed like `scales` ({sorted(expected)}); got {sorted(got)}.")
+        for layer in expected:
+            kept, want = got[layer].bool(), expected[layer]
+            if int(kept.sum()) == 0:
+                _fail(f"{layer} lost every channel at prune_fraction={fraction}: keep at least min_channels={floor} "
+                      "(the layer's largest |gamma|) even when the global threshold removes them all.")
+            local = int(round((1 - fraction) * len(scales[layer])))
+            if int(kept.sum()) == local and int(want.sum()) != local:
+                _fail(f"{layer} keeps {local} of {len(scales[layer])} channels: that is a per-layer (LOCAL) cut. Rank "
+                      "all layers' |gamma| together and use ONE global threshold.")
+            if not torch.equal(kept, want):
+                _fail(f"{layer} at prune_fraction={fraction}, min_channels={floor}: you kept {int(kept.sum())} channels, "
+                      f"expected {int(want.sum())} (|gamma| above the global threshold, or the layer's "
+                      f"{floor} largest if fewer survive).")
+    _ok("one global |gamma| threshold, with a floor of channels per layer")

@@ -109,3 +109,66 @@ def test_signed_snip_is_caught():
 
 def test_wrong_collapse_detection_is_caught():
     _fails_with(checks.check_collapse, lambda masks: [n for n, m in masks.items() if m.sum() == 0], "expected")
+
+
+# ------------------------------------------------------------------ chapter 5
+
+def test_scratch_b_mistakes_are_named():
+    checks.check_scratch_b_epochs(lambda e, d, p, cap=None: e * (min(d / p, cap) if cap else d / p))
+    _fails_with(checks.check_scratch_b_epochs, lambda e, d, p, cap=None: e * p / d, "upside down")
+    _fails_with(checks.check_scratch_b_epochs, lambda e, d, p, cap=None: e * d / p, "capped")
+
+
+def _hook(after_backward):
+    class Student(checks.Hook):
+        def __init__(self, strength):
+            self.strength = strength
+
+        def after_backward(self, ctx):
+            with torch.no_grad():
+                after_backward(self, ctx)
+
+    return Student
+
+
+def test_l1_hook_mistakes_are_named():
+    bns = lambda model: [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def right(self, ctx):
+        for bn in bns(ctx.model):
+            bn.weight.grad += self.strength * torch.sign(bn.weight)
+
+    def l2(self, ctx):
+        for bn in bns(ctx.model):
+            bn.weight.grad += self.strength * bn.weight
+
+    def everything(self, ctx):
+        for p in ctx.model.parameters():
+            p.grad += self.strength * torch.sign(p)
+
+    def no_sign(self, ctx):
+        for bn in bns(ctx.model):
+            bn.weight.grad += self.strength
+
+    checks.check_l1_hook(_hook(right))
+    _fails_with(checks.check_l1_hook, _hook(l2), "L2 penalty")
+    _fails_with(checks.check_l1_hook, _hook(everything), "only the BatchNorm SCALES")
+    _fails_with(checks.check_l1_hook, _hook(no_sign), "sign(gamma)")
+    _fails_with(checks.check_l1_hook, lambda strength: object(), "Hook")
+
+
+def test_keep_channels_mistakes_are_named():
+    from course_lib.pruning import slimming
+
+    checks.check_keep_channels(lambda s, f, m: slimming.slimming_keep(s, slimming.global_threshold(s, f), m))
+    no_floor = lambda s, f, m: {k: v > slimming.global_threshold(s, f) for k, v in s.items()}
+    _fails_with(checks.check_keep_channels, no_floor, "lost every channel")
+
+    def local(s, f, m):
+        keep = {}
+        for k, v in s.items():
+            alive = torch.zeros(len(v), dtype=torch.bool)
+            alive[torch.argsort(-v)[: round((1 - f) * len(v))]] = True
+            keep[k] = alive
+        return keep
+    _fails_with(checks.check_keep_channels, local, "LOCAL")

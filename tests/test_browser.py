@@ -1,9 +1,12 @@
-"""A real browser: JupyterLab in Chromium, chapter 0 run, a slider moved, the output seen to change.
+"""A real browser: JupyterLab in Chromium, a chapter's widget shown, its slider moved, the output seen to change.
 
 nbval proves the notebooks execute; only a browser proves that a lecturer's
-widget actually renders and answers. The test serves a *copy* of chapter 0
-from a temporary folder (so autosave never writes outputs into the repo),
-on 127.0.0.1 with a random token, and stops the server at the end.
+widget actually renders and answers. Each test serves a notebook from a
+temporary folder (so autosave never writes outputs into the repo), on
+127.0.0.1 with a random token, and stops the server at the end: chapter 0
+itself, and for chapter 5 a short notebook that builds the chapter's widget
+from the same library calls (the whole chapter takes minutes to run). The time
+from the key press to the changed output is written to ``test-artifacts/``.
 
 Without Chromium the test is skipped with a message saying how to enable it,
 so ``make test`` still passes on a student's laptop.
@@ -13,7 +16,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
+
+import nbformat
 
 import pytest
 
@@ -31,19 +37,31 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def jupyterlab(tmp_path: Path):
-    """Start JupyterLab on a copy of chapter 0; yield (base_url, token); stop it."""
+CHAPTER5_WIDGET = [
+    "from course_lib import widgets\n"
+    "from course_lib.profiles import get_profile\n"
+    "from course_lib.pruning import rethinking\n"
+    "profile = get_profile('quick')\n"
+    "splits = rethinking.rethinking_splits(profile)\n"
+    "model = rethinking.slimming_trained(splits, rethinking.rethinking_recipe(profile), 0.1, seed=0)",
+    "widgets.slimming_explorer(model, splits.val, min_channels=2)",
+]
+
+
+def _serve(tmp_path: Path, name: str, notebook: nbformat.NotebookNode):
     served = tmp_path / "served"
     served.mkdir()
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, served / NOTEBOOK)
-    with running_lab(lab_command(served), served, tmp_path) as server:
-        yield server
+    nbformat.write(notebook, served / name)
+    return running_lab(lab_command(served), served, tmp_path)
 
 
-def test_widget_slider_changes_the_output(jupyterlab):
+def _move_slider_and_watch(base: str, token: str, notebook: str, caption_class: str, key_presses: int,
+                           changed: str, artifact: str) -> float:
+    """Open ``notebook``, run all cells, press ArrowRight on the first slider; return seconds until ``changed``.
+
+    ``changed`` is a JavaScript condition on ``caption`` (the caption element's innerText).
+    """
     sync_api = pytest.importorskip("playwright.sync_api")
-    base, token = jupyterlab
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -52,32 +70,51 @@ def test_widget_slider_changes_the_output(jupyterlab):
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
+            page.goto(f"{base}/lab/tree/{notebook}?token={token}")
             # A cold kernel must be idle before cells are queued, or the run is lost.
             page.locator(".jp-Notebook").wait_for(timeout=60_000)
             page.locator("#jp-main-statusbar").get_by_text("Idle").first.wait_for(timeout=120_000)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
 
-            caption = page.locator(".mistake-caption").first
-            caption.wait_for(timeout=600_000)  # the notebook trains the quick baselines if not cached
+            caption = page.locator(f".{caption_class}").first
+            caption.wait_for(timeout=600_000)  # the notebook trains the quick networks if not cached
             caption.scroll_into_view_if_needed()
             before = caption.inner_text()
-            assert "mistake 1 of" in before, before
-
             handle = page.locator(".noUi-handle").first
             handle.focus()
-            for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(key_presses):
                 page.keyboard.press("ArrowRight")
-            # Three steps right: the kernel redraws and the caption names the fourth mistake.
             page.wait_for_function(
-                "() => document.querySelector('.mistake-caption').innerText.includes('mistake 4 of')",
-                timeout=30_000)
-            after = caption.inner_text()
-            assert after != before and "mistake 4 of" in after, (before, after)
-            page.screenshot(path=str(ARTIFACTS / "chapter0_widget.png"), full_page=False)
+                f"() => {{ const caption = document.querySelector('.{caption_class}').innerText; "
+                f"return caption !== {before!r} && ({changed}); }}", timeout=30_000)
+            seconds = time.perf_counter() - started
+            page.screenshot(path=str(ARTIFACTS / f"{artifact}.png"), full_page=False)
+            (ARTIFACTS / f"{artifact}_response.txt").write_text(
+                f"{key_presses} key press(es) to changed output: {seconds:.3f} s (kernel and browser together)\n")
+            return seconds
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "chapter0_widget_failure.png"))
+            page.screenshot(path=str(ARTIFACTS / f"{artifact}_failure.png"))
             raise
         finally:
             browser.close()
+
+
+def test_chapter0_slider_walks_the_mistakes(tmp_path):
+    notebook = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4)
+    with _serve(tmp_path, NOTEBOOK, notebook) as (base, token):
+        seconds = _move_slider_and_watch(base, token, NOTEBOOK, "mistake-caption", 3,
+                                         "caption.includes('mistake 4 of')", "chapter0_widget")
+    print(f"chapter 0 widget answered in {seconds:.2f} s")
+
+
+def test_chapter5_threshold_slider_redraws_the_slimmed_network(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CHAPTER5_WIDGET])
+    notebook.metadata = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4).metadata
+    name = "chapter5_widget.ipynb"
+    with _serve(tmp_path, name, notebook) as (base, token):
+        seconds = _move_slider_and_watch(base, token, name, "slimming-caption", 1,
+                                         "caption.includes('threshold') && caption.includes('channels')",
+                                         "chapter5_widget")
+    print(f"chapter 5 widget answered in {seconds:.2f} s")

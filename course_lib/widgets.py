@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 from collections.abc import Sequence
 
 import ipywidgets as widgets
@@ -333,9 +334,11 @@ def slimming_explorer(model: nn.Module, dataset: TensorDataset, min_channels: in
     costs = layer_costs(model).set_index("layer")
     dense_macs = int(costs.macs.sum())
     everything = torch.cat(list(scales.values()))
-    slider = widgets.FloatSlider(value=float(everything.median()), min=0.0, max=float(everything.max()),
-                                 step=float(everything.max()) / 200, readout_format=".3f",
-                                 description="|γ| threshold", continuous_update=False)
+    # A log scale: after sparsity training most scales sit within a hair of zero, the rest near 1.
+    top = math.log10(float(everything.max()))
+    slider = widgets.FloatLogSlider(value=max(float(everything.median()), 10 ** (top - 5)), base=10, min=top - 5,
+                                    max=top, step=0.02, readout_format=".2e", description="|γ| threshold",
+                                    continuous_update=False)
     caption = widgets.HTML()
     caption.add_class("slimming-caption")
     figure = widgets.Output()
@@ -344,9 +347,10 @@ def slimming_explorer(model: nn.Module, dataset: TensorDataset, min_channels: in
     kept_bars = left.bar(names, widths, color="tab:blue", label="kept")
     left.set(title="Channels kept per layer", xlabel="layer", ylabel="channels")
     left.legend()
-    right.hist(everything.numpy(), bins=40, color="tab:gray")
+    right.hist(everything.clamp(min=10 ** (top - 5)).numpy(), bins=np.logspace(top - 5, top, 41), color="tab:gray")
+    right.set_xscale("log")
     line = right.axvline(slider.value, color="tab:red")
-    right.set(title="|γ| of all channels; red: the threshold", xlabel="|γ| (BatchNorm scale)", ylabel="channels")
+    right.set(title="|γ| of all channels; red: the threshold", xlabel="|γ| (BatchNorm scale, log)", ylabel="channels")
     fig.tight_layout()
     plt.close(fig)
 
@@ -358,7 +362,7 @@ def slimming_explorer(model: nn.Module, dataset: TensorDataset, min_channels: in
             bar.set_height(int(k.sum()))
         line.set_xdata([slider.value, slider.value])
         macs = _macs_after_removing_channels(costs, keep)
-        caption.value = (f"<b>threshold {slider.value:.3f}</b>: {sum(int(k.sum()) for k in keep.values())} of "
+        caption.value = (f"<b>threshold {slider.value:.2e}</b>: {sum(int(k.sum()) for k in keep.values())} of "
                          f"{sum(widths)} channels, {macs / dense_macs:.0%} of the MACs, validation accuracy "
                          f"{evaluate(masked, probe):.1f} % on {len(probe)} images, without retraining")
         show_in(figure, fig)

@@ -79,12 +79,12 @@ def test_slimming_explorer_removes_more_channels_as_the_threshold_rises(small):
             bn.weight.copy_(torch.linspace(0.01, 1.0, bn.num_features))
     box = widgets.slimming_explorer(model, small.val, min_channels=2)
     slider, caption = box.children[0], box.children[1]
-    slider.value = 0.0
+    slider.value = 10 ** slider.min  # a log slider: min and max are exponents
     assert "56 of 56 channels, 100% of the MACs" in caption.value, caption.value
     slider.value = 0.5
     kept = int(caption.value.split("</b>: ")[1].split(" of")[0])
     assert 20 < kept < 35 and "without retraining" in caption.value
-    slider.value = slider.max
+    slider.value = 10 ** slider.max
     assert caption.value.split("</b>: ")[1].startswith("6 of 56"), "the floor keeps 2 channels in each of 3 layers"
     assert not is_masked(model), "the widget masks a copy, never the model it is given"
 

@@ -308,23 +308,32 @@ def check_scratch_b_epochs(scratch_b_epochs: Callable[[float, int, int, float | 
 
 def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:
     """``make_hook(strength)`` returns a Hook whose ``after_backward`` adds ``strength * sign(gamma)`` to BN scales' grads."""
-    model = build_model("vgg", seed=3)
+    _check_l1_hook_on(make_hook, build_model("vgg", seed=3), torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    mlp = nn.Sequential(nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 8))
+    _check_l1_hook_on(make_hook, mlp, torch.randn(8, 12, generator=torch.Generator().manual_seed(1)))
+    _ok("the L1 subgradient lands on the BatchNorm scales only (BatchNorm2d and BatchNorm1d), as strength * sign(gamma)")
+
+
+def _check_l1_hook_on(make_hook: Callable[[float], Hook], model: nn.Module, x: torch.Tensor) -> None:
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # scales of both signs and many sizes, as after training: the subgradient of |gamma| is sign(gamma)
         for layer in model.modules():
-            if isinstance(layer, nn.BatchNorm2d):
+            if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 3 - 1.5)
-    x, y = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(8)
-    torch.nn.functional.cross_entropy(model(x), y).backward()
+    torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
     before = {name: p.grad.clone() for name, p in model.named_parameters()}
+    values = {name: p.detach().clone() for name, p in model.named_parameters()}
+    scale_names = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))}
     hook = make_hook(0.25)
     if not isinstance(hook, Hook):
         _fail(f"make_hook must return a course_lib.training.Hook (subclass it); got {type(hook).__name__}.")
     hook.after_backward(TrainContext(model=model, data=None, config=None, device=torch.device("cpu"),  # type: ignore[arg-type]
                                      history=None, steps_per_epoch=1, total_steps=1))  # type: ignore[arg-type]
     for name, p in model.named_parameters():
+        if not torch.equal(p.detach(), values[name]):
+            _fail(f"{name}: the hook changed the parameter itself; it must only add to its gradient (.grad).")
         diff = p.grad - before[name]
-        is_scale = name.startswith("net.bn") and name.endswith(".weight")
+        is_scale = name in scale_names
         if not is_scale and diff.abs().max() > 0:
             _fail(f"{name} changed: only the BatchNorm SCALES (gamma, the bn*.weight parameters) get the L1 term; "
                   "leave convolutions, the classifier and the BN shifts (bias) alone.")
@@ -338,8 +347,7 @@ def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:
                 _fail(f"{name}: you added +strength everywhere; negative scales need -strength: use sign(gamma).")
             if not torch.allclose(diff, expected):
                 _fail(f"{name}: the gradient changed by {diff[:3].tolist()}..., expected strength * sign(gamma) = "
-                      f"{expected[:3].tolist()}...")
-    _ok("the L1 subgradient lands on the BatchNorm scales only, as strength * sign(gamma)")
+                      f"{expected[:3].tolist()}... (BatchNorm1d layers count too)")
 
 
 def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> None:
@@ -347,16 +355,18 @@ def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> No
     g = torch.Generator().manual_seed(0)
     scales = {"net.conv1": torch.rand(8, generator=g), "net.conv2": torch.rand(16, generator=g) * 0.05,
               "net.conv3": torch.rand(32, generator=g) + 0.2}
-    for fraction, floor in ((0.25, 1), (0.5, 2), (0.5, 4)):
+    # A layer with two strong channels among weak ones: the floor must top it up, not only refill an empty layer.
+    topped = {**scales, "net.conv2": torch.cat([scales["net.conv2"][:14], torch.tensor([0.9, 0.95])])}
+    for scales, fraction, floor in ((scales, 0.25, 1), (scales, 0.5, 2), (scales, 0.5, 4), (topped, 0.5, 4)):
         expected = slimming.slimming_keep(scales, slimming.global_threshold(scales, fraction), floor)
         got = keep_channels({k: v.clone() for k, v in scales.items()}, fraction, floor)
         if set(got) != set(expected):
             _fail(f"return one boolean tensor per layer, keyed like `scales` ({sorted(expected)}); got {sorted(got)}.")
         for layer in expected:
             kept, want = got[layer].bool(), expected[layer]
-            if int(kept.sum()) == 0:
-                _fail(f"{layer} lost every channel at prune_fraction={fraction}: keep at least min_channels={floor} "
-                      "(the layer's largest |gamma|) even when the global threshold removes them all.")
+            if int(kept.sum()) < floor:
+                _fail(f"{layer} keeps {int(kept.sum())} channel(s) at prune_fraction={fraction}: keep at least "
+                      f"min_channels={floor} (the layer's largest |gamma|) even when the global threshold removes more.")
             local = int(round((1 - fraction) * len(scales[layer])))
             if int(kept.sum()) == local and int(want.sum()) != local:
                 _fail(f"{layer} keeps {local} of {len(scales[layer])} channels: that is a per-layer (LOCAL) cut. Rank "

@@ -135,7 +135,7 @@ def test_l1_hook_mistakes_are_named():
     bns = lambda model: [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 
     def right(self, ctx):
-        for bn in bns(ctx.model):
+        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
             bn.weight.grad += self.strength * torch.sign(bn.weight)
 
     def l2(self, ctx):
@@ -156,13 +156,31 @@ def test_l1_hook_mistakes_are_named():
     _fails_with(checks.check_l1_hook, _hook(no_sign), "sign(gamma)")
     _fails_with(checks.check_l1_hook, lambda strength: object(), "Hook")
 
+    def only_2d(self, ctx):
+        for bn in bns(ctx.model):
+            bn.weight.grad += self.strength * torch.sign(bn.weight)
+    _fails_with(checks.check_l1_hook, _hook(only_2d), "BatchNorm1d")
+
+    def moves_the_scale(self, ctx):
+        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
+            bn.weight -= 0.01 * torch.sign(bn.weight)
+    _fails_with(checks.check_l1_hook, _hook(moves_the_scale), "only add to its gradient")
+
 
 def test_keep_channels_mistakes_are_named():
     from course_lib.pruning import slimming
 
     checks.check_keep_channels(lambda s, f, m: slimming.slimming_keep(s, slimming.global_threshold(s, f), m))
     no_floor = lambda s, f, m: {k: v > slimming.global_threshold(s, f) for k, v in s.items()}
-    _fails_with(checks.check_keep_channels, no_floor, "lost every channel")
+    _fails_with(checks.check_keep_channels, no_floor, "keep at least")
+
+    def floor_only_when_empty(s, f, m):
+        keep = {k: v > slimming.global_threshold(s, f) for k, v in s.items()}
+        for k, v in s.items():
+            if not keep[k].any():
+                keep[k][torch.argsort(-v, stable=True)[:m]] = True
+        return keep
+    _fails_with(checks.check_keep_channels, floor_only_when_empty, "keep at least")
 
     def local(s, f, m):
         keep = {}

@@ -244,6 +244,10 @@ def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], 
     return _finish(fig, ax)
 
 
+# One colour per method in every figure of a chapter, so that "fine-tuned" is always the same bar.
+METHOD_COLOURS = {"dense": "tab:gray", "fine-tuned": "tab:blue", "Scratch-E": "tab:orange", "Scratch-B": "tab:green"}
+
+
 def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
                 title: str = "Test accuracy by method", ax: Axes | None = None) -> Figure:
     """Grouped bars of mean test accuracy with the standard deviation over seeds as error bars.
@@ -252,22 +256,24 @@ def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = Non
     ``anchors`` (the literature's numbers, on other data) go into the legend, not
     onto the axis: they are not comparable with ours in absolute terms.
     """
-    fig, ax = _axes(ax, (7.5, 3.8))
+    fig, ax = _axes(ax, (9.5, 3.8))
     groups = list(dict.fromkeys(summary.index.get_level_values(0)))
     methods = list(dict.fromkeys(summary.index.get_level_values(1)))
     width = 0.8 / len(methods)
+    others = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"][len(METHOD_COLOURS):])
     for i, method in enumerate(methods):
+        colour = METHOD_COLOURS.get(method) or next(others)
         rows = [(g_i, summary.loc[(g, method)]) for g_i, g in enumerate(groups) if (g, method) in summary.index]
         label = method if not anchors or method not in anchors else f"{method} (literature: {anchors[method]:g})"
         ax.bar([g_i + (i - (len(methods) - 1) / 2) * width for g_i, _ in rows], [r["mean"] for _, r in rows],
-               width, yerr=[r["std"] for _, r in rows], capsize=3, label=label)
+               width, yerr=[r["std"] for _, r in rows], capsize=3, label=label, color=colour)
     low = float((summary["mean"] - summary["std"]).min())
     high = float((summary["mean"] + summary["std"]).max())
     ax.set_ylim(max(0.0, low - 3), min(100.0, high + 2))
     ax.set_xticks(range(len(groups)), [f"{g:g}" if isinstance(g, float) else str(g) for g in groups])
     ax.set(xlabel=group, ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     return fig
 

@@ -318,12 +318,12 @@ def _check_l1_hook_on(make_hook: Callable[[float], Hook], model: nn.Module, x: t
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # scales of both signs and many sizes, as after training: the subgradient of |gamma| is sign(gamma)
         for layer in model.modules():
-            if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if isinstance(layer, selection.BATCHNORMS):
                 layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 3 - 1.5)
     torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
     before = {name: p.grad.clone() for name, p in model.named_parameters()}
     values = {name: p.detach().clone() for name, p in model.named_parameters()}
-    scale_names = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))}
+    scale_names = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, selection.BATCHNORMS)}
     hook = make_hook(0.25)
     if not isinstance(hook, Hook):
         _fail(f"make_hook must return a course_lib.training.Hook (subclass it); got {type(hook).__name__}.")

@@ -17,11 +17,8 @@ import torch
 from torch import nn
 
 from course_lib.masks import Masks
-from course_lib.pruning.selection import check_sparsity, following_batchnorm, trainable_tensor, unit_masks
+from course_lib.pruning.selection import BATCHNORMS, check_sparsity, following_batchnorm, trainable_tensor, unit_masks
 from course_lib.training.hooks import Hook, TrainContext
-
-BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
-
 
 class BatchNormL1(Hook):
     """The sparsity term of network slimming: adds ``strength * sign(gamma)`` to every BN scale's gradient.
@@ -45,7 +42,7 @@ class BatchNormL1(Hook):
     def scales(model: nn.Module) -> list[torch.Tensor]:
         """Every BatchNorm scale gamma of ``model`` (the parameters the penalty acts on)."""
         return [trainable_tensor(layer, "weight") for layer in model.modules()
-                if isinstance(layer, BATCHNORM) and layer.affine]
+                if isinstance(layer, BATCHNORMS) and layer.affine]
 
     @torch.no_grad()
     def after_backward(self, ctx: TrainContext) -> None:

@@ -272,6 +272,29 @@ def load_masked_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]
     model.load_state_dict(state_dict)
 
 
+@torch.no_grad()
+def scale_to_kept_fan_in(model: nn.Module) -> None:
+    """Rescale every masked unit's stored weights by ``sqrt(fan_in / kept_fan_in)``, in place.
+
+    PyTorch's default initialisation draws a weight's scale from the layer's
+    *dense* fan-in. A unit that keeps 16 of its 784 inputs would then start with
+    outputs about 7x smaller than the dense network's, and so would every layer
+    after it. Multiplying by ``sqrt(784 / 16)`` restores the variance the
+    initialisation meant, as drawing it for the sparse fan-in does. Used on a
+    freshly initialised masked network (chapter 5's scratch networks, the start
+    of chapter 6's sparse training), never on trained weights.
+    """
+    for name, _, param, mask in _masked_parameters(model):
+        hard = mask.hard_mask()
+        if hard.dim() < 2:
+            continue  # a BatchNorm vector has no fan-in
+        module = model.get_submodule(name.rpartition(".")[0])
+        original = module.parametrizations[param].original
+        kept = hard.flatten(1).sum(dim=1).clamp(min=1)
+        scale = torch.sqrt(hard[0].numel() / kept).to(original.dtype)
+        original.mul_(scale.reshape(-1, *([1] * (original.dim() - 1))))
+
+
 def mask_sparsity(masks: Masks) -> float:
     """Fraction of masked entries that are 0, over all the masks given."""
     total = sum(m.numel() for m in masks.values())

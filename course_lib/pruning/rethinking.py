@@ -37,7 +37,7 @@ from course_lib.cache import cached_run, trained_baseline
 from course_lib.costs import layer_costs, prunable_layers
 from course_lib.data import DataSplits, load_splits
 from course_lib.devices import model_device
-from course_lib.masks import apply_masks, get_masks, unmasked_copy, weight_masks
+from course_lib.masks import apply_masks, get_masks, scale_to_kept_fan_in, unmasked_copy
 from course_lib.models import SmallVGG, build_model
 from course_lib.profiles import Profile, shifted_seed
 from course_lib.pruning.procedures import finetune, magnitude, one_shot, units
@@ -103,11 +103,7 @@ def reinitialized(model: nn.Module, seed: int, scale_to_fan_in: bool = True) -> 
     if masks:
         apply_masks(fresh, masks)
         if scale_to_fan_in:
-            for name, mask in weight_masks(masks).items():
-                weight = fresh.get_submodule(name.rpartition(".")[0]).parametrizations.weight.original
-                kept = mask.flatten(1).sum(dim=1).clamp(min=1).cpu()
-                scale = torch.sqrt(mask[0].numel() / kept)
-                weight.mul_(scale.reshape(-1, *([1] * (weight.dim() - 1))))
+            scale_to_kept_fan_in(fresh)
     return fresh.to(model_device(model))
 
 

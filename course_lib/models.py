@@ -124,6 +124,28 @@ class SmallVGG(CourseNet):
         self.net = nn.Sequential(named_layers(layers))
 
 
+def lenet300_of_size(parameters: int, seed: int = 0) -> LeNet300100:
+    """A *small-dense* LeNet-300-100: both hidden widths scaled by one factor, parameter count closest to ``parameters``.
+
+    The fair dense rival of a sparse network: the same shape and the same number
+    of parameters in use (e.g. 10 % of the weights plus the biases). Widths are
+    whole numbers, so the count matches to within a few parameters per unit.
+    Seeded like :func:`build_model`.
+    """
+    if parameters < 1:
+        raise ValueError(f"parameters must be at least 1, got {parameters}.")
+
+    def count(hidden: tuple[int, int]) -> int:
+        widths = (28 * 28, *hidden, 10)
+        return sum(a * b + b for a, b in zip(widths, widths[1:]))
+
+    candidates = {(max(1, round(300 * f / 1000)), max(1, round(100 * f / 1000))) for f in range(1, 1001)}
+    best = min(sorted(candidates), key=lambda hidden: abs(count(hidden) - parameters))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(shifted_seed(seed))
+        return LeNet300100(hidden=best)
+
+
 MODELS: dict[str, type[nn.Module]] = {
     "lenet300": LeNet300100,
     "lenet5": LeNet5,

@@ -50,6 +50,9 @@ class Profile:
             a dozen networks per seed; a smaller split keeps it in budget.
         rethinking_epochs: epochs of the dense runs of chapter 5 (Scratch-E
             trains as many, Scratch-B more, fine-tuning a quarter).
+        sparse_epochs: epochs of every run of chapter 6 (dense, small-dense,
+            AGP, static, SET, RigL: all trained for the same steps).
+        sparse_sparsities: the sparsities chapter 6 compares the methods at.
     """
 
     name: str
@@ -64,6 +67,8 @@ class Profile:
     num_seeds: int = 3
     rethinking_train_size: int | None = None
     rethinking_epochs: int = 4
+    sparse_epochs: int = 4
+    sparse_sparsities: tuple[float, ...] = (0.9, 0.95, 0.98)
 
     def seeds(self) -> list[int]:
         """The seeds ``0, 1, ..., num_seeds - 1`` (shifted by ``COURSE_SEED`` where they are used)."""
@@ -84,6 +89,8 @@ PROFILES: dict[str, Profile] = {
         num_seeds=2,
         rethinking_train_size=6_000,
         rethinking_epochs=2,
+        sparse_epochs=3,
+        sparse_sparsities=(0.9, 0.95),
     ),
     "full": Profile(
         name="full",
@@ -98,6 +105,8 @@ PROFILES: dict[str, Profile] = {
         num_seeds=3,
         rethinking_train_size=12_000,
         rethinking_epochs=4,
+        sparse_epochs=4,
+        sparse_sparsities=(0.9, 0.95, 0.98),
     ),
 }
 

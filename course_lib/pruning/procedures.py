@@ -111,20 +111,26 @@ def iterative_pruning(model: nn.Module, data: DataSplits, sparsity: float, round
 
 
 def gradual_pruning(model: nn.Module, data: DataSplits, sparsity: float, make_masks: MaskFn, config: TrainConfig,
-                    end_fraction: float = 0.75, updates: int = 20, progress: bool = True) -> Pruned:
-    """AGP (Zhu & Gupta 2017): raise the sparsity from 0 along a cubic curve while fine-tuning.
+                    end_fraction: float = 0.75, updates: int = 20, begin_fraction: float = 0.0,
+                    extra_hooks: Sequence[Hook | StepFunction] = (), progress: bool = True) -> Pruned:
+    """AGP (Zhu & Gupta 2017): raise the sparsity from 0 along a cubic curve while training.
 
-    The sparsity reaches its target after ``end_fraction`` of the training
-    steps, in ``updates`` mask updates; the rest of training recovers.
+    The sparsity starts rising after ``begin_fraction`` of the training steps
+    and reaches its target after ``end_fraction`` of them, in ``updates`` mask
+    updates; the rest of training recovers. From a trained network (chapter 1)
+    this is gradual pruning while fine-tuning; from a fresh one (chapter 6) it
+    is "train dense, prune as you go" in one run. ``extra_hooks`` run after
+    the pruner in every phase (e.g. a :class:`~course_lib.sparse.tracking.MaskTracker`).
     """
-    if not 0.0 < end_fraction <= 1.0:
-        raise ValueError(f"end_fraction must be in (0, 1], got {end_fraction}.")
+    if not 0.0 <= begin_fraction < end_fraction <= 1.0:
+        raise ValueError(f"need 0 <= begin_fraction < end_fraction <= 1, got {begin_fraction} and {end_fraction}.")
     pruned = copy.deepcopy(model)
     steps = config.total_steps(len(data.train))
-    end = max(1, round(end_fraction * steps))
-    pruner = AGP(make_masks, sparsity, update_every=max(1, end // updates), begin_step=0, end_step=end)
+    begin, end = round(begin_fraction * steps), max(1, round(end_fraction * steps))
+    pruner = AGP(make_masks, sparsity, update_every=max(1, (end - begin) // updates), begin_step=begin, end_step=end)
     apply_masks(pruned, make_masks(pruned, 0.0))  # attach masks from the start (nothing pruned yet)
-    history = finetune(pruned, data, config, extra_hooks=[pruner], progress=progress, desc=f"AGP to {sparsity:.0%}")
+    history = finetune(pruned, data, config, extra_hooks=[pruner, *extra_hooks], progress=progress,
+                       desc=f"AGP to {sparsity:.0%}")
     return Pruned(pruned, [history], pruner.history)
 
 

@@ -245,7 +245,9 @@ def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], 
 
 
 # One colour per method in every figure of a chapter, so that "fine-tuned" is always the same bar.
-METHOD_COLOURS = {"dense": "tab:gray", "fine-tuned": "tab:blue", "Scratch-E": "tab:orange", "Scratch-B": "tab:green"}
+METHOD_COLOURS = {"dense": "tab:gray", "fine-tuned": "tab:blue", "Scratch-E": "tab:orange", "Scratch-B": "tab:green",
+                  "small-dense": "tab:brown", "AGP": "tab:purple", "static": "tab:olive", "SET": "tab:cyan",
+                  "RigL": "tab:red"}
 
 
 def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
@@ -289,4 +291,80 @@ def scale_histograms(scales: Mapping[str, Mapping[str, torch.Tensor]], title: st
     axes[0][0].set_ylabel("channels")
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def sparse_training_accuracy(summary: pd.DataFrame, dense: tuple[float, float] | None = None,
+                             ax: Axes | None = None,
+                             title: str = "Sparse LeNet-300-100s trained for the same steps") -> Figure:
+    """Mean test accuracy (± std over seeds) against weights remaining, one line per method and layer density.
+
+    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by
+    ``["method", "distribution", "sparsity"]``; uniform densities are dashed.
+    ``dense``: the dense network's (mean, std), drawn as a band.
+    """
+    fig, ax = _axes(ax, (8, 4.5))
+    for (method, distribution), rows in summary.groupby(level=[0, 1], sort=False):
+        sparsities = rows.index.get_level_values(2)
+        label = method if distribution in ("dense", "global magnitude") else \
+            f"{method} ({'ERK' if distribution == 'erk' else distribution})"
+        ax.errorbar([100 * (1 - s) for s in sparsities], rows["mean"], yerr=rows["std"], marker="o", capsize=3,
+                    color=METHOD_COLOURS.get(method), linestyle="--" if distribution == "uniform" else "-",
+                    label=label)
+    if dense is not None:
+        mean, std = dense
+        ax.axhspan(mean - std, mean + std, color="black", alpha=0.1)
+        ax.axhline(mean, color="black", linewidth=1, label="dense (mean ± std)")
+    _percent_log_axis(ax)
+    ax.set(xlabel="weights remaining (%, log scale)", ylabel="test accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def exploration(traces: Mapping[str, object], steps_per_epoch: int, ax: Axes | None = None,
+                title: str = "In-time over-parameterisation: weights ever active") -> Figure:
+    """The share of all weights that were active at some step so far, over training, one line per run.
+
+    ``traces`` maps a label to a :class:`course_lib.sparse.tracking.MaskTrace`; the
+    share of weights active *now* is drawn dotted for the first one (the density).
+    """
+    fig, ax = _axes(ax, (7, 4))
+    for i, (label, trace) in enumerate(traces.items()):
+        epochs = [step / steps_per_epoch for step in trace.steps]
+        line, = ax.plot(epochs, [100 * e for e in trace.ever_active_total], label=label,
+                        color=METHOD_COLOURS.get(label.split(" ")[0]))
+        if i == 0:
+            ax.plot(epochs, [100 * d for d in trace.density_total], linestyle=":", color="black",
+                    label="weights active now (the density)")
+    ax.set(xlabel="training time (epochs)", ylabel="weights ever active (% of all)", title=title)
+    ax.set_ylim(bottom=0)
+    return _finish(fig, ax, legend_size=8)
+
+
+def in_degree_images(images: Mapping[str, torch.Tensor], reference: tuple[str, torch.Tensor] | None = None,
+                     shape: tuple[int, int] = (28, 28),
+                     title: str = "Active connections leaving each input pixel (first layer)") -> Figure:
+    """One heat map per entry: each pixel's in-degree in the first layer, all on one colour scale.
+
+    ``reference``: a ``(label, per-pixel values)`` map drawn first, on its own
+    grey scale (e.g. each pixel's spread over the training images).
+    """
+    panels = len(images) + (reference is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(2.6 * panels + 0.8, 2.9), squeeze=False)
+    axes = list(axes[0])
+    if reference is not None:
+        label, values = reference
+        axes[0].imshow(values.float().reshape(shape).numpy(), cmap="gray")
+        axes[0].set_title(label, fontsize=9)
+    top = max(float(image.max()) for image in images.values())
+    for ax, (label, image) in zip(axes[panels - len(images):], images.items()):
+        shown = ax.imshow(image.float().reshape(shape).numpy(), cmap="viridis", vmin=0, vmax=top)
+        ax.set_title(label, fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=axes[panels - len(images):], label="connections to the first hidden layer")
+    fig.suptitle(title)
     return fig

@@ -35,6 +35,7 @@ from course_lib.pruning.selection import unit_masks
 from course_lib.pruning.slimming import batchnorm_scales, slimming_keep
 from course_lib.plots import show_image
 from course_lib.devices import model_device
+from course_lib.sparse.tracking import MaskTrace
 from course_lib.training import evaluate
 
 
@@ -370,6 +371,57 @@ def slimming_explorer(model: nn.Module, dataset: TensorDataset, min_channels: in
     slider.observe(redraw, names="value")
     redraw()
     return widgets.VBox([slider, caption, figure])
+
+
+def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
+                             image_shape: tuple[int, int] = (28, 28)) -> widgets.VBox:
+    """A method toggle and a training-time slider over mask snapshots recorded during training.
+
+    Each move redraws the first layer's in-degree image (the active connections
+    leaving each input pixel) and each layer's density and ever-active share at
+    that snapshot. Everything was recorded by
+    :class:`~course_lib.sparse.tracking.MaskTracker`; a move only redraws.
+    """
+    if not traces:
+        raise ValueError("sparse_training_explorer needs at least one MaskTrace, e.g. {'RigL': trace}.")
+    snapshots = min(len(t.steps) for t in traces.values())
+    method = widgets.ToggleButtons(options=list(traces), description="method")
+    when = widgets.IntSlider(value=0, min=0, max=snapshots - 1, description="snapshot", continuous_update=False)
+    caption = widgets.HTML()
+    caption.add_class("sparse-caption")
+    figure = widgets.Output()
+    first = next(iter(traces.values()))
+    names = [n.removeprefix("net.") for n in first.layers]
+    top = max(float(image.max()) for t in traces.values() for image in t.in_degree)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), dpi=80, gridspec_kw={"width_ratios": [1, 1.6]})
+    image = left.imshow(np.zeros(image_shape), cmap="viridis", vmin=0, vmax=top)
+    left.set(title="first layer: connections per input pixel", xticks=[], yticks=[])
+    fig.colorbar(image, ax=left, label="connections")
+    x = np.arange(len(names))
+    now_bars = right.bar(x - 0.2, np.zeros(len(names)), 0.4, color="tab:blue", label="active now")
+    ever_bars = right.bar(x + 0.2, np.zeros(len(names)), 0.4, color="tab:orange", label="ever active")
+    right.set_xticks(x, names)
+    right.set(ylim=(0, 100), xlabel="layer", ylabel="% of the layer's weights", title="per-layer density")
+    right.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+
+    def redraw(*_: object) -> None:
+        trace, i = traces[method.value], when.value
+        image.set_data(trace.in_degree[i].float().reshape(image_shape).numpy())
+        for layer, now, ever in zip(trace.layers, now_bars, ever_bars):
+            now.set_height(100 * trace.densities[i][layer])
+            ever.set_height(100 * trace.ever_active[i][layer])
+        step = trace.steps[i]
+        caption.value = (f"<b>{method.value}</b>, step {step} (epoch {step / steps_per_epoch:.2f}): "
+                         f"{100 * trace.density_total[i]:.1f} % of the weights active, "
+                         f"{100 * trace.ever_active_total[i]:.1f} % active at some step so far")
+        show_in(figure, fig)
+
+    method.observe(redraw, names="value")
+    when.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([method, when, caption, figure])
 
 
 def _macs_after_removing_channels(costs: pd.DataFrame, keep: dict[str, torch.Tensor]) -> int:

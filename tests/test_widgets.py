@@ -106,3 +106,26 @@ def test_the_explorers_mac_count_is_the_shrunk_networks():
         apply_masks(masked, unit_masks(masked, keep))
         expected = int(layer_costs(shrink(masked)).macs.sum())
         assert widgets._macs_after_removing_channels(layer_costs(model).set_index("layer"), keep) == expected
+
+
+def test_sparse_training_explorer_follows_time_and_method(small):
+    from course_lib.sparse.tracking import MaskTracker
+    from course_lib.sparse.updaters import SET, Static
+    from course_lib.training import TrainConfig, train
+
+    traces = {}
+    for name, trainer in (("static", Static), ("SET", SET)):
+        tracker = MaskTracker(snapshot_every=2)
+        train(build_model("lenet300"), small, TrainConfig(epochs=2, batch_size=100),
+              hooks=[trainer(0.9, "erk", update_every=2), tracker], progress=False, device=torch.device("cpu"))
+        traces[name] = tracker.trace
+    box = widgets.sparse_training_explorer(traces, steps_per_epoch=5)
+    method, slider, caption = box.children[:3]
+    assert "step 0 " in caption.value and "10.0 % of the weights active" in caption.value
+    slider.value = slider.max
+    assert "step 10 " in caption.value and "static" in caption.value
+    static_end = caption.value
+    method.value = "SET"
+    assert "SET" in caption.value and caption.value.split("so far")[0] != static_end.split("so far")[0]
+    with pytest.raises(ValueError, match="at least one"):
+        widgets.sparse_training_explorer({}, steps_per_epoch=5)

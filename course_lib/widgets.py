@@ -378,8 +378,9 @@ def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
     """A method toggle and a training-time slider over mask snapshots recorded during training.
 
     Each move redraws the first layer's in-degree image (the active connections
-    leaving each input pixel) and each layer's density and ever-active share at
-    that snapshot. Everything was recorded by
+    from each input pixel into the layer, on a colour scale of its own per
+    method: a dense start would flatten a sparse one) and each layer's density
+    and ever-active share at that snapshot. Everything was recorded by
     :class:`~course_lib.sparse.tracking.MaskTracker`; a move only redraws.
     """
     if not traces:
@@ -392,9 +393,9 @@ def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
     figure = widgets.Output()
     first = next(iter(traces.values()))
     names = [n.removeprefix("net.") for n in first.layers]
-    top = max(float(image.max()) for t in traces.values() for image in t.in_degree)
+    tops = {name: max(float(image.max()) for image in t.in_degree) for name, t in traces.items()}
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), dpi=80, gridspec_kw={"width_ratios": [1, 1.6]})
-    image = left.imshow(np.zeros(image_shape), cmap="viridis", vmin=0, vmax=top)
+    image = left.imshow(np.zeros(image_shape), cmap="viridis", vmin=0, vmax=1)
     left.set(title="first layer: connections per input pixel", xticks=[], yticks=[])
     fig.colorbar(image, ax=left, label="connections")
     x = np.arange(len(names))
@@ -409,6 +410,7 @@ def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
     def redraw(*_: object) -> None:
         trace, i = traces[method.value], when.value
         image.set_data(trace.in_degree[i].float().reshape(image_shape).numpy())
+        image.set_clim(0, tops[method.value])
         for layer, now, ever in zip(trace.layers, now_bars, ever_bars):
             now.set_height(100 * trace.densities[i][layer])
             ever.set_height(100 * trace.ever_active[i][layer])

@@ -4,7 +4,7 @@ nbval proves the notebooks execute; only a browser proves that a lecturer's
 widget actually renders and answers. Each test serves a notebook from a
 temporary folder (so autosave never writes outputs into the repo), on
 127.0.0.1 with a random token, and stops the server at the end: chapter 0
-itself, and for chapter 5 a short notebook that builds the chapter's widget
+itself, and for chapters 5 and 6 a short notebook that builds the chapter's widget
 from the same library calls (the whole chapter takes minutes to run). The time
 from the key press to the changed output is written to ``test-artifacts/``.
 
@@ -109,12 +109,41 @@ def test_chapter0_slider_walks_the_mistakes(tmp_path):
     print(f"chapter 0 widget answered in {seconds:.2f} s")
 
 
-def test_chapter5_threshold_slider_redraws_the_slimmed_network(tmp_path):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CHAPTER5_WIDGET])
+def _widget_notebook_test(tmp_path: Path, cells: list[str], name: str, caption_class: str, key_presses: int,
+                          changed: str) -> float:
+    """Serve a notebook made of ``cells``, run it, move its first slider; seconds until the caption changed."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     notebook.metadata = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4).metadata
-    name = "chapter5_widget.ipynb"
-    with _serve(tmp_path, name, notebook) as (base, token):
-        seconds = _move_slider_and_watch(base, token, name, "slimming-caption", 1,
-                                         "caption.includes('threshold') && caption.includes('channels')",
-                                         "chapter5_widget")
+    with _serve(tmp_path, f"{name}.ipynb", notebook) as (base, token):
+        return _move_slider_and_watch(base, token, f"{name}.ipynb", caption_class, key_presses, changed, name)
+
+
+def test_chapter5_threshold_slider_redraws_the_slimmed_network(tmp_path):
+    seconds = _widget_notebook_test(tmp_path, CHAPTER5_WIDGET, "chapter5_widget", "slimming-caption", 1,
+                                    "caption.includes('threshold') && caption.includes('channels')")
     print(f"chapter 5 widget answered in {seconds:.2f} s")
+
+CHAPTER6_WIDGET = [
+    "from course_lib import widgets\n"
+    "from course_lib.data import load_splits\n"
+    "from course_lib.models import build_model\n"
+    "from course_lib.profiles import get_profile\n"
+    "from course_lib.sparse import comparison, tracking\n"
+    "from course_lib.training import steps_per_epoch, train\n"
+    "profile = get_profile('quick')\n"
+    "splits, config = load_splits(profile), comparison.sparse_recipe(profile)\n"
+    "delta_t = comparison.update_every(config, len(splits.train))\n"
+    "traces = {}\n"
+    "for name, trainer in comparison.SPARSE_TRAINERS.items():\n"
+    "    tracker = tracking.MaskTracker(delta_t)\n"
+    "    train(build_model('lenet300'), splits, config, hooks=[trainer(0.95, 'erk', update_every=delta_t), tracker],\n"
+    "          progress=False)\n"
+    "    traces[name] = tracker.trace",
+    "widgets.sparse_training_explorer(traces, steps_per_epoch(len(splits.train), config.batch_size))",
+]
+
+
+def test_chapter6_time_slider_redraws_the_masks(tmp_path):
+    seconds = _widget_notebook_test(tmp_path, CHAPTER6_WIDGET, "chapter6_widget", "sparse-caption", 2,
+                                    "caption.includes('step') && !caption.includes('step 0 ')")
+    print(f"chapter 6 widget answered in {seconds:.2f} s")

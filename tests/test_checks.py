@@ -190,3 +190,72 @@ def test_keep_channels_mistakes_are_named():
             keep[k] = alive
         return keep
     _fails_with(checks.check_keep_channels, local, "LOCAL")
+
+
+# ------------------------------------------------------------------ chapter 6
+
+def _erk(shapes, sparsity, kernel=True, cap=True):
+    """A student's ERK with switchable slips: ER instead of ERK, no capping at 1."""
+    import math
+    numel = {n: math.prod(s) for n, s in shapes.items()}
+    raw = {n: sum(s if kernel else s[:2]) / math.prod(s if kernel else s[:2]) for n, s in shapes.items()}
+    budget, dense = (1 - sparsity) * sum(numel.values()), set()
+    while True:
+        eps = (budget - sum(numel[n] for n in dense)) / sum(raw[n] * numel[n] for n in shapes if n not in dense)
+        over = {n for n in shapes if n not in dense and eps * raw[n] > 1}
+        if not over or not cap:
+            return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
+        dense |= over
+
+
+def test_erk_mistakes_are_named():
+    checks.check_erk_densities(_erk)  # the reference passes
+    _fails_with(checks.check_erk_densities, lambda sh, s: _erk(sh, s, cap=False), "above 1", "solved again")
+    _fails_with(checks.check_erk_densities, lambda sh, s: _erk(sh, s, kernel=False), "Erdős–Rényi densities")
+    _fails_with(checks.check_erk_densities, lambda sh, s: {n: 1 - s for n in sh}, "expected")
+
+
+def _rigl_step(weight, mask, grad, k, rank_inactive=False, grow_by_weight=False, zero_new=True,
+               exclude_dropped=False, zero_regrown=False):
+    """A student's drop-and-grow with switchable slips."""
+    flat_w, flat_m, flat_g = weight.flatten().abs(), mask.flatten().clone(), grad.flatten().abs()
+    drop_scores = flat_w if rank_inactive else torch.where(flat_m, flat_w, torch.inf)
+    flat_m[torch.argsort(drop_scores, stable=True)[:k]] = False
+    grow_scores = (flat_w if grow_by_weight else flat_g).clone()
+    grow_scores[flat_m] = -torch.inf
+    if exclude_dropped:
+        grow_scores[mask.flatten()] = -torch.inf
+    grown = torch.argsort(grow_scores, descending=True, stable=True)[:k]
+    flat_m[grown] = True
+    new_weight = weight.clone().flatten()
+    if zero_regrown:
+        new_weight[grown] = 0.0
+    elif zero_new:
+        new_weight[grown[~mask.flatten()[grown]]] = 0.0
+    else:
+        new_weight[grown[~mask.flatten()[grown]]] = 0.01
+    return flat_m.reshape(mask.shape), new_weight.reshape(weight.shape)
+
+
+def test_drop_and_grow_mistakes_are_named():
+    checks.check_drop_and_grow(_rigl_step)
+    _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, rank_inactive=True))
+    _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, grow_by_weight=True),
+                "dense gradient")
+    _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, zero_new=False), "zero")
+    _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, exclude_dropped=True),
+                "may be grown back")
+    _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, zero_regrown=True),
+                "not a new connection")
+
+
+def test_cosine_drop_fraction_mistakes_are_named():
+    import math
+    good = lambda t, a, end: a * (1 + math.cos(math.pi * min(t / end, 1.0))) / 2
+    checks.check_cosine_drop_fraction(good)
+    _fails_with(checks.check_cosine_drop_fraction, lambda t, a, end: a * (1 + math.cos(math.pi * min(t / end, 1))),
+                "division by 2")
+    _fails_with(checks.check_cosine_drop_fraction, lambda t, a, end: a * (1 + math.cos(math.pi * t / end)) / 2,
+                "clamp")
+    _fails_with(checks.check_cosine_drop_fraction,  # the numbers of the first schedule typed in
+                lambda t, a, end: 0.3 * (1 + math.cos(math.pi * min(t / 1000, 1))) / 2, "T_end you are given")

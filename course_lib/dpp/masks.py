@@ -1,0 +1,114 @@
+"""A mask that learns which k of n to keep: the DPP parametrization, at three granularities and in tiles.
+
+``weight = original * mask``, where ``mask`` is drawn at every forward pass
+from learned logits ``phi`` with exactly ``k`` ones in every *row*:
+
+================  =====================================  ================================  =====================
+granularity       one row per                            a row chooses among               mask entry covers
+================  =====================================  ================================  =====================
+``"weight"``      output neuron / filter                 its fan-in weights                one weight
+``"kernel"``      filter of a convolution                its input channels' kernels       one k_h x k_w kernel
+``"feature_map"`` layer                                  its output neurons / filters      a whole filter
+================  =====================================  ================================  =====================
+
+With ``tile=M`` (weight granularity) each row's fan-in is cut into groups of M
+consecutive weights and ``k`` is kept *per group*: M = 4, k = 2 is the 2:4
+pattern of sparse tensor cores, learned.
+
+A kernel mask of shape (filters, channels) is expanded over the kernel's
+height and width by broadcasting, never reshaped: a reshape would scatter a
+filter's k kernels over other filters (the bug of the reference code).
+
+The logits are a parameter of the parametrization, so ``model.parameters()``
+holds them (:class:`~course_lib.dpp.pruner.DPP` gives them their own optimizer
+group). :meth:`DPPMask.hard_mask` is the deterministic top-k of the logits:
+the mask the network keeps once training ends.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from course_lib.dpp.sampler import sample_k_hot, top_k_mask
+from course_lib.masks import MaskParametrization
+from course_lib.profiles import shifted_seed
+
+Granularity = Literal["weight", "kernel", "feature_map"]
+
+
+def rows_layout(weight_shape: torch.Size | tuple[int, ...], granularity: Granularity,
+                tile: int | None = None) -> tuple[int, ...]:
+    """The shape of the logits for a weight: ``(rows, n)``, or ``(rows, groups, M)`` with tiles."""
+    shape = tuple(weight_shape)
+    if granularity == "weight":
+        fan_in = math.prod(shape[1:])
+        if tile is None:
+            return (shape[0], fan_in)
+        if tile < 1 or fan_in % tile:
+            raise ValueError(f"A tile of {tile} must divide the fan-in {fan_in} of a weight of shape {shape}.")
+        return (shape[0], fan_in // tile, tile)
+    if tile is not None:
+        raise ValueError("Tiles split a row of single weights: use them with granularity='weight'.")
+    if granularity == "kernel":
+        if len(shape) != 4:
+            raise ValueError(f"Kernel granularity needs a convolution weight (4 dimensions), got shape {shape}.")
+        return (shape[0], shape[1])
+    if granularity == "feature_map":
+        return (1, shape[0])
+    raise ValueError(f"granularity must be 'weight', 'kernel' or 'feature_map', got {granularity!r}.")
+
+
+class DPPMask(MaskParametrization):
+    """``weight = original * mask`` with a k-of-n mask sampled from the learned ``logits`` of every row.
+
+    Args:
+        weight_shape: the shape of the weight it masks.
+        k: entries kept per row (per group of ``tile`` with tiles).
+        granularity: ``"weight"``, ``"kernel"`` or ``"feature_map"`` (see the module's table).
+        tile: split each row of single weights into groups of this size (N:M sparsity, N = k).
+        init_std: the logits start as N(0, init_std^2) (0.5 in the authors' code).
+        seed: seeds the initial logits and the Gumbel noise.
+
+    Attributes:
+        temperature: the relaxation's temperature (set by the training hook).
+        sampling: draw a new mask at each forward pass (training); when False,
+            the forward pass uses the deterministic top-k of the logits.
+    """
+
+    def __init__(self, weight_shape: torch.Size | tuple[int, ...], k: int, granularity: Granularity = "weight",
+                 tile: int | None = None, init_std: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        self.weight_shape, self.granularity, self.tile = tuple(weight_shape), granularity, tile
+        layout = rows_layout(weight_shape, granularity, tile)
+        if not 1 <= k <= layout[-1]:
+            raise ValueError(f"k must be between 1 and the {layout[-1]} entries of a row, got {k}.")
+        self.k = k
+        self.generator = torch.Generator().manual_seed(shifted_seed(seed))
+        self.logits = nn.Parameter(init_std * torch.randn(layout, generator=self.generator))
+        self.temperature = 1.0
+        self.sampling = True
+
+    def expand(self, rows: torch.Tensor) -> torch.Tensor:
+        """A mask of the logits' layout, as a mask of the weight's shape (broadcast, never reshaped across rows)."""
+        shape = self.weight_shape
+        if self.granularity == "weight":
+            return rows.reshape(shape)  # (rows, n) or (rows, groups, M): row-major, as the weight is flattened
+        if self.granularity == "kernel":
+            return rows[:, :, None, None].expand(shape)
+        return rows.reshape(shape[0], *([1] * (len(shape) - 1))).expand(shape)  # one layer row -> whole filters
+
+    def row_mask(self) -> torch.Tensor:
+        """The mask in the logits' layout: a fresh sample while ``sampling``, otherwise the top-k of the logits."""
+        if self.sampling and torch.is_grad_enabled():
+            return sample_k_hot(self.logits, self.k, self.temperature, self.generator)
+        return top_k_mask(self.logits.detach(), self.k)
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return original * self.expand(self.row_mask()).to(original.dtype)
+
+    def hard_mask(self) -> torch.Tensor:
+        return self.expand(top_k_mask(self.logits.detach(), self.k))

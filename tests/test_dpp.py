@@ -1,0 +1,190 @@
+"""Dynamic probabilistic pruning: the sampler, the learned masks at every granularity, the hook, freezing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib.dpp.masks import DPPMask, rows_layout
+from course_lib.dpp.pruner import DPP, dpp_masks, freeze, keep_per_row, row_entropy
+from course_lib.dpp.sampler import inclusion_probabilities, relaxed_top_k, sample_k_hot, top_k_mask
+from course_lib.masks import WeightMask, get_masks, mask_layers
+from course_lib.models import build_model
+from course_lib.pruning.surgery import shrink
+from course_lib.training import TrainConfig, train
+from tests.test_updaters import _toy_data
+
+CPU = torch.device("cpu")
+
+
+def test_gumbel_top_k_is_exactly_k_hot_and_its_relaxation_sums_to_k():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(7, 12, generator=g, requires_grad=True)
+    mask = sample_k_hot(logits, 3, temperature=0.5, generator=g)
+    assert torch.equal(mask.detach().sum(dim=1), torch.full((7,), 3.0))
+    assert set(mask.detach().unique().tolist()) <= {0.0, 1.0}
+    soft = relaxed_top_k(logits.detach(), 3, temperature=0.5)
+    assert torch.allclose(soft.sum(dim=1), torch.full((7,), 3.0), atol=1e-5)
+    # The straight-through gradient reaches the logits, though the forward value is the hard mask.
+    (mask * torch.arange(12.0)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_a_cold_relaxation_is_the_hard_mask():
+    perturbed = torch.tensor([[3.0, -1.0, 2.0, 0.5, -2.0]])
+    assert torch.allclose(relaxed_top_k(perturbed, 2, temperature=0.01), top_k_mask(perturbed, 2), atol=1e-6)
+    # Hot: the first softmax is about uniform (1/5 each); the second excludes the hard first pick (entry 0)
+    # and spreads 1/4 over the other four.
+    warm = relaxed_top_k(perturbed, 2, temperature=1000.0)
+    assert torch.allclose(warm, torch.tensor([[0.2, 0.45, 0.45, 0.45, 0.45]]), atol=0.01)
+
+
+def test_inclusion_frequencies_match_the_exact_plackett_luce_probabilities():
+    logits = torch.tensor([1.0, 0.0, -0.5, 2.0, 0.3])
+    exact = inclusion_probabilities(logits, 2)
+    assert exact.sum() == pytest.approx(2.0)
+    g = torch.Generator().manual_seed(1)
+    samples = torch.stack([sample_k_hot(logits, 2, 1.0, g) for _ in range(20_000)])
+    assert torch.allclose(samples.mean(dim=0), exact, atol=0.015)  # 4 standard errors at 20 000 samples
+    # By hand for k = 1: the softmax.
+    assert torch.allclose(inclusion_probabilities(logits, 1), torch.softmax(logits, 0).to(logits.dtype), atol=1e-6)
+
+
+def test_k1_agrees_in_distribution_with_torch_gumbel_softmax():
+    logits = torch.tensor([0.5, -1.0, 1.5, 0.0])
+    torch.manual_seed(0)
+    theirs = torch.stack([nn.functional.gumbel_softmax(logits, tau=1.0, hard=True) for _ in range(20_000)]).mean(0)
+    g = torch.Generator().manual_seed(2)
+    ours = torch.stack([sample_k_hot(logits, 1, 1.0, g) for _ in range(20_000)]).mean(0)
+    assert torch.allclose(ours, theirs, atol=0.02)
+
+
+@pytest.mark.parametrize("granularity, tile, shape, k", [
+    ("weight", None, (6, 4, 3, 3), 9), ("weight", 4, (5, 16), 2), ("weight", 4, (6, 4, 3, 3), 2),
+    ("kernel", None, (6, 4, 3, 3), 3), ("feature_map", None, (6, 4, 3, 3), 4), ("feature_map", None, (10, 20), 7)])
+def test_every_row_keeps_exactly_k(granularity, tile, shape, k):
+    mask = DPPMask(shape, k, granularity, tile, seed=3)
+    for drawn in (mask.expand(mask.row_mask().detach()), mask.hard_mask()):
+        assert drawn.shape == shape
+        if granularity == "weight" and tile is None:
+            assert torch.equal(drawn.flatten(1).sum(1), torch.full((shape[0],), float(k)))
+        elif granularity == "weight":
+            assert torch.equal(drawn.reshape(shape[0], -1, tile).sum(-1), torch.full((shape[0], drawn[0].numel() // tile), float(k)))
+        elif granularity == "kernel":  # every filter keeps k WHOLE kernels: transposed-safe, not reshaped
+            per_kernel = drawn.flatten(2)
+            assert torch.all((per_kernel.sum(-1) == 0) | (per_kernel.sum(-1) == 9))
+            assert torch.equal((per_kernel.sum(-1) > 0).sum(1), torch.full((shape[0],), k))
+        else:
+            filters = drawn.flatten(1)
+            assert torch.all((filters.sum(1) == 0) | (filters.sum(1) == filters.shape[1]))
+            assert int((filters.sum(1) > 0).sum()) == k
+
+
+def test_bad_layouts_are_clear_errors():
+    with pytest.raises(ValueError, match="must divide"):
+        rows_layout((5, 10), "weight", tile=4)
+    with pytest.raises(ValueError, match="convolution"):
+        rows_layout((5, 10), "kernel")
+    with pytest.raises(ValueError, match="k must be"):
+        DPPMask((5, 10), 11)
+    with pytest.raises(ValueError, match="granularity"):
+        rows_layout((5, 10), "channel")
+
+
+def test_the_hook_trains_the_logits_anneals_and_freezes_to_exact_k():
+    model = build_model("lenet300")
+    dpp = DPP(0.9, temperatures=(5.0, 0.5), logits_lr=0.05, entropy=0.01)
+    train(model, _toy_data(n=128), TrainConfig(epochs=2, batch_size=32), hooks=[dpp], progress=False, device=CPU)
+    learned = dpp_masks(model)
+    assert set(learned) == {"net.fc1.weight", "net.fc2.weight", "net.fc3.weight"}
+    assert dpp.temperature(0.0) == 5.0 and dpp.temperature(1.0) == 0.5 and dpp.temperature(7.0) == 0.5
+    fresh = DPPMask(model.net.fc1.parametrizations.weight.original.shape, learned["net.fc1.weight"].k, seed=0)
+    assert not torch.allclose(learned["net.fc1.weight"].logits, fresh.logits), "the logits never moved"
+    freeze(model)
+    masks = get_masks(model)
+    assert all(isinstance(m, WeightMask) for m in mask_layers(model).values())
+    for name, mask in masks.items():
+        n = mask.shape[1]
+        assert torch.equal(mask.sum(1), torch.full((mask.shape[0],), float(keep_per_row(0.9, n)))), name
+        weight = model.get_submodule(name.removesuffix(".weight")).weight
+        assert torch.all(weight[mask == 0] == 0)
+    with pytest.raises(ValueError, match="no DPP masks"):
+        freeze(model)
+
+
+def test_feature_map_dpp_freezes_to_units_that_surgery_removes():
+    model = build_model("vgg")
+    dpp = DPP(0.5, granularity="feature_map", exclude=("net.fc",))
+    train(model, _toy_data(n=64), TrainConfig(epochs=1, batch_size=32), hooks=[dpp], progress=False, device=CPU)
+    freeze(model)
+    small = shrink(model)
+    assert [small.net.conv1.out_channels, small.net.conv2.out_channels, small.net.conv3.out_channels] == [4, 8, 16]
+    x = torch.randn(8, 1, 28, 28)
+    model.eval(), small.eval()
+    assert torch.allclose(model(x), small(x), atol=1e-5)
+
+
+def test_entropy_regulariser_uses_the_rows_axis():
+    logits = torch.tensor([[10.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    entropy = row_entropy(logits)
+    assert entropy[0] < 0.01 and entropy[1] == pytest.approx(torch.log(torch.tensor(3.0)).item())
+
+
+def test_confidence_and_diversity_at_their_extremes():
+    from course_lib.dpp.metrics import confidence, diversity
+    flat = torch.zeros(4, 8)
+    assert confidence(flat, 2) == pytest.approx(0.0) and diversity(flat, 2) == pytest.approx(0.0)
+    sure = torch.full((4, 8), -30.0)
+    for row in range(4):  # four rows, each sure of its own two entries: disjoint choices
+        sure[row, 2 * row: 2 * row + 2] = 30.0
+    assert confidence(sure, 2) == pytest.approx(1.0, abs=1e-6)
+    assert diversity(sure, 2) == pytest.approx(1.0, abs=1e-6)
+    same = torch.full((4, 8), -30.0)
+    same[:, :2] = 30.0  # every row sure of the same two entries
+    assert confidence(same, 2) == pytest.approx(1.0, abs=1e-6) and diversity(same, 2) == pytest.approx(0.0, abs=1e-6)
+    assert diversity(torch.randn(1, 8), 2) == 0.0  # one row (feature maps): nothing to compare
+    with pytest.raises(ValueError, match="no choice"):
+        confidence(flat, 8)
+
+
+def test_fake_quantization_stacks_after_a_mask_with_256_values_at_most():
+    from torch.nn.utils import parametrize
+    from course_lib.masks import apply_masks, remove_masks
+    from course_lib.quantization import FakeQuantize
+    layer = nn.Linear(50, 40)
+    apply_masks(layer, {"weight": (torch.rand(40, 50) < 0.3).float()})
+    parametrize.register_parametrization(layer, "weight", FakeQuantize(8))
+    w = layer.weight
+    assert w.detach().unique().numel() <= 256
+    assert torch.all(w[get_masks(layer)["weight"] == 0] == 0), "a pruned weight must stay exactly zero"
+    assert (w - layer.parametrizations.weight.original * get_masks(layer)["weight"]).abs().max() <= \
+        layer.parametrizations.weight.original.abs().max() / 127 / 2 + 1e-7
+    w.sum().backward()  # straight-through: the gradient is the mask (identity through the rounding)
+    assert torch.equal(layer.parametrizations.weight.original.grad, get_masks(layer)["weight"])
+    remove_masks(layer)
+    assert isinstance(layer.parametrizations.weight[0], FakeQuantize), "the quantizer stays when the mask goes"
+
+
+def _successive_softmaxes(perturbed, k, temperature):
+    """The relaxation as its definition: k softmaxes, each without the hard picks made before it."""
+    order = perturbed.detach().topk(k, dim=-1).indices
+    picked = torch.zeros_like(perturbed, dtype=torch.bool)
+    soft = torch.zeros_like(perturbed)
+    for j in range(k):
+        soft = soft + torch.softmax((perturbed / temperature).masked_fill(picked, -torch.inf), dim=-1)
+        picked = picked.scatter(-1, order[..., j:j + 1], True)
+    return soft
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.5, 5.0])
+def test_the_fast_relaxation_equals_k_successive_softmaxes_in_value_and_gradient(temperature):
+    g = torch.Generator().manual_seed(4)
+    x = (3 * torch.randn(6, 40, generator=g, dtype=torch.float64)).requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    weights = torch.randn(6, 40, generator=g, dtype=torch.float64)
+    fast, slow = relaxed_top_k(x, 7, temperature), _successive_softmaxes(y, 7, temperature)
+    assert torch.allclose(fast, slow, atol=1e-10)
+    (fast * weights).sum().backward()
+    (slow * weights).sum().backward()
+    assert torch.allclose(x.grad, y.grad, atol=1e-8)

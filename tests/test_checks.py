@@ -259,3 +259,67 @@ def test_cosine_drop_fraction_mistakes_are_named():
                 "clamp")
     _fails_with(checks.check_cosine_drop_fraction,  # the numbers of the first schedule typed in
                 lambda t, a, end: 0.3 * (1 + math.cos(math.pi * min(t / 1000, 1))) / 2, "T_end you are given")
+
+
+# ------------------------------------------------------------------ chapter 7
+
+def _sampler(noise="gumbel"):
+    def gumbel_top_k(logits, k, generator):
+        u = torch.rand(logits.shape, generator=generator).clamp(1e-12, 1 - 1e-7)
+        g = {"gumbel": -torch.log(-torch.log(u)), "none": torch.zeros_like(u),
+             "gauss": torch.randn(logits.shape, generator=generator), "uniform": 100 * u}[noise]
+        return torch.zeros_like(logits).scatter(-1, (logits + g).topk(k, dim=-1).indices, 1.0)
+    return gumbel_top_k
+
+
+def test_gumbel_top_k_mistakes_are_caught_and_a_right_sampler_passes_on_many_seeds():
+    for _ in range(3):
+        checks.check_gumbel_top_k(_sampler())
+    _fails_with(checks.check_gumbel_top_k, _sampler("none"), "fresh Gumbel noise")
+    _fails_with(checks.check_gumbel_top_k, _sampler("gauss"), "not Gaussian")
+    _fails_with(checks.check_gumbel_top_k, _sampler("uniform"), "frequencies")
+
+
+def _straight_through(mode="right"):
+    def straight_through_top_k(perturbed, k, temperature):
+        order = perturbed.detach().topk(k, dim=-1).indices
+        hard = torch.zeros_like(perturbed).scatter(-1, order, 1.0)
+        picked = torch.zeros_like(perturbed, dtype=torch.bool)
+        soft = torch.zeros_like(perturbed)
+        for j in range(k):
+            step = (perturbed / temperature) if mode == "no exclusion" else \
+                (perturbed / temperature).masked_fill(picked, -torch.inf)
+            soft = soft + torch.softmax(step, dim=-1)
+            picked = picked.scatter(-1, order[..., j:j + 1], True)
+        return {"right": hard + (soft - soft.detach()), "soft": soft, "hard": hard,
+                "no exclusion": hard + (soft - soft.detach())}[mode]
+    return straight_through_top_k
+
+
+def test_straight_through_mistakes_are_named():
+    checks.check_straight_through_top_k(_straight_through())
+    _fails_with(checks.check_straight_through_top_k, _straight_through("soft"), "soft mask")
+    _fails_with(checks.check_straight_through_top_k, _straight_through("hard"), "no gradient")
+    _fails_with(checks.check_straight_through_top_k, _straight_through("no exclusion"), "leaves out")
+
+
+def test_n_m_mistakes_are_named():
+    def right(mask, n, m):
+        rows = mask.reshape(mask.shape[0], -1)
+        if rows.shape[1] % m:
+            raise ValueError("not a multiple")
+        return bool(((rows != 0).reshape(rows.shape[0], -1, m).sum(-1) <= n).all())
+
+    def whole_row(mask, n, m):
+        rows = mask.reshape(mask.shape[0], -1)
+        return bool(((rows != 0).sum(1) <= n * rows.shape[1] // m).all())
+
+    def sliding(mask, n, m):
+        rows = (mask.reshape(mask.shape[0], -1) != 0).float()
+        return bool((rows.unfold(1, m, 1).sum(-1) <= n).all())
+
+    checks.check_is_n_m(right)
+    _fails_with(checks.check_is_n_m, whole_row, "CONSECUTIVE")
+    _fails_with(checks.check_is_n_m, sliding, "sliding windows")
+    never_raises = lambda mask, n, m: right(mask, n, m) if mask.reshape(mask.shape[0], -1).shape[1] % m == 0 else True
+    _fails_with(checks.check_is_n_m, never_raises, "ValueError")

@@ -188,3 +188,14 @@ def test_the_fast_relaxation_equals_k_successive_softmaxes_in_value_and_gradient
     (fast * weights).sum().backward()
     (slow * weights).sum().backward()
     assert torch.allclose(x.grad, y.grad, atol=1e-8)
+
+
+def test_learned_tiles_of_four_keeping_two_are_2_4_sparse_and_magnitude_50_percent_is_not():
+    from course_lib.dpp.masks import is_n_m_sparse
+    from course_lib.pruning.selection import unstructured_masks
+    mask = DPPMask((300, 784), 2, "weight", tile=4, seed=5)
+    assert is_n_m_sparse(mask.hard_mask(), 2, 4) and is_n_m_sparse(mask.expand(mask.row_mask().detach()), 2, 4)
+    half = unstructured_masks(build_model("lenet300"), 0.5, scope="local")["net.fc1.weight"]
+    assert not is_n_m_sparse(half, 2, 4)
+    with pytest.raises(ValueError, match="multiple of m"):
+        is_n_m_sparse(torch.ones(2, 6), 2, 4)

@@ -112,3 +112,19 @@ class DPPMask(MaskParametrization):
 
     def hard_mask(self) -> torch.Tensor:
         return self.expand(top_k_mask(self.logits.detach(), self.k))
+
+
+def is_n_m_sparse(mask: torch.Tensor, n: int, m: int) -> bool:
+    """Does every group of ``m`` consecutive weights of every row (output unit) hold at most ``n`` non-zeros?
+
+    The N:M pattern of sparse tensor cores (2:4 on NVIDIA Ampere and later):
+    groups run along each row's flattened fan-in, starting at its first weight.
+
+    Raises:
+        ValueError: if the fan-in is not a multiple of ``m`` (the pattern is undefined).
+    """
+    rows = mask.reshape(mask.shape[0], -1)
+    if not 0 <= n <= m or rows.shape[1] % m:
+        raise ValueError(f"need 0 <= n <= m and a fan-in that is a multiple of m; got n={n}, m={m}, "
+                         f"fan-in {rows.shape[1]}.")
+    return bool(((rows != 0).reshape(rows.shape[0], -1, m).sum(-1) <= n).all())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -36,6 +36,7 @@ from course_lib.pruning.slimming import batchnorm_scales, slimming_keep
 from course_lib.plots import show_image
 from course_lib.devices import model_device
 from course_lib.sparse.tracking import MaskTrace
+from course_lib.dpp.sampler import gumbel_noise, inclusion_probabilities, relaxed_top_k, top_k_mask
 from course_lib.training import evaluate
 
 
@@ -52,6 +53,13 @@ def png_of(fig: Figure) -> Image:
     buffer = io.BytesIO()
     PILImage.fromarray(np.asarray(canvas.buffer_rgba())).save(buffer, format="png", compress_level=1)
     return Image(buffer.getvalue())
+
+
+def _redraw_on_change(redraw: Callable[..., None], *controls: widgets.ValueWidget) -> None:
+    """Call ``redraw`` whenever any of ``controls`` changes value, and once now."""
+    for control in controls:
+        control.observe(redraw, names="value")
+    redraw()
 
 
 def show_in(output: widgets.Output, fig: Figure) -> None:
@@ -420,10 +428,57 @@ def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
                          f"{100 * trace.ever_active_total[i]:.1f} % active at some step so far")
         show_in(figure, fig)
 
-    method.observe(redraw, names="value")
-    when.observe(redraw, names="value")
-    redraw()
+    _redraw_on_change(redraw, method, when)
     return widgets.VBox([method, when, caption, figure])
+
+
+def gumbel_top_k_explorer(logits: torch.Tensor, draws: int = 2000, seed: int = 0) -> widgets.VBox:
+    """Sliders for k and the temperature over a short row of logits (chapter 7's sampler).
+
+    Left: how often each entry is kept in ``draws`` Gumbel-top-k samples,
+    beside the exact Plackett-Luce probabilities. Right: one draw - the hard
+    k-hot mask and its relaxation at the chosen temperature (the soft mask
+    whose gradient training uses). The temperature changes only the soft mask:
+    the hard sample does not depend on it.
+    """
+    if logits.dim() != 1 or not 2 <= logits.numel() <= 10:
+        raise ValueError(f"gumbel_top_k_explorer takes one row of 2 to 10 logits, got shape {tuple(logits.shape)}.")
+    n = logits.numel()
+    k_slider = widgets.IntSlider(value=min(2, n - 1), min=1, max=n - 1, description="k", continuous_update=False)
+    tau = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=1, step=0.05, description="temperature τ",
+                                 continuous_update=False)
+    caption = widgets.HTML()
+    caption.add_class("sampler-caption")
+    figure = widgets.Output()
+    noise = gumbel_noise((draws, n), torch.Generator().manual_seed(seed))  # fixed: a move changes k or τ only
+    x = np.arange(n)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
+    exact_bars = left.bar(x - 0.2, np.zeros(n), 0.4, color="tab:gray", label="exact probability")
+    seen_bars = left.bar(x + 0.2, np.zeros(n), 0.4, color="tab:blue", label=f"frequency in {draws} draws")
+    left.set(ylim=(0, 1), xticks=x, xlabel="entry i", ylabel="P(i kept)", title="Gumbel-top-k: which entries are kept")
+    left.legend(fontsize=8, loc="upper left")
+    hard_bars = right.bar(x - 0.2, np.zeros(n), 0.4, color="tab:blue", label="hard sample (forward)")
+    soft_bars = right.bar(x + 0.2, np.zeros(n), 0.4, color="tab:orange", label="relaxation (backward)")
+    right.set(ylim=(0, 1.05), xticks=x, xlabel="entry i", ylabel="mask value", title="one draw")
+    right.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    plt.close(fig)
+
+    def redraw(*_: object) -> None:
+        k = k_slider.value
+        exact = inclusion_probabilities(logits, k)
+        seen = top_k_mask(logits + noise, k).mean(0)
+        hard, soft = top_k_mask(logits + noise[0], k), relaxed_top_k(logits + noise[0], k, tau.value)
+        for bars, values in ((exact_bars, exact), (seen_bars, seen), (hard_bars, hard), (soft_bars, soft)):
+            for bar, value in zip(bars, values.tolist()):
+                bar.set_height(value)
+        caption.value = (f"<b>k = {k}, τ = {tau.value:.2f}</b>: largest gap between frequency and probability "
+                         f"{float((seen - exact).abs().max()):.3f}; the soft mask sums to {float(soft.sum()):.2f} "
+                         f"and is {float((soft - hard).abs().sum()):.2f} away from the hard one")
+        show_in(figure, fig)
+
+    _redraw_on_change(redraw, k_slider, tau)
+    return widgets.VBox([widgets.HBox([k_slider, tau]), caption, figure])
 
 
 def _macs_after_removing_channels(costs: pd.DataFrame, keep: dict[str, torch.Tensor]) -> int:

@@ -129,3 +129,21 @@ def test_sparse_training_explorer_follows_time_and_method(small):
     assert "SET" in caption.value and caption.value.split("so far")[0] != static_end.split("so far")[0]
     with pytest.raises(ValueError, match="at least one"):
         widgets.sparse_training_explorer({}, steps_per_epoch=5)
+
+
+def test_gumbel_top_k_explorer_answers_k_and_temperature():
+    box = widgets.gumbel_top_k_explorer(torch.tensor([2.0, 1.0, 0.3, 0.0, -0.5, 0.8]))
+    (k, tau), caption = box.children[0].children, box.children[1]
+    assert "k = 2" in caption.value and "sums to 2.00" in caption.value
+    k.value = 3
+    assert "k = 3" in caption.value and "sums to 3.00" in caption.value
+
+    def distance():
+        return float(caption.value.split("is ")[-1].split(" away")[0])
+
+    tau.value = 10.0
+    hot = distance()
+    tau.value = 0.01
+    assert distance() < hot / 2, "a cold relaxation comes close to the hard mask"
+    with pytest.raises(ValueError, match="one row"):
+        widgets.gumbel_top_k_explorer(torch.zeros(2, 3))

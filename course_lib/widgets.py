@@ -133,8 +133,7 @@ def misclassified_browser(model: nn.Module, dataset: TensorDataset, classes: Seq
         redraw()
 
     choose_class.observe(on_class, names="value")
-    slider.observe(redraw, names="value")
-    redraw()
+    _redraw_on_change(redraw, slider)
     return widgets.VBox([widgets.HBox([choose_class, slider]), caption, figure])
 
 
@@ -234,9 +233,7 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
                          f"accuracy {acc:.2f} % &mdash; sparsity per layer: {per_layer}")
         show_in(figure, fig)
 
-    slider.observe(redraw, names="value")
-    scope_buttons.observe(redraw, names="value")
-    redraw()
+    _redraw_on_change(redraw, slider, scope_buttons)
     return widgets.VBox([widgets.HBox([scope_buttons, slider]), caption, figure])
 
 
@@ -275,8 +272,7 @@ def keep_ratio_explorer(table: pd.DataFrame) -> widgets.VBox:
                          f"{row['speedup']:.2f}x faster, {int(row['parameters']):,} parameters")
         show_in(figure, fig)
 
-    slider.observe(redraw, names="value")
-    redraw()
+    _redraw_on_change(redraw, slider)
     return widgets.VBox([slider, caption, figure])
 
 
@@ -321,8 +317,7 @@ def ticket_viewer(tickets: Sequence, reinits: dict[int, nn.Module], dataset: Ten
         show_in(figure, fig)
         plt.close(fig)
 
-    slider.observe(redraw, names="value")
-    redraw()
+    _redraw_on_change(redraw, slider)
     return widgets.VBox([slider, caption, figure])
 
 
@@ -376,8 +371,7 @@ def slimming_explorer(model: nn.Module, dataset: TensorDataset, min_channels: in
                          f"{evaluate(masked, probe):.1f} % on {len(probe)} images, without retraining")
         show_in(figure, fig)
 
-    slider.observe(redraw, names="value")
-    redraw()
+    _redraw_on_change(redraw, slider)
     return widgets.VBox([slider, caption, figure])
 
 

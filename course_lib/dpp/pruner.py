@@ -71,17 +71,19 @@ class DPP(Hook):
         self.sparsity, self.granularity, self.tile = sparsity, granularity, tile
         self.temperatures, self.logits_lr, self.entropy = temperatures, logits_lr, entropy
         self.exclude, self.seed = tuple(exclude), seed
+        self.masks: list[DPPMask] = []  # the masks this hook attached (set in on_start)
 
     def on_start(self, ctx: TrainContext) -> None:
+        self.masks = []
         for i, (name, layer) in enumerate(prunable_weights(ctx.model, self.exclude).items()):
             layout = rows_layout(layer.weight.shape, self.granularity, self.tile)
             mask = DPPMask(layer.weight.shape, keep_per_row(self.sparsity, layout[-1]), self.granularity, self.tile,
-                           seed=self.seed * 1000 + i)
-            parametrize.register_parametrization(layer, "weight", mask.to(layer.weight.device))
+                           seed=self.seed * 1000 + i).to(layer.weight.device)
+            parametrize.register_parametrization(layer, "weight", mask)
+            self.masks.append(mask)
 
     def param_groups(self, ctx: TrainContext) -> list[dict[str, Any]]:
-        return [{"params": [m.logits for m in dpp_masks(ctx.model).values()], "lr": self.logits_lr,
-                 "weight_decay": 0.0}]
+        return [{"params": [m.logits for m in self.masks], "lr": self.logits_lr, "weight_decay": 0.0}]
 
     def temperature(self, progress: float) -> float:
         """The temperature after ``progress`` (a fraction in [0, 1]) of training."""
@@ -89,13 +91,13 @@ class DPP(Hook):
         return start + (end - start) * min(max(progress, 0.0), 1.0)
 
     def before_forward(self, ctx: TrainContext) -> None:
-        for mask in dpp_masks(ctx.model).values():
+        for mask in self.masks:
             mask.temperature = self.temperature(ctx.progress)
 
     def extra_loss(self, ctx: TrainContext) -> torch.Tensor | None:
         if self.entropy == 0.0:
             return None
-        return self.entropy * torch.stack([row_entropy(m.logits).mean() for m in dpp_masks(ctx.model).values()]).mean()
+        return self.entropy * torch.stack([row_entropy(m.logits).mean() for m in self.masks]).mean()
 
 
 def row_entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from course_lib.costs import layer_costs
-from course_lib.masks import mask_layers
+from course_lib.masks import MaskParametrization, mask_layers
 from course_lib.sparse.flops import forward_flops, training_step_flops
 from course_lib.training.hooks import Hook, TrainContext
 
@@ -92,7 +92,8 @@ class MaskTracker(Hook):
         costs = layer_costs(ctx.model).set_index("layer")
         self.macs = costs.macs.astype(float).to_dict()
         self.trace = MaskTrace(layers=list(costs.index), weights=costs.weights.astype(int).to_dict())
-        self.ever = {name: self._mask(ctx.model, name).bool() for name in self.trace.layers}
+        masks = mask_layers(ctx.model)
+        self.ever = {name: self._mask(ctx.model, masks, name).bool() for name in self.trace.layers}
         self._snapshot(ctx.model, ctx.step)
 
     def before_forward(self, ctx: TrainContext) -> None:
@@ -100,43 +101,42 @@ class MaskTracker(Hook):
         masks = mask_layers(ctx.model)
         dense_gradient = any(getattr(m, "capture_dense_grad", False) for m in masks.values())
         images = len(ctx.batch[0])
-        self.trace.training_flops += images * training_step_flops(self.macs, self._densities(ctx.model),
-                                                                  dense_gradient)
+        self.trace.training_flops += images * training_step_flops(self.macs, self._densities(masks), dense_gradient)
         self.trace.dense_weight_gradient_steps += int(dense_gradient)
         self.trace.images += images
 
     def after_step(self, ctx: TrainContext) -> None:
+        masks = mask_layers(ctx.model)
         for name, ever in self.ever.items():
-            ever |= self._mask(ctx.model, name).bool()
+            ever |= self._mask(ctx.model, masks, name).bool()
         if ctx.step % self.snapshot_every == 0 or ctx.step == ctx.total_steps:
             self._snapshot(ctx.model, ctx.step)
 
     def inference_flops(self, model: nn.Module) -> float:
         """FLOPs of one image's forward pass with the masks in use now (zero weights skipped)."""
-        return forward_flops(self.macs, self._densities(model))
+        return forward_flops(self.macs, self._densities(mask_layers(model)))
 
     @staticmethod
-    def _mask(model: nn.Module, layer: str) -> torch.Tensor:
-        mask = mask_layers(model).get(f"{layer}.weight")
+    def _mask(model: nn.Module, masks: dict[str, MaskParametrization], layer: str) -> torch.Tensor:
+        mask = masks.get(f"{layer}.weight")
         if mask is None:
             return torch.ones_like(model.get_submodule(layer).weight, dtype=torch.bool).detach()
         return mask.hard_mask().detach()
 
-    def _densities(self, model: nn.Module) -> dict[str, float]:
-        masks = mask_layers(model)
+    def _densities(self, masks: dict[str, MaskParametrization]) -> dict[str, float]:
         return {name: float(masks[f"{name}.weight"].hard_mask().float().mean()) if f"{name}.weight" in masks else 1.0
                 for name in self.macs}
 
     @torch.no_grad()
     def _snapshot(self, model: nn.Module, step: int) -> None:
         assert self.trace is not None
-        trace = self.trace
+        trace, masks = self.trace, mask_layers(model)
         trace.steps.append(step)
-        trace.densities.append(self._densities(model))
+        trace.densities.append(self._densities(masks))
         trace.ever_active.append({name: float(self.ever[name].float().mean()) for name in trace.layers})
         total = sum(trace.weights.values())
         trace.ever_active_total.append(sum(int(self.ever[name].sum()) for name in trace.layers) / total)
-        first = self._mask(model, trace.layers[0])
+        first = self._mask(model, masks, trace.layers[0])
         other_dims = [d for d in range(first.dim()) if d != 1]  # dim 1 is the input (feature or channel)
         trace.in_degree.append(first.float().sum(dim=other_dims).cpu().to(torch.int16))
 
@@ -148,14 +148,10 @@ def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
 
     def ranks(v: torch.Tensor) -> torch.Tensor:
         v = v.flatten().double()
-        order = torch.argsort(v, stable=True)
         r = torch.empty_like(v)
-        r[order] = torch.arange(len(v), dtype=torch.float64)
-        for value in torch.unique(v):  # ties: the mean of their ranks
-            tied = v == value
-            if int(tied.sum()) > 1:
-                r[tied] = r[tied].mean()
-        return r
+        r[torch.argsort(v, stable=True)] = torch.arange(len(v), dtype=torch.float64)
+        _, group, size = torch.unique(v, return_inverse=True, return_counts=True)  # ties: the mean of their ranks
+        return (torch.zeros(len(size), dtype=torch.float64).scatter_add_(0, group, r) / size)[group]
 
     rx, ry = ranks(x), ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
@@ -163,14 +159,18 @@ def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((rx * ry).sum()) / denominator if denominator > 0 else 0.0
 
 
-def in_degree_alignment(trace: MaskTrace, images: TensorDataset) -> list[float]:
-    """At each snapshot: how well the first layer's in-degree follows each input pixel's spread over ``images``.
+def pixel_spread(images: TensorDataset) -> torch.Tensor:
+    """Each input pixel's standard deviation over ``images``: how much it varies from image to image."""
+    return images.tensors[0].flatten(1).std(dim=0)
+
+
+def in_degree_alignment(trace: MaskTrace, spread: torch.Tensor) -> list[float]:
+    """At each snapshot: how well the first layer's in-degree follows each input pixel's ``spread``.
 
     A pixel that hardly varies from image to image (the blank border of most
     images) carries little information; a pixel whose value differs a lot
-    does. The rank correlation between a pixel's in-degree and its standard
-    deviation over the images is about 0 for a random mask and rises as
+    does. The rank correlation between a pixel's in-degree and its spread
+    (:func:`pixel_spread`) is about 0 for a random mask and rises as
     connections move to the informative pixels.
     """
-    spread = images.tensors[0].flatten(1).std(dim=0)
     return [rank_correlation(degree.float(), spread) for degree in trace.in_degree]

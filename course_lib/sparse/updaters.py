@@ -36,7 +36,6 @@ Use one as a training hook::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch

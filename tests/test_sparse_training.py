@@ -113,6 +113,7 @@ def test_update_resets_only_new_connections():
     assert momentum[0, 1] == 1.0 and momentum[0, 4] == 0.0 and momentum[0, 2] == 1.0
 
 
+@torch.no_grad()
 def test_fan_in_scaling_restores_the_dense_output_scale():
     torch.manual_seed(0)
     layer = nn.Linear(784, 300)

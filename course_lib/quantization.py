@@ -17,8 +17,13 @@ chapter 7), and :func:`course_lib.masks.remove_masks` leaves it in place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
+import torch.nn.utils.parametrize as parametrize
 from torch import nn
+
+from course_lib.costs import prunable_layers
 
 
 class FakeQuantize(nn.Module):
@@ -35,3 +40,21 @@ class FakeQuantize(nn.Module):
         scale = weight.detach().abs().max().clamp_min(1e-12) / self.levels
         quantized = torch.round(weight.detach() / scale).clamp(-self.levels, self.levels) * scale
         return weight + (quantized - weight.detach())
+
+
+def add_fake_quantization(model: nn.Module, bits: int = 8, exclude: Iterable[str] = ()) -> None:
+    """Quantize every prunable weight (except ``exclude``) with :class:`FakeQuantize`, after any mask already there.
+
+    Called on a trained, pruned network it is *post-training* quantization;
+    called before training (the DPP hook does, with ``bits=8``) every step
+    trains through the rounding: *joint* pruning and quantization.
+    """
+    excluded = set(exclude)
+    unknown = excluded - set(prunable_layers(model))
+    if unknown:
+        raise ValueError(f"exclude names {sorted(unknown)}, which are not layers with weights; "
+                         f"choose from {sorted(prunable_layers(model))}.")
+    for name, layer in prunable_layers(model).items():
+        if name in excluded:
+            continue
+        parametrize.register_parametrization(layer, "weight", FakeQuantize(bits))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from course_lib.dpp.masks import DPPMask, rows_layout
-from course_lib.dpp.pruner import DPP, dpp_masks, freeze, keep_per_row, row_entropy
-from course_lib.dpp.sampler import inclusion_probabilities, relaxed_top_k, sample_k_hot, top_k_mask
+from course_lib.dpp.pruner import DPP, dpp_masks, freeze, row_entropy
+from course_lib.dpp.sampler import (gumbel_noise, inclusion_probabilities, relaxed_top_k, sample_k_hot,
+                                    successive_softmaxes, top_k_mask)
 from course_lib.masks import WeightMask, get_masks, mask_layers
 from course_lib.models import build_model
+from course_lib.pruning.selection import keep_per_row
 from course_lib.pruning.surgery import shrink
 from course_lib.training import TrainConfig, train
 from tests.test_updaters import _toy_data
@@ -134,7 +138,7 @@ def test_entropy_regulariser_uses_the_rows_axis():
 def test_confidence_and_diversity_at_their_extremes():
     from course_lib.dpp.metrics import confidence, diversity
     flat = torch.zeros(4, 8)
-    assert confidence(flat, 2) == pytest.approx(0.0) and diversity(flat, 2) == pytest.approx(0.0)
+    assert confidence(flat, 2) == pytest.approx(0.0, abs=1e-9) and math.isnan(diversity(flat, 2))  # no preference
     sure = torch.full((4, 8), -30.0)
     for row in range(4):  # four rows, each sure of its own two entries: disjoint choices
         sure[row, 2 * row: 2 * row + 2] = 30.0
@@ -143,9 +147,36 @@ def test_confidence_and_diversity_at_their_extremes():
     same = torch.full((4, 8), -30.0)
     same[:, :2] = 30.0  # every row sure of the same two entries
     assert confidence(same, 2) == pytest.approx(1.0, abs=1e-6) and diversity(same, 2) == pytest.approx(0.0, abs=1e-6)
-    assert diversity(torch.randn(1, 8), 2) == 0.0  # one row (feature maps): nothing to compare
+    assert math.isnan(diversity(torch.randn(1, 8), 2))  # one row (feature maps): nothing to compare
     with pytest.raises(ValueError, match="no choice"):
         confidence(flat, 8)
+
+
+def test_diversity_separates_a_shared_preference_from_row_specific_ones():
+    from course_lib.dpp.metrics import confidence, diversity
+    g = torch.Generator().manual_seed(0)
+    own = 3.0 * torch.randn(50, 40, generator=g)  # every row its own preferences
+    shared = own + 6.0 * torch.linspace(-1, 1, 40)  # plus one preference all rows share
+    assert 0.0 <= confidence(own, 4) <= confidence(shared, 4) <= 1.0
+    assert 0.0 <= diversity(shared, 4) < diversity(own, 4) <= 1.0
+
+
+@pytest.mark.parametrize("std,k", [(0.5, 1), (1.0, 3), (2.0, 5), (4.0, 3)])
+def test_rosen_inclusion_probabilities_are_close_to_the_exact_ones(std, k):
+    from course_lib.dpp import metrics, sampler
+    logits = std * torch.randn(8, generator=torch.Generator().manual_seed(k))
+    approx = metrics.inclusion_probabilities(logits, k)
+    assert float(approx.sum()) == pytest.approx(k, abs=1e-6)
+    assert torch.allclose(approx.double(), sampler.inclusion_probabilities(logits, k).double(), atol=0.08)
+
+
+def test_rosen_inclusion_probabilities_match_sampling_on_a_long_row():
+    from course_lib.dpp import metrics
+    g = torch.Generator().manual_seed(0)
+    logits = 2.0 * torch.randn(4, 784, generator=g)
+    draws = 3000
+    frequencies = sum(top_k_mask(logits + gumbel_noise(logits.shape, g), 78) for _ in range(draws)) / draws
+    assert (frequencies - metrics.inclusion_probabilities(logits, 78)).abs().max() < 0.04  # ~5 standard errors
 
 
 def test_fake_quantization_stacks_after_a_mask_with_256_values_at_most():
@@ -166,24 +197,13 @@ def test_fake_quantization_stacks_after_a_mask_with_256_values_at_most():
     assert isinstance(layer.parametrizations.weight[0], FakeQuantize), "the quantizer stays when the mask goes"
 
 
-def _successive_softmaxes(perturbed, k, temperature):
-    """The relaxation as its definition: k softmaxes, each without the hard picks made before it."""
-    order = perturbed.detach().topk(k, dim=-1).indices
-    picked = torch.zeros_like(perturbed, dtype=torch.bool)
-    soft = torch.zeros_like(perturbed)
-    for j in range(k):
-        soft = soft + torch.softmax((perturbed / temperature).masked_fill(picked, -torch.inf), dim=-1)
-        picked = picked.scatter(-1, order[..., j:j + 1], True)
-    return soft
-
-
 @pytest.mark.parametrize("temperature", [0.05, 0.5, 5.0])
 def test_the_fast_relaxation_equals_k_successive_softmaxes_in_value_and_gradient(temperature):
     g = torch.Generator().manual_seed(4)
     x = (3 * torch.randn(6, 40, generator=g, dtype=torch.float64)).requires_grad_()
     y = x.detach().clone().requires_grad_()
     weights = torch.randn(6, 40, generator=g, dtype=torch.float64)
-    fast, slow = relaxed_top_k(x, 7, temperature), _successive_softmaxes(y, 7, temperature)
+    fast, slow = relaxed_top_k(x, 7, temperature), successive_softmaxes(y, 7, temperature)
     assert torch.allclose(fast, slow, atol=1e-10)
     (fast * weights).sum().backward()
     (slow * weights).sum().backward()
@@ -199,3 +219,99 @@ def test_learned_tiles_of_four_keeping_two_are_2_4_sparse_and_magnitude_50_perce
     assert not is_n_m_sparse(half, 2, 4)
     with pytest.raises(ValueError, match="multiple of m"):
         is_n_m_sparse(torch.ones(2, 6), 2, 4)
+
+
+def test_the_straight_through_gradient_is_the_relaxations_and_nothing_from_the_hard_path():
+    logits = torch.randn(5, 9, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    weights = torch.randn(5, 9, generator=torch.Generator().manual_seed(2))
+    (sample_k_hot(logits, 3, 0.7, torch.Generator().manual_seed(3)) * weights).sum().backward()
+    through_sample = logits.grad.clone()
+    logits.grad = None
+    noise = gumbel_noise(logits.shape, torch.Generator().manual_seed(3))  # the same noise the sample drew
+    (relaxed_top_k(logits + noise, 3, 0.7) * weights).sum().backward()
+    assert torch.allclose(through_sample, logits.grad, atol=1e-6)
+
+
+def test_row_scope_keeps_the_k_largest_of_every_row_and_only_for_weights():
+    from course_lib.pruning.selection import structured_masks, unstructured_masks
+    model = build_model("lenet300", seed=0)
+    masks = unstructured_masks(model, 0.9, scope="row")
+    for name, mask in masks.items():
+        weight = model.get_submodule(name.removesuffix(".weight")).weight.detach()
+        k = keep_per_row(0.9, weight.shape[1])
+        assert torch.equal(mask, top_k_mask(weight.abs(), k)), name
+    with pytest.raises(ValueError, match="scope='row'"):
+        structured_masks(model, 0.5, scope="row")
+
+
+def test_storage_table_by_hand():
+    from course_lib.dpp.storage import k_of_n_code_bits, storage_table
+    mask = torch.tensor([[1, 1, 0, 0], [0, 1, 0, 1], [1, 0, 1, 0]], dtype=torch.float32)  # 2 of 4 in every row
+    table = storage_table({"fc.weight": mask}, dense_weights=10, value_bits=8, n_m=(2, 4))
+    bits = table["bits"]
+    assert k_of_n_code_bits(4, 2) == 3 and k_of_n_code_bits(5, 5) == 0
+    assert bits["dense, float32"] == 32 * 22
+    assert bits["CSR, float32 values + int32 indices"] == 32 * 10 + 64 * 6 + 32 * 4
+    assert bits["bitmap, float32 values"] == 32 * 10 + 32 * 6 + 12
+    assert bits["bitmap, 8-bit values"] == 32 * 10 + 8 * 6 + 12 + 32
+    assert bits["CSR, 8-bit values + int16 indices"] == 32 * 10 + 24 * 6 + 32 * 4 + 32
+    assert bits["k-of-n code, 8-bit values"] == 32 * 10 + 8 * 6 + 3 * 3 + 32
+    assert bits["2:4 positions, 8-bit values"] == 32 * 10 + 10 * 6 + 32
+    assert table["compression (x dense float32)"]["dense, float32"] == 1.0
+    uneven = mask.clone()
+    uneven[0, 2] = 1
+    assert "k-of-n code, 8-bit values" not in storage_table({"fc.weight": uneven}).index
+    with pytest.raises(ValueError, match="not all 2:4"):
+        storage_table({"fc.weight": uneven}, n_m=(2, 4))
+
+
+def test_recalibrated_batchnorm_holds_the_statistics_of_the_pass():
+    from torch.utils.data import TensorDataset
+    from course_lib.training import recalibrate_batchnorm
+    model = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(6))
+    model[1].running_mean.fill_(5.0)  # stale statistics from "another network"
+    images = torch.randn(400, 2, 3, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    recalibrate_batchnorm(model, TensorDataset(images, torch.zeros(400, dtype=torch.long)), batch_size=100)
+    flat = images.flatten(1)
+    assert torch.allclose(model[1].running_mean, flat.mean(0), atol=1e-5)
+    assert model[1].momentum == 0.1 and model.training
+
+
+def test_joint_quantization_and_the_trace_of_confidence_and_diversity():
+    from course_lib.dpp.comparison import exactly_k_per_row
+    model = build_model("lenet300")
+    dpp = DPP(0.9, temperatures=(2.0, 0.1), logits_lr=0.3, bits=8, record_every=2, exclude=["net.fc3"])
+    train(model, _toy_data(n=128), TrainConfig(epochs=1, batch_size=32), hooks=[dpp], progress=False, device=CPU)
+    steps = sorted({r["step"] for r in dpp.trace})
+    assert steps == [0, 2, 4] and {r["layer"] for r in dpp.trace} == {"net.fc1", "net.fc2"}
+    assert all(0.0 <= r["confidence"] <= 1.0 and 0.0 <= r["diversity"] <= 1.0 for r in dpp.trace)
+    freeze(model)
+    for name in ("fc1", "fc2"):
+        assert torch.unique(getattr(model.net, name).weight.detach()).numel() <= 256
+    assert exactly_k_per_row(model, dpp)
+    mask = model.net.fc1.parametrizations.weight[0].mask
+    mask[0, (mask[0] == 0).nonzero()[0]] = 1.0  # one row keeps one more than k
+    assert not exactly_k_per_row(model, dpp)
+
+
+def test_a_sampled_off_filter_is_off_after_its_batchnorm_too():
+    model = build_model("vgg")
+    dpp = DPP(0.5, granularity="feature_map", exclude=("net.fc",))
+    train(model, _toy_data(n=64), TrainConfig(epochs=1, batch_size=32), hooks=[dpp], progress=False, device=CPU)
+    seen = {}
+    model.net.relu1.register_forward_hook(lambda module, inputs, output: seen.update(out=output))
+    model.train()
+    model(torch.randn(16, 1, 28, 28))  # a sampled mask, as in training
+    off = dpp.masks["net.conv1.weight"].last_rows.reshape(-1) == 0
+    assert off.sum() == 4 and torch.all(seen["out"][:, off] == 0)  # relu(beta) would leak without SharedUnitMask
+    assert torch.any(seen["out"][:, ~off] != 0)
+    freeze(model)
+    assert not any(isinstance(p, nn.Module) and type(p).__name__ == "SharedUnitMask"
+                   for m in model.modules() for stack in getattr(m, "parametrizations", {}).values() for p in stack)
+
+
+def test_short_rows_get_exact_inclusion_probabilities():
+    from course_lib.dpp import metrics
+    logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    exact = torch.stack([inclusion_probabilities(row, 2).double() for row in logits])
+    assert torch.allclose(metrics._exact_inclusion(logits.double(), 2), exact, atol=1e-12)

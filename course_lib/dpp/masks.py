@@ -91,6 +91,7 @@ class DPPMask(MaskParametrization):
         self.logits = nn.Parameter(init_std * torch.randn(layout, generator=self.generator))
         self.temperature = 1.0
         self.sampling = True
+        self.last_rows: torch.Tensor | None = None  # the mask of the latest forward pass (for SharedUnitMask)
 
     def expand(self, rows: torch.Tensor) -> torch.Tensor:
         """A mask of the logits' layout, as a mask of the weight's shape (broadcast, never reshaped across rows)."""
@@ -108,10 +109,36 @@ class DPPMask(MaskParametrization):
         return top_k_mask(self.logits.detach(), self.k)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        return original * self.expand(self.row_mask()).to(original.dtype)
+        self.last_rows = self.row_mask()
+        return original * self.expand(self.last_rows).to(original.dtype)
 
     def hard_mask(self) -> torch.Tensor:
         return self.expand(top_k_mask(self.logits.detach(), self.k))
+
+
+class SharedUnitMask(nn.Module):
+    """Switch a per-unit parameter (a bias, a BatchNorm scale or shift) on and off with a feature-map mask.
+
+    A filter switched off by its convolution's mask still has an output
+    after the BatchNorm that follows: a zero channel normalised to zero, then
+    shifted by beta - and after the ReLU, ``relu(beta)`` flows on as if the
+    filter were there. So while feature-map masks are sampled, the unit's bias
+    and its BatchNorm's scale and shift must be switched off with it, in the
+    same forward pass. This parametrization multiplies its parameter by the
+    units of the mask its *leader* drew last (the layer's weight is accessed,
+    and its mask drawn, before the BatchNorm runs).
+    """
+
+    def __init__(self, leader: DPPMask) -> None:
+        super().__init__()
+        if leader.granularity != "feature_map":
+            raise ValueError("A SharedUnitMask follows a feature-map DPPMask (one that keeps whole units).")
+        self._leader = (leader,)  # a tuple: not a submodule, so the logits are not registered twice
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        leader = self._leader[0]
+        rows = leader.last_rows if leader.last_rows is not None else leader.row_mask()
+        return original * rows.reshape(-1).to(original.dtype)
 
 
 def is_n_m_sparse(mask: torch.Tensor, n: int, m: int) -> bool:

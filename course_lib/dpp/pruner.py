@@ -29,16 +29,13 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
-from course_lib.dpp.masks import DPPMask, Granularity, rows_layout
+from course_lib.dpp.masks import DPPMask, Granularity, SharedUnitMask, rows_layout
+from course_lib.dpp.metrics import confidence_and_diversity
 from course_lib.masks import apply_masks, mask_layers, remove_masks
-from course_lib.pruning.selection import check_sparsity, prunable_weights, unit_masks
+from course_lib.pruning.selection import (check_sparsity, following_batchnorm, keep_per_row, prunable_weights,
+                                         unit_masks)
+from course_lib.quantization import add_fake_quantization
 from course_lib.training.hooks import Hook, TrainContext
-
-
-def keep_per_row(sparsity: float, n: int) -> int:
-    """k of n for a sparsity: ``round((1 - sparsity) * n)``, at least 1."""
-    check_sparsity(sparsity)
-    return max(1, round((1.0 - sparsity) * n))
 
 
 def dpp_masks(model: nn.Module) -> dict[str, DPPMask]:
@@ -57,33 +54,64 @@ class DPP(Hook):
         logits_lr: the learning rate of the logits' parameter group.
         entropy: strength of the entropy regulariser on the rows' softmax(logits).
         exclude: layers left dense (e.g. the classifier for feature-map granularity).
+        bits: also fake-quantize every masked weight to this many bits (joint
+            pruning and quantization; ``None``: float32).
+        record_every: every this many steps (and at the start and the end),
+            append each layer's confidence and diversity and the temperature
+            to :attr:`trace` (``None``: record nothing).
         seed: seeds the logits and the noise.
+
+    Attributes:
+        masks: the masks this hook attached, by weight name (set in ``on_start``).
+        trace: ``{"step", "temperature", "layer", "confidence", "diversity"}``
+            records (see :mod:`course_lib.dpp.metrics`).
     """
 
     def __init__(self, sparsity: float, granularity: Granularity = "weight", tile: int | None = None,
                  temperatures: tuple[float, float] = (5.0, 0.5), logits_lr: float = 1e-2, entropy: float = 0.0,
-                 exclude: Sequence[str] = (), seed: int = 0) -> None:
+                 exclude: Sequence[str] = (), bits: int | None = None, record_every: int | None = None,
+                 seed: int = 0) -> None:
         check_sparsity(sparsity)
+        if record_every is not None and record_every < 1:
+            raise ValueError(f"record_every must be a positive number of steps or None, got {record_every}.")
         if min(temperatures) <= 0:
             raise ValueError(f"temperatures must be positive, got {temperatures}.")
         if logits_lr <= 0 or entropy < 0:
             raise ValueError(f"need logits_lr > 0 and entropy >= 0, got {logits_lr} and {entropy}.")
         self.sparsity, self.granularity, self.tile = sparsity, granularity, tile
         self.temperatures, self.logits_lr, self.entropy = temperatures, logits_lr, entropy
-        self.exclude, self.seed = tuple(exclude), seed
-        self.masks: list[DPPMask] = []  # the masks this hook attached (set in on_start)
+        self.exclude, self.bits, self.record_every, self.seed = tuple(exclude), bits, record_every, seed
+        self.masks: dict[str, DPPMask] = {}
+        self.trace: list[dict[str, float | int | str]] = []
 
     def on_start(self, ctx: TrainContext) -> None:
-        self.masks = []
+        self.masks, self.trace = {}, []
         for i, (name, layer) in enumerate(prunable_weights(ctx.model, self.exclude).items()):
             layout = rows_layout(layer.weight.shape, self.granularity, self.tile)
             mask = DPPMask(layer.weight.shape, keep_per_row(self.sparsity, layout[-1]), self.granularity, self.tile,
                            seed=self.seed * 1000 + i).to(layer.weight.device)
             parametrize.register_parametrization(layer, "weight", mask)
-            self.masks.append(mask)
+            self.masks[name] = mask
+            if self.granularity == "feature_map":
+                self._switch_unit_parameters(ctx.model, name.removesuffix(".weight"), mask)
+        if self.bits is not None:  # after the masks: the masked weight is what gets rounded
+            add_fake_quantization(ctx.model, self.bits, self.exclude)
+        self.record(0)
+
+    @staticmethod
+    def _switch_unit_parameters(model: nn.Module, layer_name: str, mask: DPPMask) -> None:
+        """The layer's bias and its BatchNorm's scale and shift follow the sampled units (see SharedUnitMask)."""
+        modules = dict(model.named_modules())
+        owners = [modules[layer_name]]
+        if layer_name in following_batchnorm(model):
+            owners.append(modules[following_batchnorm(model)[layer_name]])
+        for owner in owners:
+            for param in ("weight", "bias") if owner is not modules[layer_name] else ("bias",):
+                if getattr(owner, param, None) is not None:
+                    parametrize.register_parametrization(owner, param, SharedUnitMask(mask))
 
     def param_groups(self, ctx: TrainContext) -> list[dict[str, Any]]:
-        return [{"params": [m.logits for m in self.masks], "lr": self.logits_lr, "weight_decay": 0.0}]
+        return [{"params": [m.logits for m in self.masks.values()], "lr": self.logits_lr, "weight_decay": 0.0}]
 
     def temperature(self, progress: float) -> float:
         """The temperature after ``progress`` (a fraction in [0, 1]) of training."""
@@ -91,13 +119,29 @@ class DPP(Hook):
         return start + (end - start) * min(max(progress, 0.0), 1.0)
 
     def before_forward(self, ctx: TrainContext) -> None:
-        for mask in self.masks:
+        for mask in self.masks.values():
             mask.temperature = self.temperature(ctx.progress)
 
     def extra_loss(self, ctx: TrainContext) -> torch.Tensor | None:
         if self.entropy == 0.0:
             return None
-        return self.entropy * torch.stack([row_entropy(m.logits).mean() for m in self.masks]).mean()
+        return self.entropy * torch.stack([row_entropy(m.logits).mean() for m in self.masks.values()]).mean()
+
+    def after_step(self, ctx: TrainContext) -> None:
+        if self.record_every is not None and (ctx.step % self.record_every == 0 or ctx.step == ctx.total_steps):
+            self.record(ctx.step, self.temperature(ctx.progress))
+
+    def record(self, step: int, temperature: float | None = None) -> None:
+        """Append every layer's confidence and diversity now (if this hook records at all)."""
+        if self.record_every is None:
+            return
+        temperature = self.temperatures[0] if temperature is None else temperature
+        for name, mask in self.masks.items():
+            if mask.k == mask.logits.shape[-1]:
+                continue  # keeps every entry (a convolution with one input channel, by kernels): nothing to measure
+            sure, diverse = confidence_and_diversity(mask.logits, mask.k)
+            self.trace.append({"step": step, "temperature": temperature, "layer": name.removesuffix(".weight"),
+                               "confidence": sure, "diversity": diverse})
 
 
 def row_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -123,6 +167,10 @@ def freeze(model: nn.Module) -> None:
     units = {name.removesuffix(".weight"): m.hard_mask().flatten(1).any(dim=1)
              for name, m in learned.items() if m.granularity == "feature_map"}
     fixed = {name: m.hard_mask().clone() for name, m in learned.items() if m.granularity != "feature_map"}
+    for module in model.modules():  # the per-unit parameters that followed a sampled mask: back to plain ones
+        for param, stack in list(getattr(module, "parametrizations", {}).items()):
+            if any(isinstance(p, SharedUnitMask) for p in stack):
+                parametrize.remove_parametrizations(module, param, leave_parametrized=False)
     remove_masks(model)  # each weight keeps its values under its top-k, zeros elsewhere
     apply_masks(model, fixed)
     if units:

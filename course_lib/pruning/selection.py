@@ -5,7 +5,9 @@
   ``|w * dL/dw|`` (the loss change if the weight were removed, to first order).
 * **Scope**: ``"local"`` prunes the same fraction of every layer; ``"global"``
   ranks all weights of all layers together, so layers with many small weights
-  lose more. Layers can be excluded, or given a rate multiplier (the
+  lose more; ``"row"`` prunes the same number of inputs from every output unit
+  (row of the weight), so each unit keeps exactly k of its n inputs - the
+  structure of chapter 7's DPP masks. Layers can be excluded, or given a rate multiplier (the
   lottery-ticket paper prunes the output layer at half the rate).
 * **Structure**: single weights (unstructured); N:M (keep N of every M
   consecutive inputs, the pattern of 2:4 sparse tensor cores); or whole
@@ -39,7 +41,7 @@ from course_lib.costs import prunable_layers
 
 Criterion = Literal["magnitude", "random", "taylor"]
 UnitCriterion = Literal["l1", "l2", "bn_scale", "random"]
-Scope = Literal["local", "global"]
+Scope = Literal["local", "global", "row"]
 
 
 class LayerCollapseError(ValueError):
@@ -54,8 +56,14 @@ def check_sparsity(sparsity: float, what: str = "sparsity") -> None:
 
 def _check_request(sparsity: float, scope: str) -> None:
     check_sparsity(sparsity)
-    if scope not in ("local", "global"):
-        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}.")
+    if scope not in ("local", "global", "row"):
+        raise ValueError(f"scope must be 'local', 'global' or 'row', got {scope!r}.")
+
+
+def keep_per_row(sparsity: float, n: int) -> int:
+    """How many of a row's ``n`` entries a sparsity keeps: ``round((1 - sparsity) * n)``, at least 1."""
+    check_sparsity(sparsity)
+    return max(1, round((1.0 - sparsity) * n))
 
 
 def prunable_weights(model: nn.Module, exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
@@ -177,6 +185,18 @@ def _prune_jointly(scores: Mapping[str, torch.Tensor], sparsity: float, where: s
     return {n: part.reshape(scores[n].shape) for n, part in zip(names, parts)}
 
 
+def _prune_rows(scores: torch.Tensor, sparsity: float, where: str) -> torch.Tensor:
+    """Keep the ``keep_per_row(sparsity, n)`` highest scores of every row (output unit); ties: lower index pruned."""
+    rows = scores.reshape(scores.shape[0], -1)
+    pruned_per_row = rows.shape[1] - keep_per_row(sparsity, rows.shape[1])
+    if int(torch.isinf(rows).sum(dim=1).max()) > pruned_per_row:
+        raise ValueError(f"{where} has a row that is already sparser than the requested {sparsity:.1%}: "
+                         "masks here only shrink. Ask for a sparsity of at least the current one.")
+    keep = torch.ones_like(rows)
+    keep.scatter_(1, torch.sort(rows, dim=1, stable=True).indices[:, :pruned_per_row], 0.0)
+    return keep.reshape(scores.shape)
+
+
 def _prune_pool(flat_scores: torch.Tensor, sparsity: float, where: str) -> torch.Tensor:
     dead = int(torch.isinf(flat_scores).sum())
     k = round(sparsity * flat_scores.numel())
@@ -220,6 +240,9 @@ def masks_from_scores(
             continue
         layer_sparsity = sparsity * multipliers.get(n.removesuffix(".weight"), 1.0)
         check_sparsity(layer_sparsity, f"sparsity of {n} (sparsity x its rate multiplier)")
+        if scope == "row":
+            masks[n] = _prune_rows(ranked[n], layer_sparsity, f"Layer {n}")
+            continue
         masks[n] = _prune_pool(ranked[n].flatten(), layer_sparsity, f"Layer {n}").reshape(ranked[n].shape)
     return masks
 
@@ -242,7 +265,8 @@ def unstructured_masks(
         sparsity: target fraction of zero weights, over the included layers
             (global) or in each layer (local).
         criterion: ``"magnitude"``, ``"random"`` or ``"taylor"``.
-        scope: ``"global"`` (one ranking over all layers) or ``"local"`` (per layer).
+        scope: ``"global"`` (one ranking over all layers), ``"local"`` (per layer)
+            or ``"row"`` (per output unit: every row keeps exactly k of its n weights).
         exclude: layers left dense (by name, e.g. ``"net.fc3"``).
         rate_multipliers: per-layer factor on the sparsity, e.g. ``{"net.fc3": 0.5}``
             prunes that layer at half the rate. Such layers are pruned locally,
@@ -418,6 +442,8 @@ def structured_masks(
     warns when ``allow_collapse=True`` (to show it happening).
     """
     _check_request(sparsity, scope)
+    if scope == "row":
+        raise ValueError("scope='row' keeps k inputs of every unit; whole units are ranked 'local' or 'global'.")
     names = [n.removesuffix(".weight") for n in prunable_weights(model, [*exclude])]
     names = [n for n in names if n != output_layer(model)]
     bn = _scaled_batchnorm(model)

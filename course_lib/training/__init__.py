@@ -11,9 +11,9 @@ The names below are the ones notebooks use: ``from course_lib.training import tr
 from course_lib.training.config import (TrainConfig, finetune_recipe, make_optimizer, make_scheduler, recipe,
                                         steps_per_epoch)
 from course_lib.training.hooks import AfterStep, Hook, StepFunction, TrainContext
-from course_lib.training.loop import (History, default_device, evaluate, model_device, predict, seed_everything,
-                                      train)
+from course_lib.training.loop import (History, default_device, evaluate, model_device, predict,
+                                      recalibrate_batchnorm, seed_everything, train)
 
 __all__ = ["AfterStep", "History", "Hook", "StepFunction", "TrainConfig", "TrainContext", "default_device",
-           "evaluate", "finetune_recipe", "make_optimizer", "make_scheduler", "model_device", "predict", "recipe",
+           "evaluate", "finetune_recipe", "make_optimizer", "make_scheduler", "model_device", "predict", "recalibrate_batchnorm", "recipe",
            "seed_everything", "steps_per_epoch", "train"]

@@ -96,6 +96,36 @@ def evaluate(model: nn.Module, dataset: TensorDataset, batch_size: int = 1000,
     return 100.0 * (predict(model, dataset, batch_size, device) == labels).float().mean().item()
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, dataset: TensorDataset, num_images: int = 5_000,
+                          batch_size: int = 250) -> None:
+    """Re-estimate every BatchNorm's running mean and variance from ``num_images`` training images.
+
+    Training updates the running statistics with a moving average of what
+    each batch looked like. If the network changed from batch to batch -
+    a DPP mask sampled anew at every step switched a filter on in one batch
+    and off in the next - those averages describe none of the networks it
+    was, and evaluation (which uses them) suffers. After such a network is
+    fixed, one pass over training images in train mode, without gradients,
+    gives it statistics of its own (a plain average over the pass).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    device, was_training = model_device(model), model.training
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # None: a cumulative average over the pass
+    model.train()
+    images = dataset.tensors[0][:num_images]
+    for start in range(0, len(images), batch_size):
+        model(images[start:start + batch_size].to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
 def _fast_forward(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> None:
     """Advance the learning-rate schedule by ``steps`` without training (to resume mid-run)."""
     with warnings.catch_warnings():  # stepping the schedule before any optimizer step is intended here

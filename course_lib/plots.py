@@ -247,7 +247,8 @@ def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], 
 # One colour per method in every figure of a chapter, so that "fine-tuned" is always the same bar.
 METHOD_COLOURS = {"dense": "tab:gray", "fine-tuned": "tab:blue", "Scratch-E": "tab:orange", "Scratch-B": "tab:green",
                   "small-dense": "tab:brown", "AGP": "tab:purple", "static": "tab:olive", "SET": "tab:cyan",
-                  "RigL": "tab:red"}
+                  "RigL": "tab:red", "DPP": "tab:green", "global": "tab:blue", "local": "tab:orange",
+                  "row": "tab:purple"}
 
 
 def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
@@ -311,6 +312,11 @@ def sparse_training_accuracy(summary: pd.DataFrame, dense: tuple[float, float] |
         ax.errorbar([100 * (1 - s) for s in sparsities], rows["mean"], yerr=rows["std"], marker="o", capsize=3,
                     color=METHOD_COLOURS.get(method), linestyle="--" if distribution == "uniform" else "-",
                     label=label)
+    return _remaining_axis(fig, ax, dense, title)
+
+
+def _remaining_axis(fig: Figure, ax: Axes, dense: tuple[float, float] | None, title: str) -> Figure:
+    """The dense band, a log axis of weights remaining, labels and the legend beside the plot."""
     if dense is not None:
         mean, std = dense
         ax.axhspan(mean - std, mean + std, color="black", alpha=0.1)
@@ -319,6 +325,46 @@ def sparse_training_accuracy(summary: pd.DataFrame, dense: tuple[float, float] |
     ax.set(xlabel="weights remaining (%, log scale)", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def methods_vs_sparsity(summary: pd.DataFrame, dense: tuple[float, float] | None = None, ax: Axes | None = None,
+                        labels: Mapping[str, str] | None = None, title: str = "Test accuracy at equal sparsity") -> Figure:
+    """Mean test accuracy (± std over seeds) against weights remaining, one line per method.
+
+    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by
+    ``["method", "sparsity"]``; ``labels`` rename methods in the legend.
+    """
+    fig, ax = _axes(ax, (8, 4.5))
+    for method, rows in summary.groupby(level=0, sort=False):
+        sparsities = rows.index.get_level_values(1)
+        ax.errorbar([100 * (1 - s) for s in sparsities], rows["mean"], yerr=rows["std"], marker="o", capsize=3,
+                    color=METHOD_COLOURS.get(method), label=(labels or {}).get(method, method))
+    return _remaining_axis(fig, ax, dense, title)
+
+
+def mask_metrics(trace: pd.DataFrame, steps_per_epoch: int, title: str = "How the learned masks settle") -> Figure:
+    """Confidence (left) and diversity (right) of every layer's mask over training, with the temperature.
+
+    ``trace`` has columns ``run``, ``layer``, ``step``, ``temperature``,
+    ``confidence`` and ``diversity`` (the records of :class:`course_lib.dpp.pruner.DPP`).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for (run, layer), rows in trace.groupby(["run", "layer"], sort=False):
+        epochs = rows["step"] / steps_per_epoch
+        for ax, metric in zip(axes, ("confidence", "diversity")):
+            ax.plot(epochs, rows[metric], marker=".", label=f"{run}: {layer.removeprefix('net.')}")
+    first = trace[trace["run"] == trace["run"].iloc[0]].drop_duplicates("step")
+    temperature = axes[0].twinx()
+    temperature.plot(first["step"] / steps_per_epoch, first["temperature"], color="black", linestyle=":",
+                     label="temperature τ")
+    temperature.set_ylabel("temperature τ (dotted)")
+    for ax, metric in zip(axes, ("confidence", "diversity")):
+        ax.set(xlabel="epoch", ylabel=f"{metric} (0 to 1)", ylim=(-0.02, 1.02), title=f"{metric} per layer")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

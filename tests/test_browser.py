@@ -147,3 +147,15 @@ def test_chapter6_time_slider_redraws_the_masks(tmp_path):
     seconds = _widget_notebook_test(tmp_path, CHAPTER6_WIDGET, "chapter6_widget", "sparse-caption", 2,
                                     "caption.includes('step') && !caption.includes('step 0 ')")
     print(f"chapter 6 widget answered in {seconds:.2f} s")
+
+CHAPTER7_WIDGET = [
+    "import torch\n"
+    "from course_lib import widgets",
+    "widgets.gumbel_top_k_explorer(torch.tensor([2.0, 1.0, 0.0, 0.0, -1.0, -2.0]))",
+]
+
+
+def test_chapter7_k_slider_redraws_the_sampler(tmp_path):
+    seconds = _widget_notebook_test(tmp_path, CHAPTER7_WIDGET, "chapter7_widget", "sampler-caption", 1,
+                                    "caption.includes('k = 3')")
+    print(f"chapter 7 widget answered in {seconds:.2f} s")

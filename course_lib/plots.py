@@ -6,13 +6,15 @@ and returns the ``Figure``, so a notebook cell can show it or save it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch.utils.data import TensorDataset
@@ -251,6 +253,13 @@ METHOD_COLOURS = {"dense": "tab:gray", "fine-tuned": "tab:blue", "Scratch-E": "t
                   "row": "tab:purple"}
 
 
+def _unused_colours() -> Iterator[str]:
+    """Colours for methods without one of their own: tab20's, except those METHOD_COLOURS uses, in a cycle."""
+    taken = {to_hex(c) for c in METHOD_COLOURS.values()}
+    palette = [to_hex(c) for c in plt.get_cmap("tab20").colors]
+    return itertools.cycle([c for c in palette if c not in taken] or palette)
+
+
 def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
                 title: str = "Test accuracy by method", ax: Axes | None = None) -> Figure:
     """Grouped bars of mean test accuracy with the standard deviation over seeds as error bars.
@@ -263,7 +272,7 @@ def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = Non
     groups = list(dict.fromkeys(summary.index.get_level_values(0)))
     methods = list(dict.fromkeys(summary.index.get_level_values(1)))
     width = 0.8 / len(methods)
-    others = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"][len(METHOD_COLOURS):])
+    others = _unused_colours()
     for i, method in enumerate(methods):
         colour = METHOD_COLOURS.get(method) or next(others)
         rows = [(g_i, summary.loc[(g, method)]) for g_i, g in enumerate(groups) if (g, method) in summary.index]

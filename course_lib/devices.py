@@ -11,12 +11,29 @@ Apple's MPS. Three rules keep that true:
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
+DEVICE_ENV_VAR = "COURSE_DEVICE"
+
 
 def default_device() -> torch.device:
-    """The fastest device available: CUDA, then Apple's MPS, then the CPU."""
+    """The fastest device available: CUDA, then Apple's MPS, then the CPU.
+
+    The environment variable ``COURSE_DEVICE`` (``cpu``, ``cuda`` or ``mps``)
+    chooses one instead, e.g. to fill the run cache on a GPU machine.
+    """
+    chosen = os.environ.get(DEVICE_ENV_VAR)
+    if chosen:
+        available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+        if chosen not in available:
+            raise ValueError(f"{DEVICE_ENV_VAR}={chosen!r}: choose cpu, cuda or mps.")
+        if not available[chosen]:
+            raise ValueError(f"{DEVICE_ENV_VAR}={chosen!r}, but this machine has no {chosen} device. "
+                             f"Unset {DEVICE_ENV_VAR} to use the best one available.")
+        return torch.device(chosen)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():

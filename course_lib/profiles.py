@@ -61,6 +61,9 @@ class Profile:
             ``quick`` gives DPP under 300 steps, too few for its masks to
             settle at 95 % (it trailed per-row magnitude by 1.5-2.5 points
             there while the chapter was written), so it compares at 80 and 90 %.
+        capstone_epochs: the budget of every LeNet-300-100 run of the capstone (chapter 8).
+        capstone_vgg_epochs: the budget of every SmallVGG-BN run of the capstone.
+        capstone_sparsities: the sparsities of the capstone's unstructured comparison.
     """
 
     name: str
@@ -81,6 +84,9 @@ class Profile:
     dpp_epochs: int = 6
     dpp_vgg_epochs: int = 4
     dpp_sparsities: tuple[float, ...] = (0.8, 0.9, 0.95)
+    capstone_epochs: int = 6
+    capstone_vgg_epochs: int = 4
+    capstone_sparsities: tuple[float, ...] = (0.8, 0.9, 0.95, 0.98)
 
     def seeds(self) -> list[int]:
         """The seeds ``0, 1, ..., num_seeds - 1`` (shifted by ``COURSE_SEED`` where they are used)."""
@@ -107,6 +113,9 @@ PROFILES: dict[str, Profile] = {
         dpp_epochs=6,
         dpp_vgg_epochs=2,
         dpp_sparsities=(0.8, 0.9),
+        capstone_epochs=3,
+        capstone_vgg_epochs=2,
+        capstone_sparsities=(0.9, 0.98),
     ),
     "full": Profile(
         name="full",
@@ -127,6 +136,9 @@ PROFILES: dict[str, Profile] = {
         dpp_epochs=6,
         dpp_vgg_epochs=4,
         dpp_sparsities=(0.8, 0.9, 0.95),
+        capstone_epochs=6,
+        capstone_vgg_epochs=4,
+        capstone_sparsities=(0.8, 0.9, 0.95, 0.98),
     ),
 }
 

@@ -93,6 +93,13 @@ class DPPMask(MaskParametrization):
         self.sampling = True
         self.last_rows: torch.Tensor | None = None  # the mask of the latest forward pass (for SharedUnitMask)
 
+    @property
+    def capture_dense_grad(self) -> bool:
+        """True while masks are sampled: the logits' gradient needs ``dL/d(masked weight)`` at *every* entry,
+        so a DPP step computes a dense weight gradient (what FLOP counters such as
+        :class:`~course_lib.sparse.tracking.MaskTracker` read from this attribute)."""
+        return self.sampling and torch.is_grad_enabled()
+
     def expand(self, rows: torch.Tensor) -> torch.Tensor:
         """A mask of the logits' layout, as a mask of the weight's shape (broadcast, never reshaped across rows)."""
         shape = self.weight_shape

@@ -23,6 +23,7 @@ the network output becomes constant ("layer collapse").
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -102,24 +103,30 @@ def _synflow_on(work: nn.Module, input_shape: tuple[int, ...]) -> dict[str, torc
     return scores
 
 
+def _without(scores: dict[str, torch.Tensor], exclude: Iterable[str]) -> dict[str, torch.Tensor]:
+    left_out = {name.removesuffix(".weight") for name in exclude}
+    return {name: s for name, s in scores.items() if name.removesuffix(".weight") not in left_out}
+
+
 def synflow_masks(model: nn.Module, sparsity: float, iterations: int = 100,
-                  input_shape: tuple[int, ...] = (1, 28, 28)) -> Masks:
+                  input_shape: tuple[int, ...] = (1, 28, 28), exclude: Iterable[str] = ()) -> Masks:
     """Iterative SynFlow: ``iterations`` rounds of scoring and pruning, density shrinking exponentially.
 
     Round k keeps a fraction ``(1 - sparsity) ** (k / iterations)`` of the
     weights (global ranking), then scores again with those masks in place.
+    Layers in ``exclude`` stay dense.
     """
     work = _positive_copy(model)
     masks: Masks = {}
     for k in range(1, iterations + 1):
         target = 1.0 - (1.0 - sparsity) ** (k / iterations)
-        masks = masks_from_scores(work, _synflow_on(work, input_shape), target, scope="global")
+        masks = masks_from_scores(work, _without(_synflow_on(work, input_shape), exclude), target, scope="global")
         apply_masks(work, {n: m.double() for n, m in masks.items()})
     return {n: m.float() for n, m in masks.items()}
 
 
 def init_masks(model: nn.Module, method: str, sparsity: float, data: TensorDataset | None = None,
-               seed: int = 0) -> Masks:
+               seed: int = 0, exclude: Iterable[str] = ()) -> Masks:
     """Masks for ``model`` at initialization by ``method``: ``"snip"``, ``"grasp"``, ``"synflow"`` (iterative),
     ``"synflow-oneshot"``, ``"magnitude"`` or ``"random"`` (uniform density in every layer).
 
@@ -129,12 +136,12 @@ def init_masks(model: nn.Module, method: str, sparsity: float, data: TensorDatas
     so ``init_masks(model, "random", s, seed=k)`` equals
     ``unstructured_masks(model, s, "random", scope="local", seed=k)`` and
     ``init_masks(model, "magnitude", s)`` equals ``unstructured_masks(model, s)``
-    (global, as the other scores here).
+    (global, as the other scores here). Layers in ``exclude`` stay dense.
     """
     if method in ("snip", "grasp") and data is None:
         raise ValueError(f"{method} needs training data: pass data=splits.train.")
     if method == "synflow":
-        return synflow_masks(model, sparsity)
+        return synflow_masks(model, sparsity, exclude=exclude)
     names = list(prunable_weights(model))
     scorers = {
         "snip": lambda: snip_scores(model, data),
@@ -146,4 +153,4 @@ def init_masks(model: nn.Module, method: str, sparsity: float, data: TensorDatas
     if method not in scorers:
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted([*scorers, 'synflow'])}.")
     scope = "local" if method == "random" else "global"
-    return masks_from_scores(model, scorers[method](), sparsity, scope=scope)
+    return masks_from_scores(model, _without(scorers[method](), exclude), sparsity, scope=scope)

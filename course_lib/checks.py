@@ -13,9 +13,11 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from course_lib import costs
 from course_lib.pruning import lottery, rethinking, selection, slimming
@@ -23,7 +25,10 @@ from course_lib.training import Hook, TrainContext
 from course_lib.sparse import densities, schedules, updaters
 from course_lib.dpp import masks as dpp_masks, sampler
 from course_lib.masks import apply_masks, get_masks
-from course_lib.models import build_model
+from course_lib.data import DataSplits, load_splits
+from course_lib.models import LeNet300100, build_model
+from course_lib.profiles import Profile, get_profile
+from course_lib.training import evaluate
 
 
 class CheckFailed(AssertionError):
@@ -568,3 +573,58 @@ def check_is_n_m(is_n_m: Callable[[torch.Tensor, int, int], bool]) -> None:
     else:
         _fail("a fan-in of 6 is not a multiple of m = 4: the pattern is undefined, raise a ValueError.")
     _ok("N:M checks agree with course_lib.dpp.masks.is_n_m_sparse, including rows of a convolution")
+
+
+# ------------------------------------------------------------------ chapter 8: the design challenge
+
+MAX_DENSITY = 0.05  # at most 5 % of LeNet-300-100's weights may be non-zero
+DESIGN_TARGETS = {"quick": 78.0, "full": 83.5}  # the test accuracy (%) a design must reach, per profile
+
+
+class TestSplitRefused(CheckFailed):
+    """A design touched the test split, which is for the final report only."""
+
+
+class RefusedSplit(TensorDataset):
+    """Stands in for the test split while a design is built: any use of it stops the check."""
+
+    def __init__(self) -> None:  # no tensors: there is nothing to read
+        pass
+
+    def _refuse(self, *_: object) -> None:
+        raise TestSplitRefused("Your design used the test split (data.test). Choose everything - sparsity, "
+                               "method, epochs - on the validation split (data.val): the test split is for the "
+                               "final report only, and the check measures it for you.")
+
+    tensors = property(_refuse)  # type: ignore[assignment]
+    __len__ = _refuse  # type: ignore[assignment]
+    __getitem__ = _refuse  # type: ignore[assignment]
+
+
+def check_design_challenge(design: Callable[[DataSplits, int], nn.Module], profile: Profile | None = None,
+                           seed: int = 0) -> float:
+    """Score a design: ``design(data, seed)`` returns a pruned LeNet-300-100 built from ``data.train`` and ``data.val``.
+
+    The design sees the capstone's data with the test split refused. Passing means: a LeNet-300-100, at
+    most ``MAX_DENSITY`` of its weights non-zero, and test accuracy at least the profile's
+    ``DESIGN_TARGETS``. Returns the test accuracy.
+    """
+    profile = profile or get_profile()
+    data = load_splits(replace(profile, train_size=profile.dpp_train_size or profile.train_size))
+    model = design(replace(data, test=RefusedSplit()), seed)  # TestSplitRefused says what was wrong
+    if not isinstance(model, LeNet300100):
+        _fail(f"Return the LeNet-300-100 your design pruned (a course_lib.models.LeNet300100), not "
+              f"{type(model).__name__}.")
+    table = costs.layer_costs(model)
+    density = float(table.nonzero.sum() / table.weights.sum())
+    if density > MAX_DENSITY:
+        _fail(f"{density:.2%} of the weights are non-zero; the challenge allows {MAX_DENSITY:.0%}. Prune harder "
+              "(count every layer's weights: a layer you leave dense counts in full).")
+    accuracy = evaluate(model, data.test)
+    target = DESIGN_TARGETS[profile.name]
+    if accuracy < target:
+        _fail(f"Test accuracy {accuracy:.2f} % with {density:.2%} of the weights: below the target of {target:.1f} %. "
+              "Compare designs on data.val: how the layers share the weights (global ranking, or a dense "
+              "classifier), when to prune (after training, gradually) and how long to retrain.")
+    _ok(f"design accepted: {accuracy:.2f} % test accuracy (target {target:.1f} %) with {density:.2%} of the weights")
+    return accuracy

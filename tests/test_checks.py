@@ -323,3 +323,22 @@ def test_n_m_mistakes_are_named():
     _fails_with(checks.check_is_n_m, sliding, "sliding windows")
     never_raises = lambda mask, n, m: right(mask, n, m) if mask.reshape(mask.shape[0], -1).shape[1] % m == 0 else True
     _fails_with(checks.check_is_n_m, never_raises, "ValueError")
+
+
+def test_the_design_challenge_refuses_the_test_split_and_names_what_failed():
+    from course_lib.models import build_model
+    from course_lib.profiles import get_profile
+    from course_lib.training import evaluate
+    quick = get_profile("quick")
+
+    def peeks(data, seed):
+        model = build_model("lenet300", seed=seed)
+        evaluate(model, data.test)
+        return model
+
+    with pytest.raises(checks.TestSplitRefused, match="validation split"):
+        checks.check_design_challenge(peeks, quick)
+    with pytest.raises(checks.CheckFailed, match="non-zero"):
+        checks.check_design_challenge(lambda data, seed: build_model("lenet300", seed=seed), quick)
+    with pytest.raises(checks.CheckFailed, match="LeNet-300-100"):
+        checks.check_design_challenge(lambda data, seed: build_model("vgg", seed=seed), quick)

@@ -8,8 +8,9 @@ same record (:class:`Result`): accuracies, the sparsity its masks really
 have, its training compute and its wall time.
 
 **The budget.** One run trains for ``protocol.epochs`` epochs wherever the
-method allows: pruning after training spends two thirds dense and one third
-fine-tuning (:func:`course_lib.dpp.comparison.budgets`); training sparse
+method allows: pruning after training spends ``round(epochs / 3)`` of them
+(at least one) fine-tuning and the rest dense
+(:func:`course_lib.dpp.comparison.budgets`); training sparse
 from the start spends all of it sparse. Methods that need more - a lottery
 ticket trains twice, Scratch-B stretches its budget to the dense run's
 compute - get it, and the record says so: ``train_epochs`` counts every
@@ -195,7 +196,7 @@ def _pruned_once(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger)
     return model, plan
 
 
-@register("magnitude + fine-tune", "unstructured", 1, "dense, one-shot global magnitude, fine-tune (Han et al. 2015)")
+@register("magnitude + fine-tune", "unstructured", 1, "dense, one-shot global magnitude, retrain on a fresh cosine from the peak rate")
 def _magnitude_finetune(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     model, plan = _pruned_once(protocol, sparsity, seed, ledger)
     finetune(model, protocol.data, plan["finetune"], extra_hooks=ledger.hooks(), progress=False)
@@ -232,7 +233,7 @@ def _lottery(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> 
     return ticket
 
 
-@register("LR rewinding", "unstructured", 3, "dense, prune once, retrain replaying the last third of the schedule")
+@register("LR rewinding", "unstructured", 3, "dense, prune once, retrain on the dense schedule's last epochs (Renda et al. 2020)")
 def _lr_rewinding(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     model, plan = _pruned_once(protocol, sparsity, seed, ledger)
     rewind = plan["dense"].epochs - plan["finetune"].epochs  # replay epochs rewind .. end of the dense schedule
@@ -441,7 +442,8 @@ def ranking(summary: pd.DataFrame) -> pd.DataFrame:
     ordered = summary.sort_values("mean", ascending=False)
     gaps = ordered["mean"] - ordered["mean"].shift(-1)
     spreads = pd.concat([ordered["std"], ordered["std"].shift(-1)], axis=1).max(axis=1)
-    return ordered.assign(rank=range(1, len(ordered) + 1), gap_to_next=gaps, separated_from_next=gaps > spreads)
+    separated = (gaps > spreads).astype("boolean").mask(gaps.isna())  # the last method has no next: <NA>
+    return ordered.assign(rank=range(1, len(ordered) + 1), gap_to_next=gaps, separated_from_next=separated)
 
 
 def results(profile: Profile, family: Family, methods: Sequence[str] | None = None,

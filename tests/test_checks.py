@@ -340,5 +340,8 @@ def test_the_design_challenge_refuses_the_test_split_and_names_what_failed():
         checks.check_design_challenge(peeks, quick)
     with pytest.raises(checks.CheckFailed, match="non-zero"):
         checks.check_design_challenge(lambda data, seed: build_model("lenet300", seed=seed), quick)
-    with pytest.raises(checks.CheckFailed, match="LeNet-300-100"):
+    with pytest.raises(checks.CheckFailed, match="784-300-100-10"):
         checks.check_design_challenge(lambda data, seed: build_model("vgg", seed=seed), quick)
+    from course_lib.models import LeNet300100
+    with pytest.raises(checks.CheckFailed, match="784-300-100-10"):  # a wider net would make 5 % mean more weights
+        checks.check_design_challenge(lambda data, seed: LeNet300100(hidden=(2000, 1000)), quick)

@@ -45,9 +45,9 @@ from tqdm.auto import tqdm
 
 from course_lib.cache import cached_run
 from course_lib.costs import layer_costs
-from course_lib.data import DataSplits, load_splits
+from course_lib.data import DataSplits
 from course_lib.devices import DEVICE_ENV_VAR, default_device
-from course_lib.dpp.comparison import LENET_DENSE, VGG_DENSE, budgets, dpp_hook
+from course_lib.dpp.comparison import LENET_DENSE, VGG_DENSE, budgets, dpp_hook, dpp_splits
 from course_lib.dpp.pruner import freeze
 from course_lib.masks import apply_masks, get_masks, mask_sparsity, weight_masks
 from course_lib.models import build_model
@@ -402,7 +402,7 @@ def run(name: str, protocol: Protocol, sparsity: float, seed: int) -> dict[str, 
 
 def protocols(profile: Profile) -> dict[str, Protocol]:
     """Both families' protocols for a profile: chapter 7's data, LeNet-300-100 and SmallVGG-BN budgets."""
-    data = load_splits(replace(profile, train_size=profile.dpp_train_size or profile.train_size))
+    data = dpp_splits(profile)  # chapter 7's data: the same images for both chapters
     return {"unstructured": Protocol("lenet300", data, profile.capstone_epochs),
             "structured": Protocol("vgg", data, profile.capstone_vgg_epochs)}
 

@@ -23,9 +23,9 @@ from course_lib import costs
 from course_lib.pruning import lottery, rethinking, selection, slimming
 from course_lib.training import Hook, TrainContext
 from course_lib.sparse import densities, schedules, updaters
-from course_lib.dpp import masks as dpp_masks, sampler
+from course_lib.dpp import comparison as dpp_comparison, masks as dpp_masks, sampler
 from course_lib.masks import apply_masks, get_masks
-from course_lib.data import DataSplits, load_splits
+from course_lib.data import DataSplits
 from course_lib.models import LeNet300100, build_model
 from course_lib.profiles import Profile, get_profile
 from course_lib.training import evaluate
@@ -616,7 +616,7 @@ def check_design_challenge(design: Callable[[DataSplits, int], nn.Module], profi
     ``DESIGN_TARGETS``. Returns the test accuracy.
     """
     profile = profile or get_profile()
-    data = load_splits(replace(profile, train_size=profile.dpp_train_size or profile.train_size))
+    data = dpp_comparison.dpp_splits(profile)  # the capstone's data
     model = design(replace(data, test=RefusedSplit(len(data.test))), seed)  # TestSplitRefused says what was wrong
     reference = costs.layer_costs(build_model("lenet300"))
     table = costs.layer_costs(model) if isinstance(model, LeNet300100) else None

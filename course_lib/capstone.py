@@ -63,7 +63,7 @@ from course_lib.sparse.flops import training_step_flops
 from course_lib.sparse.schedules import iterative_sparsities
 from course_lib.sparse.tracking import MaskTracker
 from course_lib.sparse.updaters import SET, RigL, Static
-from course_lib.training import TrainConfig, evaluate, recalibrate_batchnorm, steps_per_epoch, train
+from course_lib.training import TrainConfig, evaluate, recalibrate_batchnorm, train
 
 Family = Literal["unstructured", "structured"]
 
@@ -117,7 +117,6 @@ class Ledger:
         self.protocol = protocol
         model = build_model(protocol.model_name)
         self.macs = layer_costs(model).set_index("layer").macs.astype(float).to_dict()
-        self.per_epoch = steps_per_epoch(len(protocol.data.train), TrainConfig(epochs=1).batch_size)
         self.trackers: list[MaskTracker] = []
         self.charged_flops, self.charged_epochs = 0.0, 0.0
 

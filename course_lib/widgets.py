@@ -33,7 +33,6 @@ from course_lib.costs import layer_costs, prunable_layers
 from course_lib.masks import apply_masks
 from course_lib.pruning.selection import unit_masks
 from course_lib.pruning.slimming import batchnorm_scales, slimming_keep
-from course_lib.plots import show_image
 from course_lib.devices import model_device
 from course_lib.sparse.tracking import MaskTrace
 from course_lib.dpp.sampler import gumbel_noise, inclusion_probabilities, relaxed_top_k, top_k_mask
@@ -94,7 +93,8 @@ def misclassified_browser(model: nn.Module, dataset: TensorDataset, classes: Seq
 
     choose_class = widgets.Dropdown(options=[("all classes", -1)] + [(c, i) for i, c in enumerate(classes)],
                                     value=-1, description="true class")
-    slider = widgets.IntSlider(value=0, min=0, max=max(len(wrong) - 1, 0), description="mistake #",
+    # Mistakes are counted from 1, on the slider as in the caption.
+    slider = widgets.IntSlider(value=1, min=1, max=max(len(wrong), 1), description="mistake #",
                                continuous_update=False)
     caption = widgets.HTML()
     caption.add_class("mistake-caption")
@@ -104,32 +104,42 @@ def misclassified_browser(model: nn.Module, dataset: TensorDataset, classes: Seq
         c = choose_class.value
         return wrong if c < 0 else wrong[labels[wrong] == c]
 
+    # The figure, made once; a move swaps the image, the bars and the labels (fast enough for a slider).
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6.5, 2.4), dpi=80, gridspec_kw={"width_ratios": [1, 2]})
+    shown = left.imshow(np.zeros((28, 28)), cmap="gray_r", vmin=float(images.min()), vmax=float(images.max()))
+    left.set_xticks([])
+    left.set_yticks([])
+    bars = right.barh(range(3), [0, 0, 0], color="tab:red")
+    right.invert_yaxis()
+    right.set(xlim=(0, 100), xlabel="predicted probability (%)", title="the model's top 3 classes")
+    right.set_yticks(range(3), [max(classes, key=len)] * 3)  # the longest name, so that the layout fits them all
+    fig.tight_layout()
+    plt.close(fig)  # shown through the Output widget only
+
     def redraw(*_: object) -> None:
         chosen = pool()
         if len(chosen) == 0:
-            caption.value = f"No mistakes on the class {classes[choose_class.value]}."
             with figure:
                 clear_output()
+            caption.value = f"No mistakes on the class {classes[choose_class.value]}."
             return
-        i = int(chosen[min(slider.value, len(chosen) - 1)])
+        position = min(slider.value, len(chosen))
+        i = int(chosen[position - 1])
         top = torch.topk(probs[i], 3)
-        caption.value = (f"<b>mistake {slider.value + 1} of {len(chosen)}</b> &mdash; test image #{i}: "
+        shown.set_data(images[i].squeeze().numpy())
+        left.set_title(f"true: {classes[labels[i]]}", fontsize=8)
+        for bar, p in zip(bars, 100 * top.values.numpy()):
+            bar.set_width(p)
+        right.set_yticks(range(3), [classes[k] for k in top.indices])
+        show_in(figure, fig)
+        # The caption last, so that a new caption always sits above its own figure.
+        caption.value = (f"<b>mistake {position} of {len(chosen)}</b> &mdash; test image #{i}: "
                          f"true <b>{classes[labels[i]]}</b>, predicted <b>{classes[preds[i]]}</b> "
                          f"({100 * probs[i, preds[i]]:.0f} %)")
-        with figure:
-            clear_output(wait=True)
-            fig, (left, right) = plt.subplots(1, 2, figsize=(6.5, 2.4), gridspec_kw={"width_ratios": [1, 2]})
-            show_image(left, images[i], f"true: {classes[labels[i]]}")
-            right.barh([classes[k] for k in top.indices], 100 * top.values.numpy(), color="tab:red")
-            right.invert_yaxis()
-            right.set(xlim=(0, 100), xlabel="predicted probability (%)", title="the model's top 3 classes")
-            fig.tight_layout()
-            display(png_of(fig))  # only this figure: plt.show() would also flush the notebook's other open ones
-            plt.close(fig)
 
     def on_class(_: object) -> None:
-        slider.max = max(len(pool()) - 1, 0)
-        slider.value = 0
+        slider.max = max(len(pool()), 1)
+        slider.value = 1
         redraw()
 
     choose_class.observe(on_class, names="value")
@@ -229,9 +239,9 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
         rows = masks[first][strongest].reshape(units, 28, 28)
         mask_image.set_data(torch.cat(list(rows), dim=1).numpy())
         per_layer = ", ".join(f"{n.removesuffix('.weight')} {100 * (1 - float(m.mean())):.1f} %" for n, m in masks.items())
+        show_in(figure, fig)
         caption.value = (f"<b>{scope_buttons.value} magnitude pruning to {slider.value} %</b>: "
                          f"accuracy {acc:.2f} % &mdash; sparsity per layer: {per_layer}")
-        show_in(figure, fig)
 
     _redraw_on_change(redraw, slider, scope_buttons)
     return widgets.VBox([widgets.HBox([scope_buttons, slider]), caption, figure])
@@ -267,10 +277,10 @@ def keep_ratio_explorer(table: pd.DataFrame) -> widgets.VBox:
         row = table.loc[slider.value]
         for bar, (column, _) in zip(bars, panels):
             bar[1].set_height(row[column])
+        show_in(figure, fig)
         caption.value = (f"<b>keep {slider.value:.3g} of the channels</b>: accuracy {row['val_acc']:.2f} % "
                          f"(dense {dense['val_acc']:.2f} %), {row['MAC_reduction']:.2f}x fewer MACs, "
                          f"{row['speedup']:.2f}x faster, {int(row['parameters']):,} parameters")
-        show_in(figure, fig)
 
     _redraw_on_change(redraw, slider)
     return widgets.VBox([slider, caption, figure])
@@ -295,27 +305,34 @@ def ticket_viewer(tickets: Sequence, reinits: dict[int, nn.Module], dataset: Ten
     def first_layer(model: nn.Module) -> torch.Tensor:
         return next(iter(prunable_layers(model).values())).weight.detach().cpu()  # to plot
 
+    # The figure, made once; a move only swaps the images' data and titles (fast enough for a slider).
+    labels = ["ticket", "random re-init"]
+    fig, axes = plt.subplots(2, units, figsize=(1.6 * units, 3.6), dpi=80)
+    images = [[axes[row, j].imshow(np.zeros((28, 28)), cmap="bwr", vmin=-1, vmax=1) for j in range(units)]
+              for row in range(2)]
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Trained first-layer weights of the same surviving connections (red > 0, blue < 0)")
+    fig.tight_layout()
+    plt.close(fig)  # shown through the Output widget only
+
     def redraw(*_: object) -> None:
         ticket = tickets[slider.value]
         mask = next(iter(ticket.masks.values())).detach().cpu()
         chosen = mask.sum(dim=1).topk(units).indices
-        fig, axes = plt.subplots(2, units, figsize=(1.6 * units, 3.6), dpi=80)
-        for row, (label, model) in enumerate([("ticket", ticket.model), ("random re-init", reinits[slider.value])]):
+        for row, model in enumerate([ticket.model, reinits[slider.value]]):
             weights = first_layer(model)[chosen] * mask[chosen]
             scale = float(weights.abs().max()) or 1.0
             for j in range(units):
-                ax = axes[row, j]
-                ax.imshow(weights[j].reshape(28, 28).numpy(), cmap="bwr", vmin=-scale, vmax=scale)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_title(f"{label}\nunit {int(chosen[j])}" if j == 0 else f"unit {int(chosen[j])}", fontsize=8)
-        fig.suptitle("Trained first-layer weights of the same surviving connections (red > 0, blue < 0)")
-        fig.tight_layout()
+                images[row][j].set_data(weights[j].reshape(28, 28).numpy())
+                images[row][j].set_clim(-scale, scale)
+                unit = f"unit {int(chosen[j])}"
+                axes[row, j].set_title(f"{labels[row]}\n{unit}" if j == 0 else unit, fontsize=8)
         ticket_acc, reinit_acc = accuracy[slider.value]
+        show_in(figure, fig)
         caption.value = (f"<b>round {slider.value}</b>: {100 * ticket.density:.1f} % of weights remain &mdash; "
                          f"ticket {ticket_acc:.2f} %, random re-init {reinit_acc:.2f} % (validation)")
-        show_in(figure, fig)
-        plt.close(fig)
 
     _redraw_on_change(redraw, slider)
     return widgets.VBox([slider, caption, figure])
@@ -366,10 +383,10 @@ def slimming_explorer(model: nn.Module, dataset: TensorDataset, min_channels: in
             bar.set_height(int(k.sum()))
         line.set_xdata([slider.value, slider.value])
         macs = _macs_after_removing_channels(costs, keep)
+        show_in(figure, fig)
         caption.value = (f"<b>threshold {slider.value:.2e}</b>: {sum(int(k.sum()) for k in keep.values())} of "
                          f"{sum(widths)} channels, {macs / dense_macs:.0%} of the MACs, validation accuracy "
                          f"{evaluate(masked, probe):.1f} % on {len(probe)} images, without retraining")
-        show_in(figure, fig)
 
     _redraw_on_change(redraw, slider)
     return widgets.VBox([slider, caption, figure])
@@ -417,10 +434,10 @@ def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
             now.set_height(100 * trace.densities[i][layer])
             ever.set_height(100 * trace.ever_active[i][layer])
         step = trace.steps[i]
+        show_in(figure, fig)
         caption.value = (f"<b>{method.value}</b>, step {step} (epoch {step / steps_per_epoch:.2f}): "
                          f"{100 * trace.density_total[i]:.1f} % of the weights active, "
                          f"{100 * trace.ever_active_total[i]:.1f} % active at some step so far")
-        show_in(figure, fig)
 
     _redraw_on_change(redraw, method, when)
     return widgets.VBox([method, when, caption, figure])
@@ -466,10 +483,10 @@ def gumbel_top_k_explorer(logits: torch.Tensor, draws: int = 2000, seed: int = 0
         for bars, values in ((exact_bars, exact), (seen_bars, seen), (hard_bars, hard), (soft_bars, soft)):
             for bar, value in zip(bars, values.tolist()):
                 bar.set_height(value)
+        show_in(figure, fig)
         caption.value = (f"<b>k = {k}, τ = {tau.value:.2f}</b>: largest gap between frequency and probability "
                          f"{float((seen - exact).abs().max()):.3f}; the soft mask sums to {float(soft.sum()):.2f} "
                          f"and is {float((soft - hard).abs().sum()):.2f} away from the hard one")
-        show_in(figure, fig)
 
     _redraw_on_change(redraw, k_slider, tau)
     return widgets.VBox([widgets.HBox([k_slider, tau]), caption, figure])

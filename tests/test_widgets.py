@@ -42,11 +42,12 @@ def test_sparsity_explorer_redraws_on_a_move(small):
 def test_misclassified_browser_walks_the_mistakes(small):
     box = widgets.misclassified_browser(build_model("lenet5"), small.test, small.classes)
     choose, slider = box.children[0].children
-    assert "mistake 1 of" in box.children[1].value
-    slider.value = 2
-    assert "mistake 3 of" in box.children[1].value
+    assert slider.value == slider.min == 1 and "mistake 1 of" in box.children[1].value
+    slider.value = 3
+    assert "mistake 3 of" in box.children[1].value  # the slider and the caption count alike
+    assert f"of {slider.max}" in box.children[1].value  # the last position is the last mistake
     choose.value = 3
-    assert slider.value == 0 and ("true <b>Dress</b>" in box.children[1].value or "No mistakes" in box.children[1].value)
+    assert slider.value == 1 and ("true <b>Dress</b>" in box.children[1].value or "No mistakes" in box.children[1].value)
 
 
 def test_keep_ratio_explorer_reads_the_table():

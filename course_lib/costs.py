@@ -23,10 +23,11 @@ before its work is done.
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -164,13 +165,80 @@ def _effective_state(model: nn.Module, sparse: bool) -> dict[str, torch.Tensor]:
     for name, module, value in effective_parameters(model):
         value = value.cpu()
         if sparse and _is_prunable_weight(module, name):
-            with warnings.catch_warnings():  # PyTorch calls its CSR support "beta"; it is fine for storage
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                csr = value.reshape(value.shape[0], -1).to_sparse_csr()
-            value = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
-                                            csr.values(), csr.shape, check_invariants=False)
+            value = _int32_csr(value)
         state[name] = value
     return state
+
+
+def _int32_csr(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (one row per output unit) as CSR with int32 indices, the way it is saved."""
+    csr = _to_sparse_csr(weight.reshape(weight.shape[0], -1))
+    return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
+                                   csr.values(), csr.shape, check_invariants=False)
+
+
+def _saved_size(obj: object) -> int:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer().nbytes
+
+
+def relative_index_entries(mask: torch.Tensor, index_bits: int) -> int:
+    """Entries stored when positions are coded as *gaps* of ``index_bits`` bits (Han et al.'s Deep Compression).
+
+    Each kept weight stores the distance from the previous one (in the
+    flattened, row-major weight) instead of its column. A gap longer than
+    ``2**index_bits`` cannot be written, so a filler zero is stored every
+    ``2**index_bits`` positions in between: the shorter the index, the more
+    fillers a very sparse layer needs.
+    """
+    positions = torch.nonzero(mask.flatten()).flatten()
+    gaps = torch.diff(positions, prepend=torch.tensor([-1], device=positions.device))
+    fillers = int(((gaps - 1) // 2 ** index_bits).sum())
+    return len(positions) + fillers
+
+
+def storage_vs_sparsity(weight: torch.Tensor, sparsities: Sequence[float],
+                        relative_bits: Sequence[int] = (8, 5)) -> pd.DataFrame:
+    """Bytes of one weight matrix, magnitude-pruned to each sparsity, in several formats.
+
+    Columns (float32 values throughout): ``dense`` and ``CSR, int32 indices``
+    as ``torch.save`` writes them (measured); ``CSR, int16 columns`` (counted: 4 + 2
+    bytes per kept value, a 4-byte pointer per row); and for each ``b`` in
+    ``relative_bits``, ``relative b-bit`` (counted: 4 bytes + b bits per stored
+    entry, fillers included, see :func:`relative_index_entries`). Deep
+    Compression used 8 bits for convolutions and 5 for fully connected layers.
+    """
+    weight = weight.detach().cpu().reshape(weight.shape[0], -1)
+    order = weight.abs().flatten().argsort(descending=True)
+    rows = {}
+    for sparsity in sparsities:
+        if not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}.")
+        mask = torch.zeros(weight.numel(), dtype=torch.bool)
+        mask[order[:round((1 - sparsity) * weight.numel())]] = True
+        mask = mask.reshape(weight.shape)
+        kept = int(mask.sum())
+        row = {"dense": _saved_size(weight.clone()),
+               "CSR, int32 indices": _saved_size(_int32_csr(weight * mask)),
+               "CSR, int16 columns": kept * (VALUE_BYTES + 2) + (weight.shape[0] + 1) * INDEX_BYTES}
+        for bits in relative_bits:
+            row[f"relative {bits}-bit"] = math.ceil(relative_index_entries(mask, bits) * (8 * VALUE_BYTES + bits) / 8)
+        rows[sparsity] = row
+    return pd.DataFrame(rows).T.rename_axis("sparsity")
+
+
+def break_even(table: pd.DataFrame) -> pd.Series:
+    """Per format of :func:`storage_vs_sparsity`'s table: the lowest sparsity from which on it is smaller than dense.
+
+    ``nan`` where the format never gets smaller within the table.
+    """
+    crossings = {}
+    for column in table.columns.drop("dense"):
+        not_smaller = table.index[table[column] >= table["dense"]]
+        smaller_after = table.index[table.index > not_smaller.max()] if len(not_smaller) else table.index
+        crossings[column] = smaller_after.min() if len(smaller_after) else float("nan")
+    return pd.Series(crossings, name="break-even sparsity")
 
 
 def saved_bytes(model: nn.Module, sparse: bool = False) -> int:
@@ -179,9 +247,7 @@ def saved_bytes(model: nn.Module, sparse: bool = False) -> int:
     This is measured, not counted: it includes the file format's own overhead
     (names, headers), so it is a little more than :func:`storage_bytes`.
     """
-    buffer = io.BytesIO()
-    torch.save(_effective_state(model, sparse), buffer)
-    return buffer.getbuffer().nbytes
+    return _saved_size(_effective_state(model, sparse))
 
 
 @dataclass(frozen=True)

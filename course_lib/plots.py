@@ -223,6 +223,23 @@ def speedup_vs_macs(table: pd.DataFrame, ax: Axes | None = None,
     return _finish(fig, ax)
 
 
+def bytes_vs_sparsity(table: pd.DataFrame, crossings: Mapping[str, float], ax: Axes | None = None,
+                      title: str = "Bytes of one layer: dense vs sparse formats") -> Figure:
+    """Bytes (KiB) of each storage format against sparsity, with each format's break-even sparsity marked.
+
+    ``table`` and ``crossings`` come from :func:`course_lib.costs.storage_vs_sparsity`
+    and :func:`course_lib.costs.break_even`.
+    """
+    fig, ax = _axes(ax, (7, 4))
+    percent = 100 * table.index.to_numpy(dtype=float)
+    for column in table.columns:
+        (line,) = ax.plot(percent, table[column] / 1024, label=column, linestyle="--" if column == "dense" else "-")
+        if column in crossings and np.isfinite(crossings[column]):
+            ax.axvline(100 * crossings[column], color=line.get_color(), linewidth=0.8, alpha=0.6)
+    ax.set(xlabel="sparsity (%)", ylabel="KiB", title=title)
+    return _finish(fig, ax, legend_size=8)
+
+
 def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | None = None,
                     title: str = "Weights kept per layer") -> Figure:
     """One line per method: percent of weights kept in each layer (log scale), layers in network order."""

@@ -64,6 +64,8 @@ class Profile:
         capstone_epochs: the budget of every LeNet-300-100 run of the capstone (chapter 8).
         capstone_vgg_epochs: the budget of every SmallVGG-BN run of the capstone.
         capstone_sparsities: the sparsities of the capstone's unstructured comparison.
+        sanity_train_size: training images of chapter 4's sanity checks (every
+            mask as found, shuffled within its layers and re-initialized, over seeds).
     """
 
     name: str
@@ -87,6 +89,7 @@ class Profile:
     capstone_epochs: int = 6
     capstone_vgg_epochs: int = 4
     capstone_sparsities: tuple[float, ...] = (0.8, 0.9, 0.95, 0.98)
+    sanity_train_size: int | None = None
 
     def seeds(self) -> list[int]:
         """The seeds ``0, 1, ..., num_seeds - 1`` (shifted by ``COURSE_SEED`` where they are used)."""
@@ -99,8 +102,8 @@ PROFILES: dict[str, Profile] = {
         train_size=20_000,
         val_size=2_000,
         test_size=None,
-        epochs={"lenet300": 4, "lenet5": 4, "vgg": 3},
-        finetune_epochs={"lenet300": 3, "lenet5": 2, "vgg": 1},
+        epochs={"lenet300": 4, "lenet5": 4, "vgg": 3, "resnet": 2},
+        finetune_epochs={"lenet300": 3, "lenet5": 2, "vgg": 1, "resnet": 1},
         lottery_epochs=3,
         latency_repeats=10,
         accuracy_bar={"lenet300": 82.0, "lenet5": 80.0, "vgg": 80.0},
@@ -116,14 +119,15 @@ PROFILES: dict[str, Profile] = {
         capstone_epochs=3,
         capstone_vgg_epochs=2,
         capstone_sparsities=(0.9, 0.98),
+        sanity_train_size=6_000,
     ),
     "full": Profile(
         name="full",
         train_size=None,
         val_size=5_000,
         test_size=None,
-        epochs={"lenet300": 15, "lenet5": 15, "vgg": 8},
-        finetune_epochs={"lenet300": 8, "lenet5": 4, "vgg": 3},
+        epochs={"lenet300": 15, "lenet5": 15, "vgg": 8, "resnet": 4},
+        finetune_epochs={"lenet300": 8, "lenet5": 4, "vgg": 3, "resnet": 2},
         lottery_epochs=10,
         latency_repeats=50,
         accuracy_bar={"lenet300": 88.0, "lenet5": 89.0, "vgg": 89.0},
@@ -139,6 +143,7 @@ PROFILES: dict[str, Profile] = {
         capstone_epochs=6,
         capstone_vgg_epochs=4,
         capstone_sparsities=(0.8, 0.9, 0.95, 0.98),
+        sanity_train_size=12_000,
     ),
 }
 

@@ -115,3 +115,53 @@ def test_a_batchnorm_without_its_layer_is_refused():
                     fc=nn.Linear(2 * 26 * 26, 10))
     with pytest.raises(TypeError, match=r"cannot tell whose units BatchNorm \['bn1'\]"):
         shrink(model)
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "vgg"])
+def test_torch_pruning_removes_what_shrink_removes(name):
+    """Torch-Pruning's dependency graph, told to remove the units our masks removed, builds the same network."""
+    import torch_pruning as tp
+
+    from course_lib.costs import prunable_layers
+    from course_lib.pruning.dependency import dependency_graph
+
+    model = _trained_like(build_model(name))
+    masks = structured_masks(model, 0.5, criterion="l1", scope="local")
+    apply_masks(masks_model := _copy(model), masks)
+    ours = shrink(masks_model)
+
+    theirs = _copy(model)
+    graph = dependency_graph(theirs)
+    layers = prunable_layers(theirs)
+    for layer_name, layer in list(layers.items())[:-1]:  # the output layer keeps its classes
+        removed = torch.nonzero(masks[f"{layer_name}.weight"].flatten(1).sum(dim=1) == 0).flatten().tolist()
+        handler = tp.prune_conv_out_channels if isinstance(layer, nn.Conv2d) else tp.prune_linear_out_channels
+        graph.get_pruning_group(layer, handler, idxs=removed).prune()
+    x = torch.randn(16, 1, 28, 28)
+    assert count_parameters(theirs) == count_parameters(ours)
+    assert [tuple(p.shape) for p in theirs.parameters()] == [tuple(p.shape) for p in ours.parameters()]
+    assert torch.allclose(theirs.eval()(x), ours.eval()(x), atol=1e-5)
+
+
+def _copy(model):
+    import copy
+    return copy.deepcopy(model)
+
+
+def test_shrink_refuses_a_residual_network_and_names_the_alternative():
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        shrink(build_model("resnet"))
+
+
+def test_coupled_channels_of_a_residual_network_cross_the_addition():
+    from course_lib.pruning.dependency import coupled_channels, prune_channels
+
+    model = build_model("resnet")
+    group = coupled_channels(model, "conv1")
+    outputs = set(group.loc[group.cut == "output channel", "layer"])
+    assert {"conv1", "bn1", "block1.conv2", "block1.bn2"} <= outputs  # tied by block1's identity shortcut
+    assert {"block1.conv1", "block2.conv1", "block2.shortcut.0"} <= set(group.loc[group.cut == "input channel", "layer"])
+    small = prune_channels(_trained_like(model), 0.5)
+    assert small.conv1.out_channels == small.block1.conv2.out_channels == 4
+    assert small(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert model.conv1.out_channels == 8, "the original must not change"

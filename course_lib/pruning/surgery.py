@@ -158,7 +158,8 @@ def shrink(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> nn.M
     net = getattr(model, "net", None)
     if not isinstance(net, nn.Sequential):
         raise TypeError("shrink works on the course's models, whose layers are one nn.Sequential called `net`; "
-                        f"{type(model).__name__} has none.")
+                        f"{type(model).__name__} has none. For a network with branches (a residual network), "
+                        "use course_lib.pruning.dependency.prune_channels.")
     small = copy.deepcopy(model)
     remove_masks(small)
     batchnorm = following_batchnorm(small.net)  # {"conv1": "bn1", ...}

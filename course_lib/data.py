@@ -31,7 +31,7 @@ import os
 import shutil
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -439,13 +439,18 @@ def load_splits(
     name: str = "fashion-mnist",
     root: str | Path | None = None,
     seed: int = 0,
+    train_size: int | None = None,
 ) -> DataSplits:
     """Load a dataset, normalise it and split it as the profile says.
 
     ``profile.val_size`` images of the official training set become the
     validation split (the same images for the same seed and size); the next
     ``profile.train_size`` (all the rest when ``None``) are the training split.
+    ``train_size`` overrides the profile's for an experiment that trains many
+    networks on fewer images; the validation and test splits stay the same.
     """
+    if train_size is not None:
+        profile = replace(profile, train_size=train_size)
     data_root = resolve_data_root(name, root)
     train_x, train_y, test_x, test_y = _load_raw(name, str(data_root))
     n = len(train_x)

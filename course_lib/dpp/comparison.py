@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -57,7 +56,7 @@ QUANTIZED_BITS = (8, 4, 3, 2)  # post-training quantization widths tried on ever
 
 def dpp_splits(profile: Profile) -> DataSplits:
     """The profile's data with ``dpp_train_size`` training images (the same validation and test sets)."""
-    return load_splits(replace(profile, train_size=profile.dpp_train_size or profile.train_size))
+    return load_splits(profile, train_size=profile.dpp_train_size)
 
 
 def finetune_epochs(epochs: int) -> int:

@@ -27,13 +27,14 @@ from typing import Literal
 import torch
 from torch import nn
 
+from course_lib.cache import cached_run
 from course_lib.data import DataSplits
 from course_lib.masks import Masks, apply_masks, mask_sparsity, unmasked_copy
 from course_lib.models import build_model
 from course_lib.pruning.selection import output_layer, random_masks_like, unstructured_masks
 from course_lib.pruning.procedures import finetune
 from course_lib.profiles import Profile
-from course_lib.training import History, TrainConfig, steps_per_epoch, train
+from course_lib.training import History, TrainConfig, evaluate, steps_per_epoch, train
 from course_lib.training.config import STEP_DECAY
 
 Retraining = Literal["fine-tune", "weight rewinding", "LR rewinding"]
@@ -183,3 +184,49 @@ def final_learning_rate(config: TrainConfig) -> float:
         raise ValueError("A cosine schedule ends at learning rate 0, so 'fine-tuning at the final learning rate' "
                          "would not train at all. Use schedule='step' (as Renda et al.) or 'constant'.")
     return config.lr * (STEP_DECAY ** 2 if config.schedule == "step" else 1.0)
+
+
+def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig, round_: int, rate: float = 0.2,
+                         rewind_epoch: int = 1, seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
+    """One seed of Renda et al.'s comparison: train dense, prune once, retrain three ways; one row per method.
+
+    The dense network is trained from ``seed`` (added to ``config.seed``), its
+    weights after ``rewind_epoch`` epochs are remembered, and it is pruned
+    **once** to the density of IMP round ``round_`` (:func:`imp_round_masks`).
+    Each row holds the method, the density and the validation and test
+    accuracy after :func:`retrain_after_pruning`.
+    """
+    seeded = replace(config, seed=config.seed + seed)
+    dense = build_model(model_name, seed=seeded.seed)
+    rewind_step = rewind_epoch * steps_per_epoch(len(data.train), seeded.batch_size)
+    rewind_state: dict[str, torch.Tensor] = {}
+
+    def remember(model: nn.Module, step: int) -> None:
+        if step == rewind_step:
+            rewind_state.update(copy.deepcopy(model.state_dict()))
+
+    train(dense, data, seeded, hooks=[remember], progress=progress, desc=f"seed {seed}: dense")
+    masks = imp_round_masks(dense, round_, rate)
+    rows = []
+    for method in ("fine-tune", "weight rewinding", "LR rewinding"):
+        model, _ = retrain_after_pruning(method, dense, masks, rewind_state, data, seeded, rewind_epoch, progress)
+        rows.append({"method": method, "density": 1.0 - mask_sparsity(masks),
+                     "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test)})
+    return rows
+
+
+def ticket_curve(data: DataSplits, config: TrainConfig, rounds: int, rate: float = 0.2,
+                 tickets: list[Ticket] | None = None, progress: bool = True) -> list[dict[str, float]]:
+    """Density and test accuracy of every IMP round of LeNet-300-100, kept in the run cache.
+
+    Chapter 3 finds the tickets and passes them in; chapter 4 reads the same
+    curve to plot it beside the masks found at initialization, and runs IMP
+    itself only when chapter 3 never ran with these settings.
+    """
+    def compute() -> list[dict[str, float]]:
+        found = tickets if tickets is not None else \
+            iterative_magnitude_pruning("lenet300", data, config, rounds, rate, progress=progress)[0]
+        return [{"round": t.round, "density": t.density, "test_acc": evaluate(t.model, data.test)} for t in found]
+
+    return cached_run("ch3-ticket-curve", {"sizes": data.sizes(), "split_seed": data.seed, "config": config,
+                                           "rounds": rounds, "rate": rate}, compute)

@@ -11,7 +11,7 @@ every optimizer step.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +91,10 @@ def one_shot(model: nn.Module, sparsity: float, make_masks: MaskFn) -> Pruned:
 
 def prune_and_finetune(model: nn.Module, data: DataSplits, sparsity: float, make_masks: MaskFn,
                        config: TrainConfig, progress: bool = True) -> Pruned:
-    """Train-prune-fine-tune (Han et al. 2015): prune the trained model once, then retrain it."""
+    """One-shot train-prune-fine-tune: prune the trained model once, then retrain it.
+
+    Han et al. (2015) repeat prune-and-retrain several times: that is :func:`iterative_pruning`.
+    """
     result = one_shot(model, sparsity, make_masks)
     result.histories.append(finetune(result.model, data, config, progress=progress,
                                      desc=f"fine-tuning at {sparsity:.0%}"))
@@ -153,6 +156,42 @@ def sensitivity_scan(model: nn.Module, dataset: TensorDataset, sparsities: Itera
                 rows.append({"layer": name, "sparsity": s, "accuracy": evaluate(probe, dataset)})
                 bar.update(1)
     return pd.DataFrame(rows)
+
+
+def sparsities_from_scan(scan: pd.DataFrame, weights: Mapping[str, int], target: float) -> dict[str, float]:
+    """Per-layer sparsities read off a sensitivity scan, reaching at least ``target`` overall.
+
+    Han et al. (2015) chose each layer's rate from its sensitivity curve by
+    hand; this makes the choice a rule. For a tolerated accuracy drop d, every
+    layer takes the highest scanned sparsity whose accuracy is within d of the
+    dense network; d grows until the layers together (weighted by their
+    ``weights`` counts) reach ``target``. The result may overshoot the target
+    by one step of the scan's grid: compare at the overall sparsity it reaches.
+    """
+    check_sparsity(target, "target")
+    dense = scan[scan["sparsity"] == 0].set_index("layer")["accuracy"]
+    if set(dense.index) != set(weights):
+        raise ValueError(f"the scan covers {sorted(dense.index)} at sparsity 0, but weights are given for "
+                         f"{sorted(weights)}: scan every layer, starting at sparsity 0.")
+    drops = scan.assign(drop=lambda t: t["layer"].map(dense) - t["accuracy"])
+    total = sum(weights.values())
+    for tolerated in sorted(drops["drop"].clip(lower=0).unique()):
+        ok = drops[drops["drop"] <= tolerated]
+        choice = ok.groupby("layer")["sparsity"].max().to_dict()
+        if sum(choice[layer] * n for layer, n in weights.items()) / total >= target - 1e-9:
+            return {layer: float(choice[layer]) for layer in weights}
+    raise ValueError(f"the scan's largest sparsities do not reach {target:.1%} overall: scan higher sparsities.")
+
+
+def per_layer(sparsities: Mapping[str, float]) -> MaskFn:
+    """A ``make_masks`` function that prunes each layer by magnitude to its own sparsity (the overall one is ignored)."""
+    top = max(sparsities.values())
+    if top <= 0:
+        raise ValueError("per_layer needs at least one layer with a sparsity above 0.")
+
+    def make_masks(model: nn.Module, _: float) -> Masks:
+        return unstructured_masks(model, top, scope="local", rate_multipliers={n: s / top for n, s in sparsities.items()})
+    return make_masks
 
 
 def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[float], make_masks: MaskFn,

@@ -135,7 +135,7 @@ def rethinking_recipe(profile: Profile, **overrides: object) -> TrainConfig:
 
 def rethinking_splits(profile: Profile) -> DataSplits:
     """The profile's data with ``rethinking_train_size`` training images (same validation and test sets)."""
-    return load_splits(replace(profile, train_size=profile.rethinking_train_size or profile.train_size))
+    return load_splits(profile, train_size=profile.rethinking_train_size)
 
 
 def finetune_config(config: TrainConfig) -> TrainConfig:

@@ -88,6 +88,28 @@ def check_median_latency(median_latency_ms: Callable[[Callable[[], object], int,
     _ok(f"median latency {got:.2f} ms ignores the slow warm-up calls and the outlier")
 
 
+def check_break_even(break_even_sparsity: Callable[[int, int], float]) -> None:
+    """``break_even_sparsity(value_bits, index_bits)``: the sparsity above which a sparse format beats dense."""
+    for value_bits, index_bits in ((32, 32), (32, 16), (32, 5), (8, 4), (16, 8)):
+        expected = index_bits / (value_bits + index_bits)
+        got = float(break_even_sparsity(value_bits, index_bits))
+        if abs(got - expected) > 1e-9:
+            if abs(got - (1 - expected)) < 1e-9:
+                hint = "that is the DENSITY at break-even; the question asks for the sparsity"
+            elif not 0 <= got <= 1:
+                hint = "a sparsity is a fraction between 0 and 1"
+            else:
+                hint = ("dense costs value_bits per weight, sparse costs value_bits + index_bits per KEPT weight: "
+                        "set the two equal and solve for the kept fraction")
+            _fail(f"values of {value_bits} bits, indices of {index_bits}: you said {got:.4f}, expected {expected:.4f} "
+                  f"({hint}).")
+    measured = costs.break_even(costs.storage_vs_sparsity(torch.randn(300, 784, generator=torch.Generator().manual_seed(0)),
+                                                          [round(0.01 * p, 2) for p in range(100)]))
+    if abs(measured["CSR, int32 indices"] - break_even_sparsity(32, 32)) > 0.02:
+        _fail("your formula disagrees with the bytes torch.save writes for CSR with 32-bit indices.")
+    _ok("break-even sparsities match the formula and, for 32-bit CSR, the bytes torch.save writes")
+
+
 # ------------------------------------------------------------------ chapter 1
 
 def _single_layer(weight: torch.Tensor) -> nn.Module:
@@ -141,14 +163,44 @@ def check_global_magnitude_masks(global_magnitude_masks: Callable[[dict[str, tor
     _ok("global magnitude masks match course_lib.pruning.unstructured_masks(scope='global')")
 
 
+def check_prune_trained(prune_trained: Callable[[nn.Module, float], nn.Module], model: nn.Module) -> None:
+    """``prune_trained(model, sparsity)``: a copy of ``model`` with its smallest weights (global ranking) set to zero."""
+    original = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for sparsity in (0.5, 0.9):
+        got = prune_trained(model, sparsity)
+        if got is model or any(not torch.equal(p.detach(), original[n]) for n, p in model.named_parameters()):
+            _fail("the trained model itself changed: prune a copy (copy.deepcopy(model)) and return it.")
+        expected = selection.unstructured_masks(model, sparsity, scope="global")
+        params = dict(got.named_parameters())
+        for name, mask in expected.items():
+            weight = params[name].detach()
+            if not torch.equal(weight, original[name] * mask.to(weight.device)):
+                kept = int((weight != 0).sum())
+                _fail(f"{name} at {sparsity:.0%}: {kept} non-zero weights where global magnitude pruning keeps "
+                      f"{int(mask.sum())}; multiply each weight by its mask from your global_magnitude_masks.")
+        for name, value in params.items():
+            if name not in expected and not torch.equal(value.detach(), original[name]):
+                _fail(f"{name} changed: prune the Linear/Conv2d weights only, not the biases.")
+    _ok("your pruned copies match global magnitude pruning at 50 % and 90 %; the trained model is untouched")
+
+
 def check_agp(agp_sparsity: Callable[[int, float, int, int, float], float]) -> None:
     """``agp_sparsity(step, final, begin, end, initial)``: the cubic AGP schedule."""
     for step in (-10, 0, 25, 50, 99, 100, 150):
         expected = schedules.agp_sparsity(step, 0.9, 0, 100, 0.1)
         got = agp_sparsity(step, 0.9, 0, 100, 0.1)
         if abs(got - expected) > 1e-9:
-            hint = "before begin and after end the sparsity stays constant" if step in (-10, 150) else \
-                "s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0)) ** 3"
+            progress = min(max(step / 100, 0.0), 1.0)
+            linear = 0.1 + (0.9 - 0.1) * progress
+            if step in (-10, 150):
+                hint = "before begin and after end the sparsity stays constant"
+            elif abs(got - linear) < 1e-9:
+                hint = ("that is a straight line; AGP prunes fastest at the start and slows down to zero slope at "
+                        "the end: a cube of the progress still to go")
+            elif abs(got - (0.9 + (0.1 - 0.9) * progress ** 3)) < 1e-9:
+                hint = "the cube of the progress made is slowest at the start: cube the progress still to go"
+            else:
+                hint = "check the value at begin (the initial sparsity) and at end (the final one)"
             _fail(f"at step {step} (begin 0, end 100, initial 0.1, final 0.9) you gave {got:.4f}, "
                   f"expected {expected:.4f}: {hint}.")
     _ok("AGP sparsities match course_lib.sparse.schedules.agp_sparsity at 7 steps")
@@ -214,26 +266,48 @@ def check_remove_filters(remove_filters: Callable) -> None:
 # ------------------------------------------------------------------ chapter 3
 
 def check_imp_round(imp_round: Callable[[nn.Module, dict, float], nn.Module]) -> None:
-    """``imp_round(trained, theta0, rate)``: prune ``rate`` of each layer by magnitude (output at half rate),
-    rewind survivors to ``theta0``, return the masked, rewound model."""
+    """``imp_round(trained, theta0, rate)``: prune ``rate`` of each layer's *surviving* weights by magnitude
+    (output layer at half rate), rewind survivors to ``theta0``, return the masked, rewound model.
+
+    Checked in round 1 (``trained`` has no masks) and in round 3 (``trained``
+    carries the masks of two earlier rounds, as in a real IMP loop).
+    """
     theta0 = build_model("lenet300", seed=1).state_dict()
-    trained = build_model("lenet300", seed=2)  # stands in for a trained network: different weights from theta0
-    expected = lottery.imp_round_masks(trained, 1, rate=0.2)
-    ticket = imp_round(copy.deepcopy(trained), copy.deepcopy(theta0), 0.2)
-    got = get_masks(ticket)
-    if set(got) != set(expected):
-        _fail(f"attach one mask per weight ({sorted(expected)}) with course_lib.masks.apply_masks; found {sorted(got)}.")
-    for name in expected:
-        if int(got[name].sum()) != int(expected[name].sum()):
-            out = name == "net.fc3.weight"
-            hint = "The output layer is pruned at HALF the rate." if out else "Prune `rate` of THIS layer's weights."
-            _fail(f"{name}: you kept {int(got[name].sum())}, expected {int(expected[name].sum())}. {hint}")
-        if not torch.equal(got[name], expected[name]):
-            _fail(f"{name}: right count, other weights: rank the TRAINED weights by |w| (not theta_0).")
-        layer = ticket.get_submodule(name.removesuffix(".weight"))
-        if not torch.allclose(layer.weight.detach(), theta0[name] * expected[name]):
-            _fail(f"{name}: the surviving weights are not theta_0: rewind them (load theta0) before masking.")
-    _ok("one IMP round: masks match course_lib.pruning.lottery.imp_round_masks, survivors rewound to theta_0")
+    for round_ in (1, 3):
+        trained = build_model("lenet300", seed=2)  # stands in for a trained network: different weights from theta0
+        if round_ > 1:
+            apply_masks(trained, lottery.imp_round_masks(trained, round_ - 1, rate=0.2))
+        before = get_masks(trained)
+        expected = lottery.imp_round_masks(trained, round_, rate=0.2)
+        ticket = imp_round(copy.deepcopy(trained), copy.deepcopy(theta0), 0.2)
+        got = get_masks(ticket)
+        where = f"round {round_}" + (" (the trained network already carries two rounds of masks)" if round_ > 1 else "")
+        if set(got) != set(expected):
+            _fail(f"{where}: attach one mask per weight ({sorted(expected)}) with course_lib.masks.apply_masks; "
+                  f"found {sorted(got)}.")
+        output = list(expected)[-1]
+        for name in expected:
+            alive = before.get(name, torch.ones_like(expected[name]))
+            if ((got[name] > 0) & (alive == 0)).any():
+                _fail(f"{where}, {name}: a weight pruned in an earlier round is back. Keep the old zeros: rank only "
+                      "the survivors.")
+            kept, should = int(got[name].sum()), int(expected[name].sum())
+            if kept != should:
+                share = 0.1 if name == output else 0.2
+                if kept == int(alive.sum()) - round(share * alive.numel()):
+                    hint = "you pruned `rate` of ALL the layer's weights; prune `rate` of its SURVIVORS."
+                elif name == output:
+                    hint = "the output layer is pruned at HALF the rate."
+                else:
+                    hint = "prune `rate` of THIS layer's surviving weights."
+                _fail(f"{where}, {name}: you kept {kept}, expected {should}. {hint}")
+            if not torch.equal(got[name], expected[name]):
+                _fail(f"{where}, {name}: right count, other weights: rank the TRAINED weights by |w| (not theta_0).")
+            layer = ticket.get_submodule(name.removesuffix(".weight"))
+            if not torch.allclose(layer.weight.detach(), theta0[name] * expected[name]):
+                _fail(f"{where}, {name}: the surviving weights are not theta_0: rewind them (load theta0) before "
+                      "masking.")
+    _ok("IMP rounds 1 and 3: masks match course_lib.pruning.lottery.imp_round_masks, survivors rewound to theta_0")
 
 
 def check_random_reinit(random_reinit: Callable[[dict, int], nn.Module]) -> None:
@@ -265,11 +339,91 @@ def check_snip(snip_scores: Callable[[nn.Module, torch.Tensor, torch.Tensor], di
         if (got[name] < 0).any():
             _fail(f"{name}: negative scores; SNIP takes the absolute value |w * g|.")
         if not torch.allclose(got[name], expected[name], rtol=1e-4, atol=1e-8):
+            weight = dict(model.named_parameters())[name].detach()
+            gradient = expected[name] / weight.abs().clamp_min(1e-30)  # |dL/dw| where w != 0
             ratio = float(got[name].sum() / expected[name].sum())
-            hint = "you may have used |g| alone (multiply by the weight)" if abs(ratio) > 10 or abs(ratio) < 0.1 \
-                else "use nn.functional.cross_entropy on the whole batch and the gradient of the weight"
+            if torch.allclose(got[name], gradient, rtol=1e-3, atol=1e-8):
+                hint = "you returned |dL/dw| alone: multiply by the weight"
+            elif abs(ratio - len(x)) < 0.01 * len(x):
+                hint = (f"your scores are {len(x)}x too large, the batch size: the loss is the MEAN over the batch "
+                        "(cross_entropy's default reduction), not the sum")
+            else:
+                hint = "use nn.functional.cross_entropy on the whole batch and the gradient of the weight"
             _fail(f"{name}: scores differ from the reference ({hint}).")
     _ok("SNIP scores match course_lib.pruning.taylor_scores on one batch")
+
+
+def check_synflow_scores(synflow_scores: Callable[[nn.Module], dict]) -> None:
+    """``synflow_scores(model)``: ``|w * dR/dw|`` with R the summed output of the all-positive network on ones."""
+    from course_lib.pruning import at_init  # here: at_init is only needed by this check
+
+    model = build_model("lenet300", seed=0)
+    expected = at_init.synflow_scores(model)
+    original = {n: p.detach().clone() for n, p in model.named_parameters()}
+    got = synflow_scores(model)
+    if any(not torch.equal(p.detach(), original[n]) for n, p in model.named_parameters()):
+        _fail("your function changed the model's own weights: work on a copy (copy.deepcopy(model)).")
+    names = list(expected)
+    for name in names:
+        if name not in got:
+            _fail(f"no score for {name}: return {{weight name: score}} for {names}.")
+        if not torch.allclose(got[name].double(), expected[name].double(), rtol=1e-3, atol=0.0):
+            if (got[name] < 0).any():
+                hint = "some scores are negative: the parameters must all be replaced by their absolute values"
+            else:
+                signed = _synflow_variant(model, positive=False)
+                images = _synflow_variant(model, positive=True, ones=False)
+                if torch.allclose(got[name].double(), signed[name], rtol=1e-3):
+                    hint = "replace EVERY parameter (weights and biases) by its absolute value before the forward pass"
+                elif torch.allclose(got[name].double(), images[name], rtol=1e-3):
+                    hint = "the input must be all ones, not data or noise: SynFlow needs no data"
+                else:
+                    hint = "score |w * dR/dw| with R = model(ones).sum(), one image of ones of shape (1, 1, 28, 28)"
+            _fail(f"{name}: scores differ from course_lib.pruning.at_init.synflow_scores ({hint}).")
+    _ok("SynFlow scores match course_lib.pruning.at_init.synflow_scores")
+
+
+def _synflow_variant(model: nn.Module, positive: bool, ones: bool = True) -> dict[str, torch.Tensor]:
+    """Common mistakes, for the hints: signed parameters, or a random image instead of ones."""
+    work = copy.deepcopy(model).double().eval()
+    if positive:
+        with torch.no_grad():
+            for p in work.parameters():
+                p.abs_()
+    x = torch.ones(1, 1, 28, 28, dtype=torch.float64) if ones else \
+        torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    work(x).sum().backward()
+    return {f"{n}.weight": (layer.weight * layer.weight.grad).abs().detach()
+            for n, layer in costs.prunable_layers(work).items()}
+
+
+def check_iterative_synflow(iterative_synflow: Callable[[nn.Module, float, int], dict]) -> None:
+    """``iterative_synflow(model, sparsity, iterations)``: prune to ``sparsity`` in rounds, re-scoring each time."""
+    from course_lib.pruning import at_init
+
+    model = build_model("lenet300", seed=0)
+    for sparsity, iterations in ((0.9, 10), (0.999, 100)):
+        got = iterative_synflow(copy.deepcopy(model), sparsity, iterations)
+        expected = at_init.synflow_masks(model, sparsity, iterations)
+        total = sum(int(m.sum()) for m in got.values())
+        should = sum(int(m.sum()) for m in expected.values())
+        if abs(total - should) > 1:
+            _fail(f"at {sparsity:.1%} you kept {total} weights in all, expected {should}: after the last round the "
+                  "sparsity must be the target.")
+        one_shot = at_init.init_masks(model, "synflow-oneshot", sparsity)
+        if all(torch.equal(got[n].float(), one_shot[n].float()) for n in got):
+            _fail(f"at {sparsity:.1%} your masks are those of ONE round of SynFlow: prune a little, re-score the "
+                  f"pruned network, {iterations} times.")
+        empty = [n for n, m in got.items() if m.sum() == 0]
+        if empty:
+            _fail(f"at {sparsity:.1%} with {iterations} rounds, layers {empty} lost every weight: score each round "
+                  "on the network with the previous round's masks applied.")
+        agree = sum(int((got[n] * expected[n]).sum()) for n in expected) / max(should, 1)
+        if agree < 0.99:
+            _fail(f"at {sparsity:.1%}: only {agree:.1%} of the kept weights agree with the library's. Round k keeps "
+                  f"(1 - sparsity) ** (k / iterations) of the weights, ranked globally by the scores of the network "
+                  "with the previous round's masks applied.")
+    _ok("iterative SynFlow keeps every layer at 99.9 % and agrees with course_lib.pruning.at_init.synflow_masks")
 
 
 def check_collapse(collapsed: Callable[[dict], list]) -> None:

@@ -345,3 +345,98 @@ def test_the_design_challenge_refuses_the_test_split_and_names_what_failed():
     from course_lib.models import LeNet300100
     with pytest.raises(checks.CheckFailed, match="784-300-100-10"):  # a wider net would make 5 % mean more weights
         checks.check_design_challenge(lambda data, seed: LeNet300100(hidden=(2000, 1000)), quick)
+
+
+# ---- the deeper exercises of chapters 0, 1, 3 and 4: each classic mistake gets its own diagnosis
+
+def test_break_even_as_density_is_caught():
+    _fails_with(checks.check_break_even, lambda value, index: value / (value + index), "DENSITY")
+
+
+def test_linear_agp_is_caught_without_giving_the_formula_away():
+    def linear(step, final, begin, end, initial=0.0):
+        progress = min(max((step - begin) / (end - begin), 0.0), 1.0)
+        return initial + (final - initial) * progress
+    _fails_with(checks.check_agp, linear, "straight line")
+
+
+def test_pruning_the_trained_model_in_place_is_caught():
+    model = build_model("lenet300", seed=0)
+
+    def in_place(m, sparsity):
+        with torch.no_grad():
+            for layer in (m.net.fc1, m.net.fc2, m.net.fc3):
+                layer.weight[layer.weight.abs() < layer.weight.abs().quantile(sparsity)] = 0
+        return m
+    _fails_with(checks.check_prune_trained, (in_place, model), "prune a copy")
+
+
+def _imp_round(rate_of_all: bool = False, revive: bool = False):
+    """A student's IMP round with one of two classic mistakes."""
+    from course_lib.costs import prunable_layers
+    from course_lib.masks import get_masks
+
+    def imp_round(trained, theta0, rate):
+        old = get_masks(trained)
+        layers = prunable_layers(trained)
+        masks = {}
+        for name, layer in layers.items():
+            alive = old.get(f"{name}.weight", torch.ones_like(layer.weight)).flatten()
+            scores = layer.weight.detach().abs().flatten().clone()
+            if not revive:
+                scores[alive == 0] = -float("inf")
+            share = rate / 2 if name == list(layers)[-1] else rate
+            dead = 0 if revive else int((alive == 0).sum())
+            k = round(share * (alive.numel() if rate_of_all else alive.numel() - dead))
+            keep = torch.ones(alive.numel())
+            keep[torch.sort(scores, stable=True).indices[:dead + k]] = 0.0
+            masks[f"{name}.weight"] = keep.reshape(layer.weight.shape)
+        ticket = build_model("lenet300")
+        ticket.load_state_dict(theta0)
+        apply_masks(ticket, masks)
+        return ticket
+    return imp_round
+
+
+def test_imp_pruning_a_share_of_all_weights_is_caught_in_a_later_round():
+    _fails_with(checks.check_imp_round, _imp_round(rate_of_all=True), "round 3", "SURVIVORS")
+
+
+def test_imp_reviving_pruned_weights_is_caught():
+    _fails_with(checks.check_imp_round, _imp_round(revive=True), "round 3", "is back")
+
+
+def test_snip_with_a_summed_loss_is_caught():
+    def summed(model, x, y):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
+        return {f"{n}.weight": (m.weight * m.weight.grad).abs().detach()
+                for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    _fails_with(checks.check_snip, summed, "batch size", "MEAN")
+
+
+def test_snip_without_the_weight_is_caught():
+    def gradient_only(model, x, y):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        return {f"{n}.weight": m.weight.grad.abs().detach()
+                for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    _fails_with(checks.check_snip, gradient_only, "multiply by the weight")
+
+
+def _synflow(positive: bool = True, ones: bool = True):
+    """A student's SynFlow score with one of the two classic mistakes (or none)."""
+    return lambda model: checks._synflow_variant(model, positive=positive, ones=ones)
+
+
+def test_synflow_on_signed_parameters_or_on_data_is_caught():
+    _fails_with(checks.check_synflow_scores, _synflow(positive=False), "absolute value")
+    _fails_with(checks.check_synflow_scores, _synflow(ones=False), "all ones")
+
+
+def test_synflow_in_one_round_is_caught():
+    from course_lib.pruning import selection
+
+    def one_round(model, sparsity, iterations):
+        return selection.masks_from_scores(model, _synflow()(model), sparsity, scope="global")
+    _fails_with(checks.check_iterative_synflow, one_round, "ONE round")

@@ -64,8 +64,9 @@ class Profile:
         capstone_epochs: the budget of every LeNet-300-100 run of the capstone (chapter 8).
         capstone_vgg_epochs: the budget of every SmallVGG-BN run of the capstone.
         capstone_sparsities: the sparsities of the capstone's unstructured comparison.
-        sanity_train_size: training images of chapter 4's sanity checks (every
-            mask as found, shuffled within its layers and re-initialized, over seeds).
+        over_seeds_train_size: training images of the comparisons over seeds in
+            chapters 3 and 4 (Renda et al.'s retraining, Frankle et al.'s sanity
+            checks), which train many LeNet-300-100s per seed (``None`` = ``train_size``).
     """
 
     name: str
@@ -89,7 +90,7 @@ class Profile:
     capstone_epochs: int = 6
     capstone_vgg_epochs: int = 4
     capstone_sparsities: tuple[float, ...] = (0.8, 0.9, 0.95, 0.98)
-    sanity_train_size: int | None = None
+    over_seeds_train_size: int | None = None
 
     def seeds(self) -> list[int]:
         """The seeds ``0, 1, ..., num_seeds - 1`` (shifted by ``COURSE_SEED`` where they are used)."""
@@ -119,7 +120,7 @@ PROFILES: dict[str, Profile] = {
         capstone_epochs=3,
         capstone_vgg_epochs=2,
         capstone_sparsities=(0.9, 0.98),
-        sanity_train_size=6_000,
+        over_seeds_train_size=None,  # all 20 000: on 6 000 images and 3 epochs the masks are too noisy to compare
     ),
     "full": Profile(
         name="full",
@@ -143,7 +144,7 @@ PROFILES: dict[str, Profile] = {
         capstone_epochs=6,
         capstone_vgg_epochs=4,
         capstone_sparsities=(0.8, 0.9, 0.95, 0.98),
-        sanity_train_size=12_000,
+        over_seeds_train_size=12_000,
     ),
 }
 

@@ -87,10 +87,12 @@ CHAPTER5_WIDGET = [
 ]
 
 
-# The src of the widget's figure (the image in the same widget box as the caption), once it has loaded; else null.
+# The widget's figure (the image in the same widget box as the caption), once it has loaded; else null. A redraw
+# replaces the image element, so a figure not marked as seen before the key press is a new one (even when the
+# picture is the same, as for a static mask).
 _FIGURE_JS = ("(() => { const box = document.querySelector('.%s').closest('.widget-vbox'); "
               "const img = box && box.querySelector('.jp-OutputArea-output img'); "
-              "return img && img.complete && img.naturalWidth > 0 ? img.src : null; })()")
+              "return img && img.complete && img.naturalWidth > 0 ? img : null; })()")
 
 
 def _serve(tmp_path: Path, name: str, notebook: nbformat.NotebookNode):
@@ -127,7 +129,7 @@ def _move_slider_and_watch(base: str, token: str, notebook: str, caption_class: 
             caption.scroll_into_view_if_needed()
             page.wait_for_function(f"() => {_FIGURE_JS % caption_class} !== null", timeout=60_000)
             before = caption.inner_text()
-            before_figure = page.evaluate(f"() => {_FIGURE_JS % caption_class}")
+            page.evaluate(f"() => {{ {_FIGURE_JS % caption_class}.dataset.shownBefore = 'yes'; }}")  # mark the old image
             handle = page.locator(".noUi-handle").first
             handle.focus()
             started = time.perf_counter()
@@ -137,7 +139,7 @@ def _move_slider_and_watch(base: str, token: str, notebook: str, caption_class: 
             page.wait_for_function(
                 f"() => {{ const caption = document.querySelector('.{caption_class}').innerText; "
                 f"const figure = {_FIGURE_JS % caption_class}; "
-                f"return caption !== {before!r} && ({changed}) && figure !== null && figure !== {before_figure!r}; }}",
+                f"return caption !== {before!r} && ({changed}) && figure !== null && figure.dataset.shownBefore !== 'yes'; }}",
                 timeout=30_000)
             seconds = time.perf_counter() - started
             page.screenshot(path=str(ARTIFACTS / f"{artifact}.png"), full_page=False)

@@ -74,7 +74,7 @@ def test_recipe_takes_the_profiles_epochs():
     assert recipe("lenet5", quick).epochs == quick.epochs["lenet5"]
     assert recipe("lenet5", quick, lr=0.01).lr == 0.01
     with pytest.raises(ValueError, match="epoch budget"):
-        recipe("resnet", quick)
+        recipe("wideresnet", quick)
 
 
 class _PhaseLog(Hook):

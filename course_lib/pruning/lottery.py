@@ -21,6 +21,7 @@ rewinding (keep the weights, replay the learning-rate schedule).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -99,6 +100,17 @@ def lottery_recipe(profile: Profile) -> TrainConfig:
     return TrainConfig(epochs=profile.lottery_epochs, lr=1.2e-3, schedule="step")
 
 
+def _remember_at_epoch(state: dict[str, torch.Tensor], epoch: int, train_size: int,
+                       batch_size: int) -> Callable[[nn.Module, int], None]:
+    """A step hook that copies the model's weights into ``state`` once ``epoch`` epochs have been trained."""
+    step_to_keep = epoch * steps_per_epoch(train_size, batch_size)
+
+    def remember(model: nn.Module, step: int) -> None:
+        if step == step_to_keep:
+            state.update(copy.deepcopy(model.state_dict()))
+    return remember
+
+
 def iterative_magnitude_pruning(model_name: str, data: DataSplits, config: TrainConfig, rounds: int,
                                 rate: float = 0.2, rewind_epoch: int = 0, eval_every: int | None = None,
                                 progress: bool = True) -> tuple[list[Ticket], dict[str, torch.Tensor]]:
@@ -112,11 +124,7 @@ def iterative_magnitude_pruning(model_name: str, data: DataSplits, config: Train
         raise ValueError(f"rewind_epoch must be in [0, {config.epochs}), got {rewind_epoch}.")
     dense = build_model(model_name, seed=config.seed)
     snapshot: dict[str, torch.Tensor] = copy.deepcopy(dense.state_dict())
-    rewind_step = rewind_epoch * steps_per_epoch(len(data.train), config.batch_size)
-
-    def remember(model: nn.Module, step: int) -> None:
-        if step == rewind_step:
-            snapshot.update(copy.deepcopy(model.state_dict()))
+    remember = _remember_at_epoch(snapshot, rewind_epoch, len(data.train), config.batch_size)
 
     history = train(dense, data, config, hooks=[remember] if rewind_epoch else [], eval_every=eval_every,
                     progress=progress, desc="round 0 (dense)")
@@ -198,13 +206,8 @@ def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig,
     """
     seeded = replace(config, seed=config.seed + seed)
     dense = build_model(model_name, seed=seeded.seed)
-    rewind_step = rewind_epoch * steps_per_epoch(len(data.train), seeded.batch_size)
     rewind_state: dict[str, torch.Tensor] = {}
-
-    def remember(model: nn.Module, step: int) -> None:
-        if step == rewind_step:
-            rewind_state.update(copy.deepcopy(model.state_dict()))
-
+    remember = _remember_at_epoch(rewind_state, rewind_epoch, len(data.train), seeded.batch_size)
     train(dense, data, seeded, hooks=[remember], progress=progress, desc=f"seed {seed}: dense")
     masks = imp_round_masks(dense, round_, rate)
     rows = []

@@ -18,6 +18,26 @@ Measurements run where the model is (CPU, CUDA or Apple's MPS): inputs are
 made on the model's device once, before the clock starts, and every timing
 waits for that device to finish (:func:`synchronize`), because a GPU returns
 before its work is done.
+
+**The timing rule** behind every speed claim of the course (a claim must not
+fail because a laptop was busy, nor pass because it was):
+
+1. warm up, then time the variants in **alternating rounds** (A, B, A, B, ...),
+   so that a drift of the machine's speed hits every variant alike
+   (:func:`time_interleaved`);
+2. within a round keep each variant's **fastest** call: other programs can
+   only add time, so the fastest of a few calls is the least disturbed;
+3. on the CPU, time on **one thread**: an operator split over two threads
+   waits for the slower one, and on a 2-core laptop that thread shares its
+   core with whatever else runs (a browser, a video call, another notebook),
+   which slows each model by a different factor;
+4. a speed-up is the median over rounds of the ratio **within** each round,
+   with the spread of those ratios (25th-75th percentile,
+   :func:`speedups_over_first`). A claim is decided on the whole spread: it
+   holds when the spread lies above the bar, fails when it lies below; while
+   it straddles the bar, more rounds are measured (``until_decided`` in
+   :func:`compare_latency`), and a measurement still undecided after a time
+   cap says so instead of failing (``course_lib.claims.claim(interval=...)``).
 """
 
 from __future__ import annotations
@@ -28,6 +48,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -265,6 +286,39 @@ class Latency:
         return 1000.0 * self.median_ms / self.batch_size
 
 
+TIMING_THREADS = 1
+
+
+@contextmanager
+def cpu_threads(count: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with ``count`` CPU threads for PyTorch's operators (``None``: leave them as they are).
+
+    Only the CPU has such threads; on CUDA or MPS the block runs unchanged.
+    The previous thread count is restored afterwards, also after an error.
+    """
+    if count is None or torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _call_times(fn: Callable[[], object], repeats: int, device: torch.device | str) -> list[float]:
+    """Wall time of ``repeats`` calls of ``fn()`` in milliseconds, each between two synchronisations of ``device``."""
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(1000.0 * (time.perf_counter() - start))
+    return times
+
+
 def time_call(fn: Callable[[], object], warmup: int = 5, repeats: int = 30,
               device: torch.device | str = "cpu") -> tuple[float, float, float]:
     """Median, 25th and 75th percentile of the wall time of ``fn()`` in milliseconds.
@@ -272,7 +326,7 @@ def time_call(fn: Callable[[], object], warmup: int = 5, repeats: int = 30,
     Why warm up? The first calls allocate memory and pick kernels, and are
     several times slower than the rest. Why the median? A laptop (or a CI
     machine) is noisy; one slow outlier moves the mean but not the median.
-    Compare two timings only when they were measured in the same run.
+    To *compare* functions use :func:`time_interleaved` instead.
 
     ``device`` is where ``fn`` computes: it is synchronised (see
     :func:`synchronize`) before the clock starts and before the clock is read.
@@ -283,36 +337,36 @@ def time_call(fn: Callable[[], object], warmup: int = 5, repeats: int = 30,
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}.")
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(1000.0 * (time.perf_counter() - start))
+    times = _call_times(fn, repeats, device)
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return statistics.median(times), q[0], q[2]
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7, repeats: int = 10,
-                     warmup: int = 5, device: torch.device | str = "cpu") -> pd.DataFrame:
+                     warmup: int = 5, device: torch.device | str = "cpu",
+                     threads: int | None = TIMING_THREADS) -> pd.DataFrame:
     """Time several functions in alternating rounds: one row per round, one column (ms) per function.
 
     A laptop's speed drifts (other programs, heat, power saving; this course's
     CI machine switches between two speeds). Timing A completely and then B
     lets such a drift masquerade as a difference between them; alternating
     A, B, A, B... keeps each round's numbers comparable. Each entry is the
-    median of ``repeats`` calls.
+    *fastest* of ``repeats`` calls: other programs can only make a call
+    slower, never faster. On the CPU the calls run on ``threads`` threads
+    (one by default; ``None`` keeps PyTorch's setting), so that a second
+    thread competing with other programs for a core cannot distort the result.
 
     All the functions must compute on the same ``device``, which every timed
     call synchronises (see :func:`time_call`): a table mixing a GPU and a CPU
     compares the devices, not the functions.
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    rows = [{name: time_call(fn, warmup=1, repeats=repeats, device=device)[0] for name, fn in fns.items()}
-            for _ in range(rounds)]
+    if rounds < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need rounds >= 1, repeats >= 1 and warmup >= 0, got {rounds}, {repeats}, {warmup}.")
+    with cpu_threads(threads, device):
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        rows = [{name: min(_call_times(fn, repeats, device)) for name, fn in fns.items()} for _ in range(rounds)]
     return pd.DataFrame(rows)
 
 
@@ -325,14 +379,43 @@ def ratios_to_first(times: pd.DataFrame) -> pd.Series:
     return times.div(times.iloc[:, 0], axis=0).median()
 
 
+def speedups_over_first(times: pd.DataFrame) -> pd.DataFrame:
+    """Each column's speed-up over the first column: the median of the per-round ratios, and their spread.
+
+    Columns: ``speedup`` (first column's time / this column's time, median over
+    rounds), ``speedup_low`` and ``speedup_high`` (25th and 75th percentile of
+    the per-round ratios), ``rounds``. A claim such as "at least 1.3x faster"
+    is decided when the whole spread lies on one side of 1.3.
+    """
+    per_round = 1.0 / times.div(times.iloc[:, 0], axis=0)
+    return pd.DataFrame({"speedup": per_round.median(), "speedup_low": per_round.quantile(0.25),
+                         "speedup_high": per_round.quantile(0.75), "rounds": len(times)})
+
+
+def undecided(speedups: pd.DataFrame, bars: Mapping[str, float]) -> list[str]:
+    """The names whose speed-up spread still straddles their bar (neither clearly above nor clearly below it)."""
+    return [name for name, bar in bars.items()
+            if speedups.loc[name, "speedup_low"] <= bar < speedups.loc[name, "speedup_high"]]
+
+
 @torch.inference_mode()
 def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, input_shape: tuple[int, ...] = (1, 28, 28),
-                    rounds: int = 7, repeats: int = 10) -> pd.DataFrame:
+                    rounds: int = 7, repeats: int = 10, until_decided: Mapping[str, float] | None = None,
+                    max_seconds: float = 60.0) -> pd.DataFrame:
     """Forward-pass latency of several models on the same random batch, measured in alternating rounds.
 
-    Returns one row per model: ``latency_ms`` (median over rounds) and
-    ``ratio`` (latency relative to the *first* model, see :func:`ratios_to_first`).
-    Use this, not separate :func:`measure_latency` calls, to compute speed-ups.
+    Returns one row per model: ``latency_ms`` (median over rounds of each
+    round's fastest call), ``ratio`` (latency relative to the *first* model,
+    see :func:`ratios_to_first`) and the speed-up over the first model with
+    its spread (see :func:`speedups_over_first`). Use this, not separate
+    :func:`measure_latency` calls, to compute speed-ups.
+
+    ``until_decided`` maps model names to a speed-up bar (e.g. ``{"keep 0.5":
+    1.3}``). While a model's spread straddles its bar, another ``rounds``
+    rounds are measured, until every bar is decided or ``max_seconds`` have
+    passed; the row's ``rounds`` says how many were measured. The table never
+    hides an undecided result: compare ``speedup_low``/``speedup_high`` with
+    the bar (``course_lib.claims.claim`` does, with ``interval=``).
 
     Every model is timed where it is, and they must all be on the same device
     (move them first, e.g. ``model.to("cpu")``); a ``ValueError`` says so
@@ -340,6 +423,10 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
     """
     if not models:
         raise ValueError("compare_latency needs at least one model.")
+    bars = dict(until_decided or {})
+    unknown = set(bars) - set(models)
+    if unknown:
+        raise ValueError(f"until_decided names {sorted(unknown)}, which are not among the models {list(models)}.")
     devices = {name: model_device(model) for name, model in models.items()}
     if len(set(devices.values())) > 1:
         raise ValueError(f"The models to compare are on different devices {devices}: a latency table must time "
@@ -349,11 +436,16 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
     was_training = {name: model.training for name, model in models.items()}
     for model in models.values():
         model.eval()
-    times = time_interleaved({name: (lambda m=m: m(x)) for name, m in models.items()}, rounds=rounds,
-                             repeats=repeats, device=device)
+    fns = {name: (lambda m=m: m(x)) for name, m in models.items()}
+    start = time.perf_counter()
+    times = time_interleaved(fns, rounds=rounds, repeats=repeats, device=device)
+    while undecided(speedups_over_first(times), bars) and time.perf_counter() - start < max_seconds:
+        more = time_interleaved(fns, rounds=rounds, repeats=repeats, warmup=1, device=device)
+        times = pd.concat([times, more], ignore_index=True)
     for name, model in models.items():
         model.train(was_training[name])
-    return pd.DataFrame({"latency_ms": times.median(), "ratio": ratios_to_first(times)})
+    return pd.DataFrame({"latency_ms": times.median(), "ratio": ratios_to_first(times)}).join(
+        speedups_over_first(times))
 
 
 @torch.inference_mode()

@@ -42,7 +42,7 @@ class Profile:
         finetune_epochs: retraining epochs after pruning, per model name.
         lottery_epochs: epochs of every training run of the lottery-ticket and
             pruning-at-initialization chapters (LeNet-300-100).
-        latency_repeats: timed repeats per latency measurement (the median is reported).
+        latency_repeats: timed calls per latency measurement (see the timing rule in ``course_lib.costs``).
         accuracy_bar: minimum test accuracy (in %) the dense baselines must reach.
         num_seeds: how many seeds a comparative claim is checked over.
         rethinking_train_size: training images of every run of chapter 5

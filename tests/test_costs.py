@@ -6,7 +6,7 @@ import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
-from course_lib import costs
+from course_lib import claims, costs
 
 
 def test_linear_macs_and_nonzeros_by_hand():
@@ -92,10 +92,68 @@ def test_interleaved_timing_compares_like_with_like():
     times = costs.time_interleaved({"fast": lambda: None, "slow": lambda: slow_calls.append(sum(range(20_000)))},
                                      rounds=3, repeats=4, warmup=1)
     assert times.shape == (3, 2) and (times["slow"] > times["fast"]).all()
-    assert len(slow_calls) == 1 + 3 * (1 + 4)  # warm-up, then per round one untimed call and the repeats
+    assert len(slow_calls) == 1 + 3 * 4  # the warm-up, then the repeats of each round
     latency = costs.compare_latency({"a": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}, batch_size=2,
                                       rounds=2, repeats=2)
     assert latency.loc["a", "ratio"] == 1.0 and latency.loc["a", "latency_ms"] > 0
+
+
+def test_each_round_keeps_the_fastest_call_on_one_cpu_thread(monkeypatch):
+    seen_threads = []
+    before = torch.get_num_threads()
+    calls = iter([5.0, 1.0, 3.0] * 2)  # ms of successive calls: the fastest of each round's three is 1.0
+    monkeypatch.setattr(costs, "_call_times", lambda fn, repeats, device: [next(calls) for _ in range(repeats)])
+    times = costs.time_interleaved({"a": lambda: seen_threads.append(torch.get_num_threads())}, rounds=2, repeats=3,
+                                   warmup=1)
+    assert times["a"].tolist() == [1.0, 1.0] and seen_threads == [costs.TIMING_THREADS]
+    assert torch.get_num_threads() == before  # restored afterwards
+
+
+def _fake_rounds(monkeypatch, rounds_of_times):
+    """Make time_interleaved return the given per-round times, one call after another."""
+    batches = iter(rounds_of_times)
+    monkeypatch.setattr(costs, "time_interleaved", lambda fns, rounds, repeats, warmup=5, device="cpu":
+                        pd.DataFrame(next(batches), columns=list(fns)))
+
+
+def _two_models():
+    return {"dense": nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+            "small": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}
+
+
+def test_a_straddling_speedup_is_measured_again_until_decided(monkeypatch):
+    noisy = [[2.0, 1.0], [2.0, 2.0], [2.0, 1.3], [2.0, 2.5]]  # per-round speed-ups 2.0, 1.0, 1.5, 0.8
+    clear = [[2.0, 1.0]] * 12  # 2.0 in every round
+    _fake_rounds(monkeypatch, [noisy, clear])
+    latency = costs.compare_latency(_two_models(), batch_size=2, input_shape=(784,), rounds=4,
+                                    until_decided={"small": 1.3})
+    assert latency.loc["small", "rounds"] == 16 and latency.loc["small", "speedup_low"] > 1.3
+
+
+def test_an_undecided_speedup_stops_at_the_time_cap_and_says_so(monkeypatch):
+    noisy = [[2.0, 1.0], [2.0, 2.0], [2.0, 1.3], [2.0, 2.5]]
+    _fake_rounds(monkeypatch, [noisy] * 1000)
+    latency = costs.compare_latency(_two_models(), batch_size=2, input_shape=(784,), rounds=4,
+                                    until_decided={"small": 1.3}, max_seconds=0.0)
+    assert latency.loc["small", "rounds"] == 4
+    assert costs.undecided(latency, {"small": 1.3}) == ["small"]
+    with pytest.raises(ValueError, match="not among the models"):
+        costs.compare_latency(_two_models(), batch_size=2, input_shape=(784,), until_decided={"smal": 1.3})
+
+
+def test_two_equal_models_never_pass_a_speedup_claim(capsys):
+    # Real timings: the "pruned" model is the dense one itself. However busy the machine, the claim must not
+    # hold; it fails, or (if the machine is too noisy to tell even after the cap) it says it cannot decide.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10))
+    latency = costs.compare_latency({"dense": model, "same": model}, batch_size=64, input_shape=(784,), rounds=5,
+                                    repeats=3, until_decided={"same": 1.3}, max_seconds=5.0)
+    low, high = latency.loc["same", ["speedup_low", "speedup_high"]]
+    try:
+        claims.claim("2", "speed-up of an unpruned copy", latency.loc["same", "speedup"], ">=", 1.3, unit="x",
+                     interval=(low, high))
+    except claims.ClaimFailed:
+        return
+    assert "UNDECIDED" in capsys.readouterr().out
 
 
 def test_ratios_are_taken_within_rounds():

@@ -196,13 +196,17 @@ def per_layer(sparsities: Mapping[str, float]) -> MaskFn:
 
 def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[float], make_masks: MaskFn,
                      config: TrainConfig, latency_rounds: int = 7, batch_size: int = 256,
-                     progress: bool = True) -> tuple[pd.DataFrame, dict[float, nn.Module]]:
+                     progress: bool = True, speedup_bars: Mapping[float, float] | None = None,
+                     ) -> tuple[pd.DataFrame, dict[float, nn.Module]]:
     """Prune whole units to each keep ratio, fine-tune, remove them physically, and measure.
 
     Returns a table with one row per keep ratio (1.0 is the dense model) and
     the shrunk models by keep ratio. Columns: parameters, MACs per image,
     validation and test accuracy, median latency at ``batch_size``, speed-up
-    and MAC reduction against the dense model, and ``max_output_diff``: the
+    (with the spread of its rounds, ``speedup_low``/``speedup_high``; see
+    :func:`~course_lib.costs.compare_latency`, which ``speedup_bars`` such as
+    ``{0.5: 1.3}`` pass to as ``until_decided``) and MAC reduction against
+    the dense model, and ``max_output_diff``: the
     largest difference between the masked and the shrunk network's outputs
     on validation images (surgery must not change what the network computes).
 
@@ -235,8 +239,10 @@ def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[f
         small_models[keep] = small
     # All latencies in alternating rounds on the dense model's device, against the dense model measured alongside.
     latency = compare_latency({"dense": model, **{str(k): m for k, m in small_models.items()}}, batch_size,
-                              rounds=latency_rounds)
+                              rounds=latency_rounds,
+                              until_decided={str(k): bar for k, bar in (speedup_bars or {}).items()})
     for row in rows:
-        row["latency_ms"] = latency.loc[str(row["keep_ratio"]), "latency_ms"]
-        row["speedup"] = 1.0 / latency.loc[str(row["keep_ratio"]), "ratio"]
+        measured = latency.loc[str(row["keep_ratio"])]
+        row.update(latency_ms=measured.latency_ms, speedup=measured.speedup, speedup_low=measured.speedup_low,
+                   speedup_high=measured.speedup_high)
     return pd.DataFrame(rows).set_index("keep_ratio"), small_models

@@ -1,0 +1,124 @@
+"""Claims: a chapter's assertion that also says how close it came to failing.
+
+Every chapter opens with numbered claims and checks each one in code. A bare
+``assert a > b + 1`` answers only "held" or "failed". A claim that held by
+0.04 points on this seed may fail on the next one, and a lecturer should know
+that before class, not in front of it. :func:`claim` therefore
+
+* prints the measured value, the bar and the **margin** (how far the value is
+  from the bar, in the claim's own units, positive when the claim held);
+* raises :class:`ClaimFailed` (an ``AssertionError``) when the claim does not
+  hold, with a message that names the claim and its numbers;
+* appends one JSON line per claim to the file named by ``COURSE_CLAIMS_LOG``
+  when that variable is set. ``tools/seed_sweep.py`` sets it, runs chapters
+  under several ``COURSE_SEED`` values and prints each claim's smallest
+  margin next to the spread of its value over the seeds.
+
+::
+
+    gain = erk - uniform
+    claim("3", "RigL with ERK minus uniform at 95 %", gain, ">", 0.0, spread=std_of_gain)
+
+What is *not* a claim: bookkeeping that holds by construction (the masks have
+the requested sparsity, a shrunk network computes the same outputs). Check
+those with a plain ``assert``; they have no margin to report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from course_lib.profiles import PROFILE_ENV_VAR, seed_shift
+
+CLAIMS_LOG_ENV_VAR = "COURSE_CLAIMS_LOG"
+
+# op -> (test, sign of the margin: +1 when larger values are better for the claim)
+_OPS: dict[str, tuple[Callable[[float, float], bool], int]] = {
+    ">": (operator.gt, +1),
+    ">=": (operator.ge, +1),
+    "<": (operator.lt, -1),
+    "<=": (operator.le, -1),
+}
+
+
+class ClaimFailed(AssertionError):
+    """A chapter's claim did not hold on this run (the message says by how much)."""
+
+
+def margin(value: float, op: str, bar: float) -> float:
+    """How far ``value`` is from failing ``value op bar``: positive when it holds with room to spare.
+
+    For ``>``/``>=`` it is ``value - bar``; for ``<``/``<=`` it is ``bar - value``.
+    A margin of exactly 0 holds for ``>=``/``<=`` and fails for ``>``/``<``.
+    """
+    if op not in _OPS:
+        raise ValueError(f"Unknown comparison {op!r}: use one of {sorted(_OPS)}.")
+    return _OPS[op][1] * (value - bar)
+
+
+def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str = "points",
+          spread: float | None = None, interval: tuple[float, float] | None = None) -> float:
+    """Check ``value op bar``, print the margin, log it for the seed sweep, and fail loudly if it does not hold.
+
+    Args:
+        label: the claim's number in the chapter, e.g. ``"2"`` or ``"2 at 98 %"``.
+        text: what is measured, in words ("global minus local at 98 %").
+        value: the measured number.
+        op: one of ``">"``, ``">="``, ``"<"``, ``"<="``.
+        bar: the number ``value`` is compared with.
+        unit: the unit of ``value`` and of the margin, for the printed line.
+        spread: the standard deviation over seeds behind ``value``, when it is
+            a mean; printed beside the margin, so a reader sees whether the
+            margin is larger than the noise.
+        interval: for a *measured* value such as a speed-up, the spread of the
+            measurement ``(low, high)`` (e.g. ``speedup_low``/``speedup_high``
+            of :func:`course_lib.costs.compare_latency`). The claim then holds
+            only when the whole interval satisfies it and fails only when the
+            whole interval violates it; in between it is **undecided**: the
+            line says the machine was too noisy to decide, and nothing fails.
+
+    Returns:
+        The margin (see :func:`margin`).
+
+    Raises:
+        ClaimFailed: when ``value op bar`` is false.
+        ValueError: for an unknown ``op`` or a value that is not a finite number.
+    """
+    value, bar = float(value), float(bar)
+    if not (math.isfinite(value) and math.isfinite(bar)):
+        raise ValueError(f"claim {label} ({text}): the value {value} and the bar {bar} must be finite numbers; "
+                         "a NaN usually means an empty selection in the table it came from.")
+    room = margin(value, op, bar)
+    test = _OPS[op][0]
+    held: bool | None = test(value, bar)
+    noise = "" if spread is None else f", seed std {float(spread):.2f}"
+    bounds = None if interval is None else sorted(float(v) for v in interval)
+    if bounds is not None:
+        noise += f", measured {bounds[0]:.2f}-{bounds[1]:.2f}"
+        ends = [test(end, bar) for end in bounds]
+        held = True if all(ends) else False if not any(ends) else None
+    verdict = {True: "holds", False: "FAILS", None: "UNDECIDED: the machine was too noisy to tell"}[held]
+    print(f"claim {label}: {text}: {value:.2f} {op} {bar:.2f} {verdict} (margin {room:+.2f}{_unit(unit)}{noise})")
+    _log({"label": label, "text": text, "value": value, "op": op, "bar": bar, "margin": room, "unit": unit,
+          "spread": None if spread is None else float(spread), "interval": bounds, "held": held,
+          "profile": os.environ.get(PROFILE_ENV_VAR, "full"), "course_seed": seed_shift()})
+    if held is False:
+        raise ClaimFailed(f"claim {label} failed: {text} is {value:.2f}, which is not {op} {bar:.2f} "
+                          f"(margin {room:+.2f}{_unit(unit)}{noise}).")
+    return room
+
+
+def _unit(unit: str) -> str:
+    return f" {unit}" if unit else ""
+
+
+def _log(record: dict[str, object]) -> None:
+    path = os.environ.get(CLAIMS_LOG_ENV_VAR)
+    if path:
+        with Path(path).open("a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")

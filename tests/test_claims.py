@@ -1,0 +1,54 @@
+"""claims.claim: prints the margin, fails with the numbers, logs for the seed sweep, and leaves noisy timings undecided."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from course_lib import claims
+
+
+def test_a_claim_that_holds_returns_its_margin_and_prints_it(capsys):
+    assert claims.claim("1", "global minus local", 6.5, ">=", 5.0) == pytest.approx(1.5)
+    assert "claim 1: global minus local: 6.50 >= 5.00 holds (margin +1.50 points)" in capsys.readouterr().out
+    assert claims.claim("2", "cost of shuffling", 0.4, "<", 1.0, spread=0.3) == pytest.approx(0.6)
+    assert "seed std 0.30" in capsys.readouterr().out
+
+
+def test_a_claim_that_fails_names_itself_and_its_numbers():
+    with pytest.raises(claims.ClaimFailed, match=r"claim 3 failed: SET minus static is -0.20, which is not > 0.00 "
+                                                 r"\(margin -0.20 points\)"):
+        claims.claim("3", "SET minus static", -0.2, ">", 0.0)
+    with pytest.raises(AssertionError):  # nbval and the seed sweep see an ordinary failed assert
+        claims.claim("3", "SET minus static", 0.0, ">", 0.0)
+    assert claims.claim("3", "SET minus static", 0.0, ">=", 0.0) == 0.0
+
+
+def test_bad_input_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="Unknown comparison"):
+        claims.claim("1", "x", 1.0, "=>", 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        claims.claim("1", "x", float("nan"), ">", 0.0)
+
+
+def test_every_claim_is_logged_when_the_sweep_asks(tmp_path, monkeypatch):
+    log = tmp_path / "claims.jsonl"
+    monkeypatch.setenv(claims.CLAIMS_LOG_ENV_VAR, str(log))
+    monkeypatch.setenv("COURSE_SEED", "2")
+    claims.claim("1", "a", 2.0, ">", 1.0)
+    with pytest.raises(claims.ClaimFailed):
+        claims.claim("2", "b", 2.0, "<", 1.0)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["label"], r["held"], r["margin"], r["course_seed"]) for r in records] == [("1", True, 1.0, 2),
+                                                                                          ("2", False, -1.0, 2)]
+
+
+def test_a_measured_interval_decides_on_both_ends(capsys):
+    assert claims.claim("6", "speed-up", 1.6, ">", 1.2, unit="x", interval=(1.5, 1.7)) == pytest.approx(0.4)
+    with pytest.raises(claims.ClaimFailed, match="measured 0.95-1.05"):
+        claims.claim("6", "speed-up", 1.0, ">", 1.2, unit="x", interval=(0.95, 1.05))
+    capsys.readouterr()
+    # Straddling the bar: the estimate alone would fail, but the measurement cannot tell, so nothing fails.
+    claims.claim("6", "speed-up", 1.15, ">", 1.2, unit="x", interval=(0.9, 1.4))
+    assert "UNDECIDED: the machine was too noisy to tell" in capsys.readouterr().out

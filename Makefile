@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 KERNEL := pruning-course
 
-.PHONY: lab test exercises env clean-env
+.PHONY: lab test exercises seed-sweep env clean-env
 
 env: $(STAMP)
 
@@ -35,6 +35,15 @@ lab: $(STAMP)
 # notebooks and the solved exercises, and the unsolved exercises' first checks.
 test: $(STAMP)
 	COURSE_PROFILE=quick $(BIN)/python -m pytest
+
+# Execute chapters under several COURSE_SEED values and print every claim's margin (tools/seed_sweep.py), e.g.
+#   make seed-sweep PROFILE=full SEEDS=1 NOTEBOOKS="notebooks/01_*.ipynb notebooks/03_*.ipynb" JOBS=1
+PROFILE   ?= quick
+SEEDS     ?= 1 2
+JOBS      ?= 2
+NOTEBOOKS ?= notebooks/*.ipynb
+seed-sweep: $(STAMP)
+	$(BIN)/python tools/seed_sweep.py --profile $(PROFILE) --seeds $(SEEDS) --jobs $(JOBS) $(NOTEBOOKS)
 
 # exercises/ is generated from solutions/ (the single source); never edit exercises/ by hand.
 exercises: $(STAMP)

@@ -1,0 +1,38 @@
+"""tools/seed_sweep.py: its table of margins flags a claim that failed under a seed, and one thinner than its noise."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("seed_sweep", ROOT / "tools" / "seed_sweep.py")
+seed_sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(seed_sweep)
+
+
+def _claim(label, text, value, bar, held=None):
+    return {"label": label, "text": text, "value": value, "op": ">", "bar": bar, "margin": value - bar,
+            "unit": "points", "held": value > bar if held is None else held}
+
+
+def test_the_report_names_failed_runs_and_thin_claims():
+    # Chapter 4 under COURSE_SEED 2 failed its claim 3 (issue 20); chapter 1's claim 2 held by less than its spread.
+    runs = [
+        {"notebook": "04_pruning_at_initialization.ipynb", "seed": 1, "seconds": 60.0, "error": None,
+         "claims": [_claim("3", "shuffling cost", 1.5, 1.0)]},
+        {"notebook": "04_pruning_at_initialization.ipynb", "seed": 2, "seconds": 60.0,
+         "error": "ClaimFailed: claim 3 failed: shuffling cost is 0.91, which is not > 1.00",
+         "claims": [_claim("3", "shuffling cost", 0.91, 1.0)]},
+        {"notebook": "01_magnitude_pruning.ipynb", "seed": 1, "seconds": 30.0, "error": None,
+         "claims": [_claim("2", "global minus local", 8.0, 5.0), _claim("1", "accuracy loss", 9.0, 0.0)]},
+        {"notebook": "01_magnitude_pruning.ipynb", "seed": 2, "seconds": 30.0, "error": None,
+         "claims": [_claim("2", "global minus local", 5.5, 5.0), _claim("1", "accuracy loss", 9.1, 0.0)]},
+    ]
+    table = seed_sweep.margins_table(runs).set_index(["notebook", "claim"])
+    assert table.loc[("04", "3"), "failed"] == 1 and table.loc[("04", "3"), "smallest margin"] < 0
+    assert bool(table.loc[("01", "2"), "thin"])  # margin 0.5 below the value's spread over seeds (1.77)
+    assert not bool(table.loc[("01", "1"), "thin"])
+    text = seed_sweep.report(runs, seed_sweep.margins_table(runs), "quick")
+    assert "1 of 4 runs failed." in text and "FAILED: ClaimFailed: claim 3 failed" in text
+    assert "1 failed under some seed; 2 with a smallest margin below the spread" in text

@@ -29,13 +29,19 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+try:
+    import fcntl  # Linux and macOS: lets two processes agree on who computes a result
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from course_lib.data import DataSplits
 from course_lib.models import build_model
@@ -102,6 +108,45 @@ def _save(path: Path, value: Any) -> None:
     os.replace(tmp.name, path)
 
 
+@contextmanager
+def _computing(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` while its result is computed.
+
+    Two processes may ask for the same result at once (two notebooks open,
+    the test suite's parallel workers). The second one waits for the first,
+    saying so, and then loads its file instead of computing it again. Where
+    the platform has no ``fcntl`` (Windows), nothing is locked.
+    """
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is computing {path.name} ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _load_or_compute(path: Path, compute: Callable[[], T]) -> tuple[T, bool]:
+    """The value stored at ``path`` (and True), or ``compute()`` stored there (and False), computed once at a time."""
+    value = _load(path)
+    if value is not _MISSING:
+        return value, True
+    with _computing(path):
+        value = _load(path)  # computed by another process while this one waited
+        if value is not _MISSING:
+            return value, True
+        value = compute()
+        _save(path, value)
+    return value, False
+
+
 def cached_run(name: str, parts: Mapping[str, Any], compute: Callable[[], T], *,
                device: torch.device | None = None, directory: Path | None = None) -> T:
     """Load the result of an experiment from the cache, or compute and store it.
@@ -121,11 +166,7 @@ def cached_run(name: str, parts: Mapping[str, Any], compute: Callable[[], T], *,
     device = device or default_device()
     key = make_key({"name": name, **parts, "device": device.type})
     path = (Path(directory) if directory is not None else cache_dir()) / f"{name}-{key}.pt"
-    value = _load(path)
-    if value is _MISSING:
-        value = compute()
-        _save(path, value)
-    return value
+    return _load_or_compute(path, compute)[0]
 
 
 def cache_key(model_name: str, data: DataSplits, config: TrainConfig) -> str:
@@ -162,13 +203,12 @@ def trained_baseline(model_name: str, data: DataSplits, config: TrainConfig,
     folder = Path(directory) if directory is not None else cache_dir()
     path = folder / f"{model_name}-{cache_key(model_name, data, config)}.pt"
     model = build_model(model_name, seed=config.seed)
-    saved = _load(path)
-    if saved is not _MISSING:
-        model.load_state_dict(saved["state_dict"])
-        model.eval()
-        return Baseline(model, History(**saved["history"]), config, from_cache=True, path=path)
 
-    history = train(model, data, config, progress=progress, desc=f"training {model_name}")
+    def fit() -> dict[str, Any]:
+        history = train(model, data, config, progress=progress, desc=f"training {model_name}")
+        return {"state_dict": model.cpu().state_dict(), "history": asdict(history)}
+
+    saved, from_cache = _load_or_compute(path, fit)
+    model.load_state_dict(saved["state_dict"])
     model.cpu().eval()
-    _save(path, {"state_dict": model.state_dict(), "history": asdict(history)})
-    return Baseline(model, history, config, from_cache=False, path=path)
+    return Baseline(model, History(**saved["history"]), config, from_cache=from_cache, path=path)

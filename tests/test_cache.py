@@ -1,5 +1,9 @@
 """The baseline cache: a hit never retrains, and any change of config is a miss."""
 
+import multiprocessing
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,3 +96,21 @@ def test_cached_run_keys_on_parts_device_and_course_seed(tmp_path, monkeypatch):
     assert len(calls) == 5
     with pytest.raises(TypeError, match="cache key"):
         cache.cached_run("exp", {"a": object()}, run, directory=tmp_path)
+
+
+def _count_and_wait(directory: str, log: str) -> int:
+    def compute() -> int:
+        with open(log, "a") as f:
+            f.write("computed\n")
+        time.sleep(1.0)
+        return 7
+    return cache.cached_run("shared", {"x": 1}, compute, directory=Path(directory))
+
+
+def test_two_processes_asking_for_one_result_compute_it_once(tmp_path):
+    # Two notebooks (or two test workers) want the same result at once: one computes, the other waits and loads.
+    log = tmp_path / "log.txt"
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with context.Pool(2) as pool:
+        results = pool.starmap(_count_and_wait, [(str(tmp_path), str(log))] * 2)
+    assert results == [7, 7] and log.read_text().count("computed") == 1

@@ -69,3 +69,25 @@ def test_methods_needing_data_say_so():
         I.init_masks(build_model("lenet300"), "snip", 0.9)
     with pytest.raises(ValueError, match="Unknown method"):
         I.init_masks(build_model("lenet300"), "grasp2", 0.9, data=None)
+
+
+def test_the_positive_control_prunes_a_trained_network_and_rewinds_it(small, monkeypatch):
+    # The control's mask is the global magnitude mask of the network *after* training from theta_0; the three
+    # variants then train from theta_0 (as found, shuffled) or a fresh init, like every at-init method.
+    from course_lib.training import TrainConfig
+
+    trained_masks = []
+    real = I.init_masks
+
+    def spy(model, method, sparsity, *args, **kwargs):
+        masks = real(model, method, sparsity, *args, **kwargs)
+        if method == "magnitude":
+            trained_masks.append((masks, real(build_model("lenet300", seed=5), "magnitude", sparsity)))
+        return masks
+
+    monkeypatch.setattr(I, "init_masks", spy)
+    rows = I.sanity_checks("lenet300", small, TrainConfig(epochs=1, seed=5), [I.POSITIVE_CONTROL], 0.9, progress=False)
+    assert [(r["method"], r["variant"]) for r in rows] == [(I.POSITIVE_CONTROL, v) for v in I.SANITY_VARIANTS]
+    (after_training, at_init), = trained_masks
+    assert abs(mask_sparsity(after_training) - 0.9) < 0.01
+    assert any(not torch.equal(after_training[k], at_init[k]) for k in at_init)  # ranked after training, not at theta_0

@@ -36,7 +36,7 @@ from course_lib.models import build_model
 from course_lib.pruning.selection import (magnitude_scores, masks_from_scores, prunable_weights, random_masks_like,
                                          random_scores, taylor_scores, trainable_tensor)
 from course_lib.pruning.lottery import train_masked
-from course_lib.training import TrainConfig, evaluate
+from course_lib.training import TrainConfig, evaluate, train
 
 
 def snip_scores(model: nn.Module, data: TensorDataset, num_batches: int = 4,
@@ -161,6 +161,9 @@ def init_masks(model: nn.Module, method: str, sparsity: float, data: TensorDatas
 
 
 SANITY_VARIANTS = ("as found", "shuffled in each layer", "re-initialized")
+# The positive control of the sanity checks: a mask that is known to matter. Global magnitude pruning of the
+# network trained from theta_0, rewound to theta_0 (a one-shot lottery ticket, chapter 3): shuffling it should hurt.
+POSITIVE_CONTROL = "magnitude after training"
 
 
 def sanity_checks(model_name: str, data: DataSplits, config: TrainConfig, methods: Sequence[str], sparsity: float,
@@ -172,12 +175,22 @@ def sanity_checks(model_name: str, data: DataSplits, config: TrainConfig, method
     layer, at random positions); and **re-initialized** (the mask as found, on
     a fresh θ₀). If the shuffled or re-initialized masks train as well, the
     method chose *how many* weights each layer keeps, not *which* ones.
+
+    A check that never fails proves nothing, so ``methods`` may include
+    :data:`POSITIVE_CONTROL`: the global magnitude mask of the network trained
+    from θ₀ (one dense training more), rewound to θ₀ — a mask whose positions
+    are known to matter (chapter 3), so shuffling it should cost accuracy.
     """
     seeded = replace(config, seed=config.seed + seed)
     init = build_model(model_name, seed=seeded.seed)
     rows = []
     for method in methods:
-        found = init_masks(init, method, sparsity, data.train, seed=seeded.seed)
+        if method == POSITIVE_CONTROL:
+            trained = copy.deepcopy(init)
+            train(trained, data, seeded, progress=progress, desc=f"seed {seed}: dense, for the positive control")
+            found = init_masks(trained, "magnitude", sparsity)
+        else:
+            found = init_masks(init, method, sparsity, data.train, seed=seeded.seed)
         starts = {"as found": (found, init),
                   "shuffled in each layer": (random_masks_like(found, seed=seeded.seed + 1), init),
                   "re-initialized": (found, build_model(model_name, seed=seeded.seed + 1000))}

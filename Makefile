@@ -33,8 +33,10 @@ lab: $(STAMP)
 
 # COURSE_PROFILE=quick: every notebook in CI size. Unit tests, the browser test, nbval over the lecture
 # notebooks and the solved exercises, and the unsolved exercises' first checks.
+# Two workers (pytest-xdist), each notebook and test module whole on one of them; see conftest.py.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	COURSE_PROFILE=quick $(BIN)/python -m pytest
+	COURSE_PROFILE=quick $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Execute chapters under several COURSE_SEED values and print every claim's margin (tools/seed_sweep.py), e.g.
 #   make seed-sweep PROFILE=full SEEDS=1 NOTEBOOKS="notebooks/01_*.ipynb notebooks/03_*.ipynb" JOBS=1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 # After the kernel reports that a cell has finished, nbval waits for each of the cell's output messages with a
@@ -10,8 +12,34 @@ import pytest
 # for output", seen on chapter 3 in a CI run). The cell's own time limit (--nbval-cell-timeout) is unchanged.
 NBVAL_OUTPUT_TIMEOUT_S = 60
 
+# `make test` runs the suite in two pytest-xdist workers (`-n 2 --dist loadscope`: every notebook, and every test
+# module, stays on one worker). The course's small models are limited by Python, not arithmetic, so two processes
+# with one PyTorch thread each finish sooner than one process with two threads. Files are handed out in this
+# order, longest first, so that neither worker is left with a long notebook at the end; the many short unit-test
+# modules come last and fill the gaps. (The browser tests train chapter 0's quick baselines, which chapters 1-3
+# and their solutions load; the run cache makes the other worker wait for them rather than train them twice.)
+LONGEST_FIRST = [
+    "tests/test_browser.py",
+    "notebooks/08_", "notebooks/07_", "notebooks/06_", "notebooks/05_", "notebooks/03_", "notebooks/04_",
+    "solutions/08_", "solutions/07_", "solutions/06_", "solutions/05_",
+    "notebooks/02_", "notebooks/01_", "notebooks/00_", "tests/test_exercises.py", "solutions/",
+]
+
+
+def _rank(nodeid: str) -> int:
+    return next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one PyTorch thread per worker, and per kernel it starts
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: _rank(item.nodeid))  # stable: the order within a file is kept
     for item in items:
         if hasattr(item, "output_timeout"):  # nbval's notebook cells
             item.output_timeout = NBVAL_OUTPUT_TIMEOUT_S

@@ -13,6 +13,7 @@ point one way, from the families down to the foundations.
 ``training/``            the one training loop, its config and its hook phases
 ``cache``                trained baselines and any experiment's results, on disk
 ``experiments``          running an experiment over seeds: mean and spread
+``claims``               a chapter's claim checked with its margin printed (and logged for a seed sweep)
 ``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores, slimming, rethinking
 ``sparse/``              schedules, layer densities (ERK), mask updaters (AGP, SET, RigL)
 ``plots``                the course's figures

@@ -64,3 +64,12 @@ def test_glossary_links_land_on_the_glossary() -> None:
     for name, targets in links.items():
         for target in targets:
             assert target == f"{chapter0.name}#glossary", f"{name} links to {target}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_measured_claims_print_their_margin(path: Path) -> None:
+    # A measured claim goes through course_lib.claims.claim, so that its margin is printed and the seed sweep
+    # (tools/seed_sweep.py) can report how close it came to failing; a bare assert says only pass or fail.
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert "from course_lib.claims import claim" in code and re.search(r"(^|\W)claim\(\"\d", code), \
+        f"{path.name} checks no claim with course_lib.claims.claim"

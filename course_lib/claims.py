@@ -86,7 +86,8 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
         The margin (see :func:`margin`).
 
     Raises:
-        ClaimFailed: when ``value op bar`` is false.
+        ClaimFailed: when ``value op bar`` is false (with ``interval``: when
+            it is false at both ends of the interval).
         ValueError: for an unknown ``op`` or a value that is not a finite number.
     """
     value, bar = float(value), float(bar)
@@ -101,7 +102,12 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
     if bounds is not None:
         noise += f", measured {bounds[0]:.2f}-{bounds[1]:.2f}"
         ends = [test(end, bar) for end in bounds]
-        held = True if all(ends) else False if not any(ends) else None
+        if all(ends):
+            held = True
+        elif not any(ends):
+            held = False
+        else:
+            held = None  # the bar lies inside the measured spread
     verdict = {True: "holds", False: "FAILS", None: "UNDECIDED: the machine was too noisy to tell"}[held]
     print(f"claim {label}: {text}: {value:.2f} {op} {bar:.2f} {verdict} (margin {room:+.2f}{_unit(unit)}{noise})")
     _log({"label": label, "text": text, "value": value, "op": op, "bar": bar, "margin": room, "unit": unit,

@@ -405,9 +405,8 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
     """Forward-pass latency of several models on the same random batch, measured in alternating rounds.
 
     Returns one row per model: ``latency_ms`` (median over rounds of each
-    round's fastest call), ``ratio`` (latency relative to the *first* model,
-    see :func:`ratios_to_first`) and the speed-up over the first model with
-    its spread (see :func:`speedups_over_first`). Use this, not separate
+    round's fastest call) and the speed-up over the *first* model with its
+    spread (see :func:`speedups_over_first`). Use this, not separate
     :func:`measure_latency` calls, to compute speed-ups.
 
     ``until_decided`` maps model names to a speed-up bar (e.g. ``{"keep 0.5":
@@ -444,8 +443,7 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
         times = pd.concat([times, more], ignore_index=True)
     for name, model in models.items():
         model.train(was_training[name])
-    return pd.DataFrame({"latency_ms": times.median(), "ratio": ratios_to_first(times)}).join(
-        speedups_over_first(times))
+    return pd.DataFrame({"latency_ms": times.median()}).join(speedups_over_first(times))
 
 
 @torch.inference_mode()

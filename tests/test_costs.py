@@ -95,7 +95,7 @@ def test_interleaved_timing_compares_like_with_like():
     assert len(slow_calls) == 1 + 3 * 4  # the warm-up, then the repeats of each round
     latency = costs.compare_latency({"a": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}, batch_size=2,
                                       rounds=2, repeats=2)
-    assert latency.loc["a", "ratio"] == 1.0 and latency.loc["a", "latency_ms"] > 0
+    assert latency.loc["a", "speedup"] == 1.0 and latency.loc["a", "latency_ms"] > 0
 
 
 def test_each_round_keeps_the_fastest_call_on_one_cpu_thread(monkeypatch):

@@ -6,7 +6,7 @@ import torch
 from course_lib.pruning import lottery as L
 from course_lib.masks import get_masks
 from course_lib.models import build_model
-from course_lib.training import TrainConfig, train
+from course_lib.training import TrainConfig, evaluate, train
 from tests.test_training import _subset
 
 
@@ -84,3 +84,14 @@ def test_retraining_methods_keep_the_mask(small, method):
 def test_fine_tuning_at_the_end_of_a_cosine_schedule_is_refused():
     with pytest.raises(ValueError, match="cosine"):
         L.final_learning_rate(TrainConfig(epochs=2))
+
+
+def test_ticket_and_controls_over_a_seed_are_one_paired_row_each(small):
+    config = TrainConfig(epochs=1, schedule="step")
+    rows = L.ticket_vs_controls("lenet300", small, config, rounds=2, seed=3, progress=False)
+    assert [r["method"] for r in rows] == ["ticket", "random re-init", "random mask"]
+    assert len({r["density"] for r in rows}) == 1 and 0.6 < rows[0]["density"] < 0.7  # 0.8 ** 2 of the hidden weights
+    # The seed shifts theta_0: seed 3 finds the ticket that IMP from config.seed + 3 finds.
+    tickets, _ = L.iterative_magnitude_pruning("lenet300", small, TrainConfig(epochs=1, schedule="step", seed=3), 2,
+                                               progress=False)
+    assert rows[0]["test_acc"] == evaluate(tickets[-1].model, small.test)

@@ -161,6 +161,26 @@ def random_mask_control(model_name: str, ticket: Ticket, init_state: dict[str, t
     return model, history
 
 
+def ticket_vs_controls(model_name: str, data: DataSplits, config: TrainConfig, rounds: int, rate: float = 0.2,
+                       seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
+    """One seed of the ticket-against-controls comparison: IMP for ``rounds`` rounds, then the two controls.
+
+    ``seed`` is added to ``config.seed``; it fixes θ₀, the data order and the
+    controls' random draws, so "ticket minus control" is a paired difference
+    seed by seed. Returns one row per network trained at the sparsest round
+    (ticket, random re-init, random mask): method, density, test accuracy.
+    """
+    seeded = replace(config, seed=config.seed + seed)
+    tickets, theta0 = iterative_magnitude_pruning(model_name, data, seeded, rounds, rate, progress=progress)
+    last = tickets[-1]
+    networks = {"ticket": last.model,
+                "random re-init": random_reinit_control(model_name, last, data, seeded, progress=progress)[0],
+                "random mask": random_mask_control(model_name, last, theta0, data, seeded, seed=seeded.seed,
+                                                   progress=progress)[0]}
+    return [{"method": name, "density": last.density, "test_acc": evaluate(model, data.test)}
+            for name, model in networks.items()]
+
+
 def retrain_after_pruning(method: Retraining, trained: nn.Module, masks: Masks, rewind_state: dict[str, torch.Tensor],
                           data: DataSplits, config: TrainConfig, rewind_epoch: int,
                           progress: bool = True) -> tuple[nn.Module, History]:

@@ -14,6 +14,13 @@ Pruning papers report different costs, and they do not move together:
 Everything reads ``module.weight``, the weight the layer actually uses, so the
 functions work unchanged on models masked by ``torch.nn.utils.prune``.
 
+The functions that run the model on a made-up input (MACs, latency, the
+profile) need the shape of one input, without the batch dimension:
+``input_shape=None`` means the model's own ``model.input_shape`` (see
+:func:`course_lib.models.input_shape_of`); pass it for any other model, e.g.
+``input_shape=(784,)`` for a plain ``nn.Linear(784, 10)``. The inputs are
+random floats, as images are.
+
 Measurements run where the model is (CPU, CUDA or Apple's MPS): inputs are
 made on the model's device once, before the clock starts, and every timing
 waits for that device to finish (:func:`synchronize`), because a GPU returns
@@ -57,6 +64,7 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
 from course_lib.devices import model_device, synchronize
+from course_lib.models import input_shape_of
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
 INDEX_BYTES = 4  # CSR column indices and row pointers stored as int32
@@ -104,15 +112,16 @@ def _output_positions(model: nn.Module, input_shape: tuple[int, ...]) -> dict[st
     return positions
 
 
-def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> pd.DataFrame:
+def layer_costs(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> pd.DataFrame:
     """One row per Linear/Conv2d layer: weights, non-zeros, sparsity, MACs per image.
 
     Columns: ``layer``, ``kind``, ``weights``, ``nonzero``, ``sparsity_%``,
     ``biases``, ``macs`` (dense) and ``effective_macs`` (zero weights skipped).
     A weight used at P output positions (P = H_out*W_out for a convolution, 1
     for a Linear on a flat input) costs P MACs per image.
+    ``input_shape`` is one input's shape (default: ``model.input_shape``).
     """
-    positions = _output_positions(model, input_shape)
+    positions = _output_positions(model, input_shape_of(model, input_shape))
     rows = []
     for name, layer in prunable_layers(model).items():
         weight = layer.weight.detach()
@@ -399,7 +408,7 @@ def undecided(speedups: pd.DataFrame, bars: Mapping[str, float]) -> list[str]:
 
 
 @torch.inference_mode()
-def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, input_shape: tuple[int, ...] = (1, 28, 28),
+def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, input_shape: tuple[int, ...] | None = None,
                     rounds: int = 7, repeats: int = 10, until_decided: Mapping[str, float] | None = None,
                     max_seconds: float = 60.0) -> pd.DataFrame:
     """Forward-pass latency of several models on the same random batch, measured in alternating rounds.
@@ -418,7 +427,9 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
 
     Every model is timed where it is, and they must all be on the same device
     (move them first, e.g. ``model.to("cpu")``); a ``ValueError`` says so
-    otherwise. The batch is made on that device once, before any timing.
+    otherwise. The batch is made on that device once, before any timing; its
+    images have shape ``input_shape`` (default: the models' own ``input_shape``,
+    which must then agree).
     """
     if not models:
         raise ValueError("compare_latency needs at least one model.")
@@ -431,7 +442,11 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
         raise ValueError(f"The models to compare are on different devices {devices}: a latency table must time "
                          "them all on one device. Move them first, e.g. model.to('cpu').")
     device = next(iter(devices.values()))
-    x = torch.randn(batch_size, *input_shape, device=device)
+    shapes = {name: input_shape_of(model, input_shape) for name, model in models.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"The models to compare expect inputs of different shapes {shapes}: one batch cannot feed "
+                         "them all. Pass input_shape=(...) to choose it.")
+    x = torch.randn(batch_size, *next(iter(shapes.values())), device=device)
     was_training = {name: model.training for name, model in models.items()}
     for model in models.values():
         model.eval()
@@ -447,13 +462,17 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
 
 
 @torch.inference_mode()
-def measure_latency(model: nn.Module, batch_size: int = 1, input_shape: tuple[int, ...] = (1, 28, 28),
+def measure_latency(model: nn.Module, batch_size: int = 1, input_shape: tuple[int, ...] | None = None,
                     warmup: int = 5, repeats: int = 30) -> Latency:
-    """Time one forward pass of ``model`` on a random batch, on the model's device (see :func:`time_call`)."""
+    """Time one forward pass of ``model`` on a random batch, on the model's device (see :func:`time_call`).
+
+    The batch's inputs have shape ``input_shape`` (default: ``model.input_shape``).
+    """
+    shape = input_shape_of(model, input_shape)
     device = model_device(model)
     was_training = model.training
     model.eval()
-    x = torch.randn(batch_size, *input_shape, device=device)
+    x = torch.randn(batch_size, *shape, device=device)
     median, p25, p75 = time_call(lambda: model(x), warmup, repeats, device=device)
     model.train(was_training)
     return Latency(batch_size, median, p25, p75)
@@ -510,7 +529,7 @@ def csr_vs_dense_matmul(weight: torch.Tensor, batch_size: int = 256, repeats: in
 
 
 @torch.inference_mode()
-def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[int, ...] = (1, 28, 28),
+def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[int, ...] | None = None,
                    repeats: int = 10, top: int = 6) -> pd.DataFrame:
     """Where the time of a forward pass goes, by PyTorch operator (``torch.profiler``).
 
@@ -522,8 +541,10 @@ def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[i
     own CPU time; on CUDA, of the GPU time of the kernels each operator
     launched. On Apple's MPS the profiler sees only the CPU side (launching
     the kernels, not running them), so the shares say little: a warning says
-    so; profile a CPU copy instead.
+    so; profile a CPU copy instead. The inputs have shape ``input_shape``
+    (default: ``model.input_shape``).
     """
+    shape = input_shape_of(model, input_shape)
     device = model_device(model)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
@@ -533,7 +554,7 @@ def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[i
                       "it; for the shares of computation, profile a CPU copy of the model.", stacklevel=2)
     was_training = model.training
     model.eval()
-    x = torch.randn(batch_size, *input_shape, device=device)
+    x = torch.randn(batch_size, *shape, device=device)
     for _ in range(3):
         model(x)
     synchronize(device)  # the warm-up's kernels must not land in the profile
@@ -554,8 +575,12 @@ def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[i
 
 
 def cost_summary(model: nn.Module, batch_sizes: tuple[int, ...] = (1, 256), repeats: int = 30,
-                 input_shape: tuple[int, ...] = (1, 28, 28)) -> dict[str, float]:
-    """Every cost of one model in one row (for a table that compares models)."""
+                 input_shape: tuple[int, ...] | None = None) -> dict[str, float]:
+    """Every cost of one model in one row (for a table that compares models).
+
+    ``input_shape`` is one input's shape (default: ``model.input_shape``).
+    """
+    input_shape = input_shape_of(model, input_shape)
     costs = layer_costs(model, input_shape)
     row: dict[str, float] = {
         "parameters": count_parameters(model),

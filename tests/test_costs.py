@@ -69,7 +69,8 @@ def test_latency_is_a_sane_median():
 
 
 def test_cost_summary_has_every_cost():
-    row = costs.cost_summary(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), batch_sizes=(1, 4), repeats=3)
+    row = costs.cost_summary(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), batch_sizes=(1, 4), repeats=3,
+                             input_shape=(1, 28, 28))
     assert row["parameters"] == 7850 and row["MACs"] == 7840
     assert {"bytes_dense", "bytes_csr", "latency_ms_bs1", "latency_ms_bs4"} <= row.keys()
 
@@ -82,7 +83,7 @@ def test_csr_matmul_timing_reports_all_three_kernels():
 
 def test_op_time_shares_add_up_to_at_most_100_percent():
     shares = costs.op_time_shares(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten()), batch_size=4,
-                                    repeats=2)
+                                    repeats=2, input_shape=(1, 28, 28))
     assert list(shares.columns) == ["operator", "share_%"] and 0 < shares["share_%"].sum() <= 100.0 + 1e-6
     assert any("conv" in op for op in shares.operator)
 
@@ -94,7 +95,7 @@ def test_interleaved_timing_compares_like_with_like():
     assert times.shape == (3, 2) and (times["slow"] > times["fast"]).all()
     assert len(slow_calls) == 1 + 3 * 4  # the warm-up, then the repeats of each round
     latency = costs.compare_latency({"a": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}, batch_size=2,
-                                      rounds=2, repeats=2)
+                                      rounds=2, repeats=2, input_shape=(1, 28, 28))
     assert latency.loc["a", "speedup"] == 1.0 and latency.loc["a", "latency_ms"] > 0
 
 

@@ -16,6 +16,7 @@ from torch import nn
 matplotlib.use("Agg")
 
 from course_lib import costs, widgets  # noqa: E402
+from course_lib.chapters import ch02_structure_and_speed as ch02  # noqa: E402
 from course_lib.models import build_model  # noqa: E402
 from course_lib.pruning import procedures  # noqa: E402
 from course_lib.pruning.lottery import Ticket  # noqa: E402
@@ -88,7 +89,7 @@ def test_models_on_different_devices_are_not_compared():
 def test_compare_latency_feeds_one_input_made_on_the_models_device(device, monkeypatch):
     synced = record_synchronize(monkeypatch)
     spies = {"a": InputSpy().to(device), "b": InputSpy().to(device)}
-    latency = costs.compare_latency(spies, batch_size=4, rounds=2, repeats=3)
+    latency = costs.compare_latency(spies, batch_size=4, rounds=2, repeats=3, input_shape=(1, 28, 28))
     assert (latency["latency_ms"] > 0).all() and latency.loc["a", "speedup"] == 1.0
     for spy in spies.values():
         assert {d.type for d, _ in spy.seen} == {device.type}, "the input must be on the model's device"
@@ -100,8 +101,8 @@ def test_compare_latency_feeds_one_input_made_on_the_models_device(device, monke
 def test_measure_latency_and_cost_summary_time_on_the_models_device(device, monkeypatch):
     synced = record_synchronize(monkeypatch)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).to(device)
-    assert costs.measure_latency(model, batch_size=2, repeats=3).median_ms > 0
-    row = costs.cost_summary(model, batch_sizes=(2,), repeats=3)
+    assert costs.measure_latency(model, batch_size=2, repeats=3, input_shape=(1, 28, 28)).median_ms > 0
+    row = costs.cost_summary(model, batch_sizes=(2,), repeats=3, input_shape=(1, 28, 28))
     assert row["MACs"] == 7840 and row["latency_ms_bs2"] > 0
     assert len(synced) >= 2 * 3 * 2 and {d.type for d in synced} == {device.type}
 
@@ -124,9 +125,9 @@ def test_op_time_shares_profile_the_model_where_it_is(device):
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten()).to(device)
     if device.type == "mps":
         with pytest.warns(UserWarning, match="profile a CPU copy"):
-            costs.op_time_shares(model, batch_size=4, repeats=2)
+            costs.op_time_shares(model, batch_size=4, repeats=2, input_shape=(1, 28, 28))
         return
-    shares = costs.op_time_shares(model, batch_size=4, repeats=2)
+    shares = costs.op_time_shares(model, batch_size=4, repeats=2, input_shape=(1, 28, 28))
     assert 0 < shares["share_%"].sum() <= 100.0 + 1e-6 and any("conv" in op for op in shares.operator)
 
 
@@ -135,7 +136,7 @@ def test_structured_sweep_compares_and_times_on_the_right_devices(device, tiny_s
     # (the "cpu" case on a GPU machine) the probe must follow the fine-tuned
     # model, and the shrunk models must join the dense one to be timed.
     model = build_model("lenet300").to(device)
-    table, shrunk = procedures.structured_sweep(model, tiny_splits, [1.0, 0.5], procedures.units("l1"),
+    table, shrunk = ch02.structured_sweep(model, tiny_splits, [1.0, 0.5], procedures.units("l1"),
                                                 TrainConfig(epochs=1), latency_rounds=2, batch_size=8,
                                                 progress=False)
     assert table.loc[0.5, "max_output_diff"] < 1e-5, "surgery changed the outputs"

@@ -32,7 +32,7 @@ def test_flops_by_hand_on_two_linear_layers():
 
 def test_flops_of_a_convolution_count_every_output_position():
     model = nn.Sequential(nn.Conv2d(1, 4, 3))  # 26 x 26 outputs, 9 MACs each, 4 channels
-    macs = layer_costs(model).set_index("layer").macs.to_dict()
+    macs = layer_costs(model, input_shape=(1, 28, 28)).set_index("layer").macs.to_dict()
     assert forward_flops(macs) == 2 * 4 * 9 * 26 * 26
 
 

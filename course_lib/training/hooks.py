@@ -12,6 +12,7 @@ this order::
     -- for every batch --
     before_forward(ctx)      resample a stochastic mask, set a temperature,
                              ask a mask to keep the dense gradient
+    -- loss = ctx.task.loss(model, ctx.batch) --
     extra_loss(ctx)          a term added to the loss (a regulariser)
     -- loss.backward() --
     after_backward(ctx)      edit gradients before the step (an L1 subgradient),
@@ -44,10 +45,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from course_lib.training.tasks import CLASSIFICATION, Task
+
 if TYPE_CHECKING:
     from course_lib.data import DataSplits
     from course_lib.training.config import TrainConfig
-    from course_lib.training.loop import History
+    from course_lib.training.history import History
 
 StepFunction = Callable[[nn.Module, int], None]
 
@@ -59,6 +62,9 @@ class TrainContext:
     ``step`` counts the optimizer steps *completed*: it is 0 in
     ``before_forward`` of the first batch and 1 in that batch's ``after_step``.
     ``optimizer`` and ``scheduler`` are ``None`` in ``on_start`` and ``param_groups``.
+    ``task`` is what the model learns (:mod:`course_lib.training.tasks`): the
+    batch's loss is ``task.loss(model, batch)``, and a hook that needs the loss
+    of its own forward pass (or a validation score) asks the task for it.
     """
 
     model: nn.Module
@@ -68,6 +74,7 @@ class TrainContext:
     history: History
     steps_per_epoch: int
     total_steps: int
+    task: Task = CLASSIFICATION
     optimizer: torch.optim.Optimizer | None = None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     step: int = 0

@@ -2,15 +2,22 @@
 
 ``train`` serves every chapter. Methods change what happens around each
 step through hooks (see :mod:`course_lib.training.hooks`), never by copying
-the loop. One step, with the hook phases in their places::
+the loop. What is learned - classes of images, the next token of a text -
+is the *task* (see :mod:`course_lib.training.tasks`): it says what the loss
+of a batch is and how to score the model on the validation split. One step,
+with the hook phases in their places::
 
     hooks: before_forward
-    loss = cross_entropy(model(x), y) + sum of hooks' extra_loss
+    loss = task.loss(model, batch) + sum of hooks' extra_loss
+                                     (Classification: cross_entropy(model(x), y))
     loss.backward()
     hooks: after_backward            (may set ctx.skip_step)
     optimizer.step()                 (unless skipped)
     scheduler.step(); step += 1
     hooks: after_step
+
+and at the end of every epoch ``task.score(model, data.val)`` is recorded in
+the :class:`History`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import random
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,7 +37,12 @@ from course_lib.data import DataSplits, batches
 from course_lib.devices import default_device, model_device
 from course_lib.profiles import shifted_seed
 from course_lib.training.config import TrainConfig, make_optimizer, make_scheduler, steps_per_epoch
+from course_lib.training.history import History
 from course_lib.training.hooks import Hook, StepFunction, TrainContext, as_hooks
+from course_lib.training.tasks import CLASSIFICATION, Task, evaluate, predict
+
+__all__ = ["History", "default_device", "evaluate", "model_device", "predict", "recalibrate_batchnorm",
+           "seed_everything", "train"]
 
 
 def seed_everything(seed: int) -> None:
@@ -43,57 +54,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@dataclass
-class History:
-    """What happened during training, one entry per epoch (the last one may be partial).
-
-    ``metrics`` holds what hooks report in ``on_evaluate``, one list per name.
-    """
-
-    train_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    steps: int = 0
-    eval_steps: list[int] = field(default_factory=list)
-    eval_accuracy: list[float] = field(default_factory=list)
-    metrics: dict[str, list[float]] = field(default_factory=dict)
-
-    @property
-    def early_stopping_step(self) -> int:
-        """Step with the highest validation accuracy among the ``eval_every`` checks (earliest on ties)."""
-        if not self.eval_steps:
-            raise ValueError("No step-wise validation was recorded: train with eval_every=N.")
-        return self.eval_steps[int(np.argmax(self.eval_accuracy))]
-
-    @property
-    def best_epoch(self) -> int:
-        """1-based epoch with the highest validation accuracy (earliest on ties)."""
-        return int(np.argmax(self.val_accuracy)) + 1
-
-
-@torch.no_grad()
-def predict(model: nn.Module, dataset: TensorDataset, batch_size: int = 1000,
-            device: torch.device | None = None) -> torch.Tensor:
-    """Predicted class of every image in ``dataset`` (in eval mode), on the CPU.
-
-    The images go to ``device`` (default: wherever the model is).
-    """
-    device = device or model_device(model)
-    was_training = model.training
-    model.eval()
-    preds = [model(x.to(device)).argmax(dim=1).cpu() for x, _ in batches(dataset, batch_size)]
-    model.train(was_training)
-    return torch.cat(preds)
-
-
-def evaluate(model: nn.Module, dataset: TensorDataset, batch_size: int = 1000,
-             device: torch.device | None = None) -> float:
-    """Accuracy in percent of ``model`` on ``dataset``."""
-    labels = dataset.tensors[1]
-    return 100.0 * (predict(model, dataset, batch_size, device) == labels).float().mean().item()
 
 
 @torch.no_grad()
@@ -146,8 +106,9 @@ def train(
     start_epoch: int = 0,
     stop_epoch: int | None = None,
     eval_every: int | None = None,
+    task: Task = CLASSIFICATION,
 ) -> History:
-    """Train ``model`` on ``data.train`` and record validation accuracy each epoch.
+    """Train ``model`` on ``data.train`` and record the validation metric (accuracy) each epoch.
 
     Args:
         model: trained in place.
@@ -164,8 +125,13 @@ def train(
             in a full run. Rewinding to epoch k uses this.
         stop_epoch: stop after this epoch (default: the end of the budget), e.g.
             to get the weights theta_k after k epochs of a run.
-        eval_every: also record validation accuracy every this many steps
-            (``History.eval_steps`` / ``eval_accuracy``), to find the early-stopping step.
+        eval_every: also record the validation metric every this many steps
+            (``History.eval_steps`` / ``eval_accuracy``, or ``eval_metric`` for a
+            task other than classification), to find the early-stopping step.
+        task: what the model learns: the loss of a batch and the validation
+            metric (see :mod:`course_lib.training.tasks`). The default,
+            :class:`~course_lib.training.tasks.Classification`, is cross-entropy
+            and accuracy; ``NextToken()`` trains a language model.
 
     Returns:
         The :class:`History` of the run.
@@ -180,9 +146,9 @@ def train(
     hooks = as_hooks(hooks)
     seed_everything(config.seed)
     model.to(device).train()
-    history = History()
+    history = History(metric_name=task.metric_name, higher_is_better=task.higher_is_better)
     ctx = TrainContext(model=model, data=data, config=config, device=device, history=history,
-                       steps_per_epoch=per_epoch, total_steps=total_steps, step=start_epoch * per_epoch)
+                       steps_per_epoch=per_epoch, total_steps=total_steps, task=task, step=start_epoch * per_epoch)
     for hook in hooks:
         hook.on_start(ctx)
     model.to(device)  # a hook may have attached new masks or parameters
@@ -190,7 +156,6 @@ def train(
     ctx.scheduler = make_scheduler(ctx.optimizer, config, total_steps)
     _fast_forward(ctx.scheduler, ctx.step)
     last_step = min(stop_epoch * per_epoch, total_steps)
-    loss_fn = nn.CrossEntropyLoss()
     bar = tqdm(total=last_step - ctx.step, desc=desc, disable=not progress, leave=False)
     for epoch in range(start_epoch, stop_epoch):
         ctx.epoch = epoch
@@ -201,23 +166,23 @@ def train(
             if ctx.step >= last_step:
                 break
             ctx.batch = (x.to(device), y.to(device))
-            _train_step(ctx, hooks, loss_fn)
+            _train_step(ctx, hooks)
             if eval_every and ctx.step % eval_every == 0:
                 history.eval_steps.append(ctx.step)
-                history.eval_accuracy.append(evaluate(model, data.val, device=device))
+                history.eval_scores.append(task.score(model, data.val, device=device))
                 model.train()
             running += ctx.loss.item() * len(y)
             seen += len(y)
             bar.update(1)
         history.train_loss.append(running / seen)
         history.seconds.append(time.perf_counter() - started)
-        history.val_accuracy.append(evaluate(model, data.val, device=device))
+        history.val_scores.append(task.score(model, data.val, device=device))
         for hook in hooks:
             for name, value in hook.on_evaluate(ctx).items():
                 history.metrics.setdefault(name, []).append(float(value))
         model.train()
-        bar.set_postfix(epoch=epoch + 1, loss=f"{history.train_loss[-1]:.3f}",
-                        val_acc=f"{history.val_accuracy[-1]:.1f}%")
+        bar.set_postfix({"epoch": epoch + 1, "loss": f"{history.train_loss[-1]:.3f}",
+                         f"val_{task.metric_name}": task.format_score(history.val_scores[-1])})
     bar.close()
     ctx.batch = ctx.loss = None
     history.steps = ctx.step
@@ -225,15 +190,14 @@ def train(
     return history
 
 
-def _train_step(ctx: TrainContext, hooks: list[Hook], loss_fn: nn.Module) -> None:
+def _train_step(ctx: TrainContext, hooks: list[Hook]) -> None:
     """One optimizer step on ``ctx.batch`` with every hook phase in its place."""
     assert ctx.optimizer is not None and ctx.scheduler is not None and ctx.batch is not None
-    x, y = ctx.batch
     ctx.skip_step = False
     for hook in hooks:
         hook.before_forward(ctx)
     ctx.optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(ctx.model(x), y)
+    loss = ctx.task.loss(ctx.model, ctx.batch)
     for hook in hooks:
         extra = hook.extra_loss(ctx)
         if extra is not None:

@@ -10,7 +10,17 @@ for a baseline the model and its architecture, the dataset, the split sizes
 and seed, the full :class:`~course_lib.training.TrainConfig`, the device type,
 the PyTorch version and ``COURSE_SEED``; for any other experiment, the parts
 you give :func:`cached_run` plus the same environment. Change any of them and
-the result is computed anew; nothing stale is ever loaded.
+the result is computed anew.
+
+The code that computes a result determines it too, so every key also holds a
+:func:`code_fingerprint`: a hash of the source of the modules that compute it
+and of every module of their package they import, transitively, without
+comments, docstrings and formatting. Edit a line of that code and the result
+is computed anew; nothing stale is ever loaded. The modules are the training
+loop and the models for a baseline; for :func:`cached_run`, those you name
+with ``code=``, by default the module that defines ``compute`` or, for a
+function typed in a notebook, the whole ``course_lib`` package. (A notebook's
+own lines cannot be fingerprinted: when you change them, change the ``parts``.)
 
 Files are written atomically (to a temporary file, then renamed), so a
 notebook running in parallel never reads half a file. A file that cannot be
@@ -44,12 +54,14 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 from course_lib.data import DataSplits
+from course_lib.fingerprint import Code, code_fingerprint, code_names, default_code
 from course_lib.models import build_model
 from course_lib.profiles import seed_shift
 from course_lib.training import History, TrainConfig, default_device, train
 
 CACHE_ENV_VAR = "COURSE_CACHE_DIR"
 CACHE_FORMAT = 3  # bump when the meaning of a cached file changes (3: Adam runs fused)
+BASELINE_CODE = ("course_lib.training.loop", "course_lib.models")  # what trains a baseline (config, hooks, data...)
 T = TypeVar("T")
 
 
@@ -147,7 +159,7 @@ def _load_or_compute(path: Path, compute: Callable[[], T]) -> tuple[T, bool]:
     return value, False
 
 
-def cached_run(name: str, parts: Mapping[str, Any], compute: Callable[[], T], *,
+def cached_run(name: str, parts: Mapping[str, Any], compute: Callable[[], T], *, code: Code | None = None,
                device: torch.device | None = None, directory: Path | None = None) -> T:
     """Load the result of an experiment from the cache, or compute and store it.
 
@@ -159,18 +171,24 @@ def cached_run(name: str, parts: Mapping[str, Any], compute: Callable[[], T], *,
             numbers, strings, tensors, lists and dicts of them, dataclasses
             such as ``History``; store a model as its ``state_dict()``
             (a parametrized model cannot be pickled whole).
+        code: the module(s) whose code determines the result, by name
+            (``"course_lib.sparse.updaters"``) or as module objects; what they
+            import of their package counts too (see :func:`code_fingerprint`).
+            Default :func:`default_code`: the module that defines ``compute``
+            if it is part of ``course_lib``, else the whole package.
         device: the device the result is computed on (part of the key:
             GPUs give slightly different numbers); default :func:`default_device`.
         directory: the cache folder (default :func:`cache_dir`).
     """
     device = device or default_device()
-    key = make_key({"name": name, **parts, "device": device.type})
+    modules = default_code(compute) if code is None else code_names(code)
+    key = make_key({"name": name, **parts, "device": device.type, "code_fingerprint": code_fingerprint(*modules)})
     path = (Path(directory) if directory is not None else cache_dir()) / f"{name}-{key}.pt"
     return _load_or_compute(path, compute)[0]
 
 
 def cache_key(model_name: str, data: DataSplits, config: TrainConfig) -> str:
-    """The key of a trained baseline: everything that determines its weights."""
+    """The key of a trained baseline: everything that determines its weights, including the code that trains it."""
     return make_key({
         "model": model_name,
         "architecture": repr(build_model(model_name)),  # a changed layer width is a different model
@@ -179,6 +197,7 @@ def cache_key(model_name: str, data: DataSplits, config: TrainConfig) -> str:
         "split_seed": data.seed,
         "config": asdict(config),
         "device": default_device().type,
+        "code_fingerprint": code_fingerprint(*BASELINE_CODE),
     })
 
 

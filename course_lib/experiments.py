@@ -13,6 +13,12 @@ the spread shown beside it.
 
     table = over_seeds("ch6-methods", {"sparsity": 0.9, "config": config}, run, profile.seeds())
     summary = mean_std(table, by="method", value="accuracy")
+
+Each seed's rows are cached under ``parts``, the seed and a fingerprint of
+the code that computes them (see :mod:`course_lib.cache`). A ``run`` typed in
+a notebook is fingerprinted by the whole ``course_lib``, so any edit of the
+library recomputes it; name the modules it calls, as in
+``over_seeds(..., code="course_lib.sparse.updaters")``, to recompute only when they change.
 """
 
 from __future__ import annotations
@@ -24,23 +30,27 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from course_lib.cache import cached_run
+from course_lib.fingerprint import Code, default_code
 
 Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
 def over_seeds(name: str, parts: Mapping[str, Any], run: Callable[[int], Rows], seeds: Sequence[int],
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, code: Code | None = None) -> pd.DataFrame:
     """Run ``run(seed)`` for every seed through the run cache; one tidy table of all rows.
 
     ``run`` returns one row (a dict of named values) or a list of rows; each
     row gets a ``seed`` column. ``parts`` must hold everything else that
-    determines the result (see :func:`course_lib.cache.cached_run`).
+    determines the result, and ``code`` the module(s) whose code does; by
+    default the module that defines ``run`` if it is part of ``course_lib``,
+    else the whole package (see :func:`course_lib.cache.cached_run`).
     """
     if not seeds:
         raise ValueError("over_seeds needs at least one seed, e.g. profile.seeds().")
+    code = default_code(run) if code is None else code  # not the lambda below, which is defined here
     rows: list[dict[str, Any]] = []
     for seed in tqdm(list(seeds), desc=f"{name} over seeds", disable=not progress, leave=False):
-        result = cached_run(name, {**parts, "seed": seed}, lambda: _as_rows(run(seed)))
+        result = cached_run(name, {**parts, "seed": seed}, lambda: _as_rows(run(seed)), code=code)
         rows += [{"seed": seed, **row} for row in result]
     return pd.DataFrame(rows)
 

@@ -1,4 +1,4 @@
-"""The baseline cache: a hit never retrains, and any change of config is a miss."""
+"""The baseline cache: a hit never retrains, and any change of config, or of the code that trains, is a miss."""
 
 import multiprocessing
 import time
@@ -47,6 +47,20 @@ def test_key_changes_with_everything_that_changes_the_weights(small):
     assert base != cache.cache_key("lenet300", _subset(small, n=300), TrainConfig(epochs=1))
     other_split = type(small)(small.train, small.val, small.test, small.classes, small.name, seed=1)
     assert base != cache.cache_key("lenet300", other_split, TrainConfig(epochs=1))
+
+
+def test_key_changes_with_the_code_that_trains_but_not_with_its_comments(small, tmp_path, monkeypatch):
+    loop = tmp_path / "toy_training" / "loop.py"
+    loop.parent.mkdir()
+    (loop.parent / "__init__.py").write_text("")
+    loop.write_text('"""A training loop."""\n\nLR = 0.1\n')
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setattr(cache, "BASELINE_CODE", ("toy_training.loop",))  # stands in for course_lib.training.loop
+    base = cache.cache_key("lenet300", small, TrainConfig(epochs=1))
+    loop.write_text('"""The training loop, described anew."""\nLR = 0.1  # the step size\n')
+    assert cache.cache_key("lenet300", small, TrainConfig(epochs=1)) == base
+    loop.write_text('"""A training loop."""\n\nLR = 0.2\n')
+    assert cache.cache_key("lenet300", small, TrainConfig(epochs=1)) != base
 
 
 def test_a_corrupt_baseline_file_is_moved_aside_and_retrained(small, tmp_path):

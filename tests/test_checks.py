@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from course_lib import checks
+from course_lib.checks import ch04_at_init
+from course_lib.training import Hook
 from course_lib.masks import apply_masks
 from course_lib.models import build_model
 
@@ -120,7 +122,7 @@ def test_scratch_b_mistakes_are_named():
 
 
 def _hook(after_backward):
-    class Student(checks.Hook):
+    class Student(Hook):
         def __init__(self, strength):
             self.strength = strength
 
@@ -426,7 +428,7 @@ def test_snip_without_the_weight_is_caught():
 
 def _synflow(positive: bool = True, ones: bool = True):
     """A student's SynFlow score with one of the two classic mistakes (or none)."""
-    return lambda model: checks._synflow_variant(model, positive=positive, ones=ones)
+    return lambda model: ch04_at_init._synflow_variant(model, positive=positive, ones=ones)
 
 
 def test_synflow_on_signed_parameters_or_on_data_is_caught():

@@ -1,0 +1,107 @@
+"""The checks of exercise 5: rethinking pruning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from course_lib.pruning import rethinking, selection, slimming
+from course_lib.training import Hook, TrainContext
+from course_lib.models import build_model
+from course_lib.checks.base import fail, ok
+
+
+def check_scratch_b_epochs(scratch_b_epochs: Callable[[float, int, int, float | None], float]) -> None:
+    """``scratch_b_epochs(dense_epochs, dense_macs, pruned_macs, cap)``: epochs x dense/pruned MACs, at most cap x."""
+    cases = [(10, 4_000, 1_000, None), (10, 4_000, 1_000, 2.0), (8, 510_912, 142_560, None), (3, 1_000, 1_000, None),
+             (5, 300, 200, 2.0)]
+    for epochs, dense, pruned, cap in cases:
+        expected = epochs * rethinking.scratch_b_factor(dense, pruned, cap)
+        got = scratch_b_epochs(epochs, dense, pruned, cap)
+        if not isinstance(got, (int, float)) or math.isnan(got):
+            fail(f"return a number of epochs; got {got!r}.")
+        if math.isclose(got, expected, rel_tol=1e-9):
+            continue
+        if math.isclose(got, epochs * pruned / dense):
+            fail(f"dense {dense:,} MACs, pruned {pruned:,}: you returned {got:g} epochs, expected {expected:g}. "
+                  "The ratio is upside down: the SMALLER network trains LONGER (dense MACs / pruned MACs).")
+        if cap is not None and math.isclose(got, epochs * dense / pruned):
+            fail(f"with cap={cap} the factor {dense / pruned:g} must be capped: expected {expected:g} epochs, got {got:g}.")
+        fail(f"scratch_b_epochs({epochs}, {dense}, {pruned}, cap={cap}) returned {got:g}, expected {expected:g} "
+              "(epochs x dense MACs / pruned MACs, at most cap x epochs).")
+    ok("Scratch-B's budget: epochs x dense MACs / pruned MACs, capped where asked")
+
+
+def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:
+    """``make_hook(strength)`` returns a Hook whose ``after_backward`` adds ``strength * sign(gamma)`` to BN scales' grads."""
+    _check_l1_hook_on(make_hook, build_model("vgg", seed=3), torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    mlp = nn.Sequential(nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 8))
+    _check_l1_hook_on(make_hook, mlp, torch.randn(8, 12, generator=torch.Generator().manual_seed(1)))
+    ok("the L1 subgradient lands on the BatchNorm scales only (BatchNorm2d and BatchNorm1d), as strength * sign(gamma)")
+
+
+def _check_l1_hook_on(make_hook: Callable[[float], Hook], model: nn.Module, x: torch.Tensor) -> None:
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # scales of both signs and many sizes, as after training: the subgradient of |gamma| is sign(gamma)
+        for layer in model.modules():
+            if isinstance(layer, selection.BATCHNORMS):
+                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 3 - 1.5)
+    torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
+    before = {name: p.grad.clone() for name, p in model.named_parameters()}
+    values = {name: p.detach().clone() for name, p in model.named_parameters()}
+    scale_names = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, selection.BATCHNORMS)}
+    hook = make_hook(0.25)
+    if not isinstance(hook, Hook):
+        fail(f"make_hook must return a course_lib.training.Hook (subclass it); got {type(hook).__name__}.")
+    hook.after_backward(TrainContext(model=model, data=None, config=None, device=torch.device("cpu"),  # type: ignore[arg-type]
+                                     history=None, steps_per_epoch=1, total_steps=1))  # type: ignore[arg-type]
+    for name, p in model.named_parameters():
+        if not torch.equal(p.detach(), values[name]):
+            fail(f"{name}: the hook changed the parameter itself; it must only add to its gradient (.grad).")
+        diff = p.grad - before[name]
+        is_scale = name in scale_names
+        if not is_scale and diff.abs().max() > 0:
+            fail(f"{name} changed: only the BatchNorm SCALES (gamma, the bn*.weight parameters) get the L1 term; "
+                  "leave convolutions, the classifier and the BN shifts (bias) alone.")
+        if is_scale:
+            expected = 0.25 * torch.sign(p.detach())
+            if torch.allclose(diff, expected):
+                continue
+            if torch.allclose(diff, 0.25 * p.detach()):
+                fail(f"{name}: you added strength * gamma, the gradient of an L2 penalty; L1's is strength * sign(gamma).")
+            if torch.allclose(diff, 0.25 * torch.ones_like(diff)):
+                fail(f"{name}: you added +strength everywhere; negative scales need -strength: use sign(gamma).")
+            if not torch.allclose(diff, expected):
+                fail(f"{name}: the gradient changed by {diff[:3].tolist()}..., expected strength * sign(gamma) = "
+                      f"{expected[:3].tolist()}... (BatchNorm1d layers count too)")
+
+
+def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> None:
+    """``keep_channels(scales, prune_fraction, min_channels)``: one global threshold on |gamma|, with a per-layer floor."""
+    g = torch.Generator().manual_seed(0)
+    scales = {"net.conv1": torch.rand(8, generator=g), "net.conv2": torch.rand(16, generator=g) * 0.05,
+              "net.conv3": torch.rand(32, generator=g) + 0.2}
+    # A layer with two strong channels among weak ones: the floor must top it up, not only refill an empty layer.
+    topped = {**scales, "net.conv2": torch.cat([scales["net.conv2"][:14], torch.tensor([0.9, 0.95])])}
+    for scales, fraction, floor in ((scales, 0.25, 1), (scales, 0.5, 2), (scales, 0.5, 4), (topped, 0.5, 4)):
+        expected = slimming.slimming_keep(scales, slimming.global_threshold(scales, fraction), floor)
+        got = keep_channels({k: v.clone() for k, v in scales.items()}, fraction, floor)
+        if set(got) != set(expected):
+            fail(f"return one boolean tensor per layer, keyed like `scales` ({sorted(expected)}); got {sorted(got)}.")
+        for layer in expected:
+            kept, want = got[layer].bool(), expected[layer]
+            if int(kept.sum()) < floor:
+                fail(f"{layer} keeps {int(kept.sum())} channel(s) at prune_fraction={fraction}: keep at least "
+                      f"min_channels={floor} (the layer's largest |gamma|) even when the global threshold removes more.")
+            local = int(round((1 - fraction) * len(scales[layer])))
+            if int(kept.sum()) == local and int(want.sum()) != local:
+                fail(f"{layer} keeps {local} of {len(scales[layer])} channels: that is a per-layer (LOCAL) cut. Rank "
+                      "all layers' |gamma| together and use ONE global threshold.")
+            if not torch.equal(kept, want):
+                fail(f"{layer} at prune_fraction={fraction}, min_channels={floor}: you kept {int(kept.sum())} channels, "
+                      f"expected {int(want.sum())} (|gamma| above the global threshold, or the layer's "
+                      f"{floor} largest if fewer survive).")
+    ok("one global |gamma| threshold, with a floor of channels per layer")

@@ -1,0 +1,86 @@
+"""The checks of exercise 7: dynamic probabilistic pruning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from course_lib.dpp import masks as dpp_masks, sampler
+from course_lib.checks.base import fail, ok
+
+
+def check_gumbel_top_k(gumbel_top_k: Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]) -> None:
+    """``gumbel_top_k(logits, k, generator)``: a k-hot sample per row, distributed as Gumbel-top-k."""
+    g = torch.Generator().manual_seed(7)
+    logits = torch.tensor([2.0, 1.0, 0.3, 0.0, -0.5])
+    draws = 4000
+    got = torch.as_tensor(gumbel_top_k(logits.repeat(draws, 1), 2, g)).float()
+    if got.shape != (draws, 5):
+        fail(f"for logits of shape ({draws}, 5) return a mask of the same shape, got {tuple(got.shape)}.")
+    if not torch.all((got == 0) | (got == 1)) or not torch.all(got.sum(1) == 2):
+        fail("every row must hold exactly k = 2 ones and zeros elsewhere (a k-hot mask).")
+    frequency, exact = got.mean(0), sampler.inclusion_probabilities(logits, 2)
+    if torch.all(got == got[0]):
+        fail("every row came out the same: add fresh Gumbel noise -log(-log(u)) to the logits for each row "
+              "before taking the top k (without noise, top-k is deterministic).")
+    z = (frequency - exact) / torch.sqrt(exact * (1 - exact) / draws)
+    if z.abs().max() > 5:  # five standard errors: a correct sampler fails this about once in a million runs
+        fail(f"over {draws} samples the entries were kept with frequencies {[round(f, 3) for f in frequency.tolist()]}, "
+              f"but Gumbel-top-k keeps them with probabilities {[round(p, 3) for p in exact.tolist()]}. "
+              "Perturb with Gumbel noise, g = -log(-log(u)) for u uniform in (0, 1), not Gaussian or uniform noise.")
+    ok(f"k-hot rows, and inclusion frequencies within 5 standard errors of the exact probabilities ({draws} draws)")
+
+
+def check_straight_through_top_k(straight_through_top_k: Callable[[torch.Tensor, int, float], torch.Tensor]) -> None:
+    """``straight_through_top_k(perturbed, k, temperature)``: hard top-k forward, successive-softmax gradient backward."""
+    g = torch.Generator().manual_seed(8)
+    for k, temperature in ((3, 0.5), (1, 1.0), (4, 2.0)):
+        perturbed = (2 * torch.randn(5, 9, generator=g, dtype=torch.float64)).requires_grad_()
+        reference = perturbed.detach().clone().requires_grad_()
+        weights = torch.randn(5, 9, generator=g, dtype=torch.float64)
+        got = straight_through_top_k(perturbed, k, temperature)
+        hard = sampler.top_k_mask(perturbed.detach(), k)
+        if not torch.is_tensor(got) or got.shape != perturbed.shape:
+            fail(f"return a tensor of the input's shape {tuple(perturbed.shape)}.")
+        if not torch.equal(got.detach(), hard):
+            soft_like = torch.allclose(got.detach().double().sum(-1), torch.full((5,), float(k), dtype=torch.float64))
+            fail("the forward value must be exactly the hard top-k mask (0s and 1s)"
+                  + (" - you returned the soft mask; add it as (soft - soft.detach())" if soft_like else "") + ".")
+        if not got.requires_grad:
+            fail("no gradient reaches the logits: the hard mask has none, so add the soft mask's gradient with "
+                  "hard + (soft - soft.detach()).")
+        (got * weights).sum().backward()
+        (sampler.relaxed_top_k(reference, k, temperature) * weights).sum().backward()
+        if perturbed.grad is None or not torch.allclose(perturbed.grad, reference.grad, atol=1e-8):
+            fail(f"k = {k}, temperature {temperature}: the gradient differs from that of k successive softmaxes of "
+                  "perturbed / temperature, where softmax j leaves out the entries the hard top-k picked before "
+                  "it (the largest j), summed.")
+    ok("forward: exactly the hard top-k; backward: the successive-softmax relaxation's gradient")
+
+
+def check_is_n_m(is_n_m: Callable[[torch.Tensor, int, int], bool]) -> None:
+    """``is_n_m(mask, n, m)``: at most n non-zeros in every group of m consecutive weights of every row."""
+    two_four = torch.tensor([[1, 0, 1, 0, 0, 1, 1, 0], [0, 0, 1, 1, 1, 1, 0, 0]], dtype=torch.float32)
+    cases = [
+        ("a 2:4 mask", two_four, 2, 4),
+        ("half of each row kept, but 3 in one group of 4", torch.tensor([[1, 1, 1, 0, 0, 1, 0, 0.]]), 2, 4),
+        ("2 per group, but groups misread as sliding windows", torch.tensor([[0, 0, 1, 1, 1, 1, 0, 0.]]), 2, 4),
+        ("a dense row", torch.ones(1, 8), 2, 4),
+        ("a 1:4 mask of a conv weight (4, 2, 2, 2)", torch.eye(4).repeat(1, 2).reshape(4, 2, 2, 2), 1, 4),
+        ("an empty mask", torch.zeros(3, 8), 2, 4),
+    ]
+    for what, mask, n, m in cases:
+        expected = dpp_masks.is_n_m_sparse(mask, n, m)
+        got = is_n_m(mask.clone(), n, m)
+        if bool(got) != expected:
+            hint = ("count the non-zeros of each group of m CONSECUTIVE weights, groups starting at the first weight "
+                    "of the row (reshape each row to (-1, m)), not of the whole row or of sliding windows")
+            fail(f"{what}: you said {bool(got)}, expected {expected} for {n}:{m}. {hint}.")
+    try:
+        is_n_m(torch.ones(2, 6), 2, 4)
+    except ValueError:
+        pass
+    else:
+        fail("a fan-in of 6 is not a multiple of m = 4: the pattern is undefined, raise a ValueError.")
+    ok("N:M checks agree with course_lib.dpp.masks.is_n_m_sparse, including rows of a convolution")

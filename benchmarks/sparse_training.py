@@ -26,7 +26,8 @@ from course_lib.models import build_model
 from course_lib.profiles import get_profile
 from course_lib.pruning.procedures import finetune, magnitude, one_shot
 from course_lib.pruning.selection import unstructured_masks
-from course_lib.sparse import comparison
+from course_lib.chapters import ch06_sparse_training as comparison
+from course_lib.sparse.schedules import update_every
 from course_lib.sparse.tracking import MaskTracker
 from course_lib.training import train
 
@@ -34,7 +35,7 @@ from course_lib.training import train
 def main() -> None:
     splits = load_splits(get_profile("full"))
     config = replace(comparison.sparse_recipe(get_profile("full")), epochs=1)
-    delta_t = comparison.update_every(replace(config, epochs=comparison.sparse_recipe(get_profile("full")).epochs),
+    delta_t = update_every(replace(config, epochs=comparison.sparse_recipe(get_profile("full")).epochs),
                                       len(splits.train))
     cpu = torch.device("cpu")
     dense = build_model("lenet300")

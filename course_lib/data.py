@@ -404,6 +404,10 @@ class DataSplits:
         """Number of images in each split."""
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+    def key(self) -> dict[str, object]:
+        """What identifies these splits in a cache key: the dataset, the split sizes and the split seed."""
+        return {"dataset": self.name, "sizes": self.sizes(), "split_seed": self.seed}
+
 
 def _load_raw(name: str, root: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Check the idx files under ``root``, then read them as uint8 tensors.

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
+
+from course_lib.costs import prunable_layers
 
 Masks = dict[str, torch.Tensor]
 
@@ -317,3 +319,27 @@ def layer_sparsities(masks: Masks) -> dict[str, float]:
     """Sparsity in percent of each masked weight matrix or kernel, by layer name (see :func:`weight_masks`)."""
     return {name.removesuffix(".weight"): 100.0 * (1.0 - float(m.float().mean()))
             for name, m in weight_masks(masks).items()}
+
+
+def check_sparsity(sparsity: float, what: str = "sparsity") -> None:
+    """Refuse a sparsity outside [0, 1): 1.0 would prune everything, 90 % is written 0.9."""
+    if not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"{what} must be a fraction in [0, 1), e.g. 0.9 for 90 % of weights removed; got {sparsity!r}.")
+
+
+def prunable_weights(model: nn.Module, exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
+    """``{"net.fc1.weight": layer, ...}`` for every Linear/Conv2d not excluded (by layer or weight name)."""
+    excluded = {e.removesuffix(".weight") for e in exclude}
+    layers = prunable_layers(model)
+    unknown = excluded - set(layers)
+    if unknown:
+        raise ValueError(f"Cannot exclude {sorted(unknown)}: not Linear/Conv2d layers of the model. "
+                         f"Its prunable layers are {list(layers)}.")
+    return {f"{name}.weight": layer for name, layer in layers.items() if name not in excluded}
+
+
+def trainable_tensor(layer: nn.Module, param: str = "weight") -> torch.Tensor:
+    """The tensor the optimizer updates: ``original`` of a masked parameter, else the parameter."""
+    if parametrize.is_parametrized(layer, param):
+        return layer.parametrizations[param].original
+    return getattr(layer, param)

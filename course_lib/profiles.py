@@ -23,7 +23,9 @@ other seeds and see that its claims are not luck: ``COURSE_SEED=100 make lab``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 PROFILE_ENV_VAR = "COURSE_PROFILE"
 SEED_ENV_VAR = "COURSE_SEED"
@@ -40,33 +42,12 @@ class Profile:
         test_size: test images evaluated (``None`` = all 10 000).
         epochs: training epochs per model name (``"lenet300"``, ``"lenet5"``, ``"vgg"``).
         finetune_epochs: retraining epochs after pruning, per model name.
-        lottery_epochs: epochs of every training run of the lottery-ticket and
-            pruning-at-initialization chapters (LeNet-300-100).
         latency_repeats: timed calls per latency measurement (see the timing rule in ``course_lib.costs``).
         accuracy_bar: minimum test accuracy (in %) the dense baselines must reach.
         num_seeds: how many seeds a comparative claim is checked over.
-        rethinking_train_size: training images of every run of chapter 5
-            (``None`` = the profile's ``train_size``). Chapter 5 trains about
-            a dozen networks per seed; a smaller split keeps it in budget.
-        rethinking_epochs: epochs of the dense runs of chapter 5 (Scratch-E
-            trains as many, Scratch-B more, fine-tuning a quarter).
-        sparse_epochs: epochs of every run of chapter 6 (dense, small-dense,
-            AGP, static, SET, RigL: all trained for the same steps).
-        sparse_sparsities: the sparsities chapter 6 compares the methods at.
-        dpp_train_size: training images of every run of chapter 7.
-        dpp_epochs: the budget of every LeNet-300-100 run of chapter 7 (dense
-            training plus fine-tuning for magnitude pruning, all of it for DPP).
-        dpp_vgg_epochs: the same budget for chapter 7's SmallVGG-BN runs.
-        dpp_sparsities: the sparsities chapter 7 compares DPP with magnitude pruning at.
-            ``quick`` gives DPP under 300 steps, too few for its masks to
-            settle at 95 % (it trailed per-row magnitude by 1.5-2.5 points
-            there while the chapter was written), so it compares at 80 and 90 %.
-        capstone_epochs: the budget of every LeNet-300-100 run of the capstone (chapter 8).
-        capstone_vgg_epochs: the budget of every SmallVGG-BN run of the capstone.
-        capstone_sparsities: the sparsities of the capstone's unstructured comparison.
-        over_seeds_train_size: training images of the comparisons over seeds in
-            chapters 3 and 4 (Renda et al.'s retraining, Frankle et al.'s sanity
-            checks), which train many LeNet-300-100s per seed (``None`` = ``train_size``).
+
+    A chapter's own budget (its epochs, data size, sparsities) is declared in
+    its experiment module (``BUDGETS`` in :mod:`course_lib.chapters`), not here.
     """
 
     name: str
@@ -75,22 +56,9 @@ class Profile:
     test_size: int | None
     epochs: dict[str, int] = field(default_factory=dict)
     finetune_epochs: dict[str, int] = field(default_factory=dict)
-    lottery_epochs: int = 10
     latency_repeats: int = 30
     accuracy_bar: dict[str, float] = field(default_factory=dict)
     num_seeds: int = 3
-    rethinking_train_size: int | None = None
-    rethinking_epochs: int = 4
-    sparse_epochs: int = 4
-    sparse_sparsities: tuple[float, ...] = (0.9, 0.95, 0.98)
-    dpp_train_size: int | None = None
-    dpp_epochs: int = 6
-    dpp_vgg_epochs: int = 4
-    dpp_sparsities: tuple[float, ...] = (0.8, 0.9, 0.95)
-    capstone_epochs: int = 6
-    capstone_vgg_epochs: int = 4
-    capstone_sparsities: tuple[float, ...] = (0.8, 0.9, 0.95, 0.98)
-    over_seeds_train_size: int | None = None
 
     def seeds(self) -> list[int]:
         """The seeds ``0, 1, ..., num_seeds - 1`` (shifted by ``COURSE_SEED`` where they are used)."""
@@ -105,22 +73,9 @@ PROFILES: dict[str, Profile] = {
         test_size=None,
         epochs={"lenet300": 4, "lenet5": 4, "vgg": 3, "resnet": 2},
         finetune_epochs={"lenet300": 3, "lenet5": 2, "vgg": 1, "resnet": 1},
-        lottery_epochs=3,
         latency_repeats=10,
         accuracy_bar={"lenet300": 82.0, "lenet5": 80.0, "vgg": 80.0},
         num_seeds=2,
-        rethinking_train_size=6_000,
-        rethinking_epochs=2,
-        sparse_epochs=3,
-        sparse_sparsities=(0.9, 0.95),
-        dpp_train_size=6_000,
-        dpp_epochs=6,
-        dpp_vgg_epochs=2,
-        dpp_sparsities=(0.8, 0.9),
-        capstone_epochs=3,
-        capstone_vgg_epochs=2,
-        capstone_sparsities=(0.9, 0.98),
-        over_seeds_train_size=None,  # all 20 000: on 6 000 images and 3 epochs the masks are too noisy to compare
     ),
     "full": Profile(
         name="full",
@@ -129,22 +84,9 @@ PROFILES: dict[str, Profile] = {
         test_size=None,
         epochs={"lenet300": 15, "lenet5": 15, "vgg": 8, "resnet": 4},
         finetune_epochs={"lenet300": 8, "lenet5": 4, "vgg": 3, "resnet": 2},
-        lottery_epochs=10,
         latency_repeats=50,
         accuracy_bar={"lenet300": 88.0, "lenet5": 89.0, "vgg": 89.0},
         num_seeds=3,
-        rethinking_train_size=12_000,
-        rethinking_epochs=4,
-        sparse_epochs=4,
-        sparse_sparsities=(0.9, 0.95, 0.98),
-        dpp_train_size=20_000,
-        dpp_epochs=6,
-        dpp_vgg_epochs=4,
-        dpp_sparsities=(0.8, 0.9, 0.95),
-        capstone_epochs=6,
-        capstone_vgg_epochs=4,
-        capstone_sparsities=(0.8, 0.9, 0.95, 0.98),
-        over_seeds_train_size=12_000,
     ),
 }
 
@@ -185,3 +127,43 @@ def seed_shift() -> int:
 def shifted_seed(seed: int) -> int:
     """``seed`` shifted by ``COURSE_SEED``: every random generator of the course is seeded through this."""
     return seed + seed_shift()
+
+
+T = TypeVar("T")
+
+
+def by_profile(profile: Profile, budgets: Mapping[str, T]) -> T:
+    """The entry of ``budgets`` (one per profile name) for ``profile``: how a chapter declares its own budget.
+
+    Raises:
+        ValueError: if ``budgets`` has no entry for this profile; the message names the ones it has.
+    """
+    if profile.name not in budgets:
+        raise ValueError(f"No budget for profile {profile.name!r}: this chapter declares {sorted(budgets)}. "
+                         "Add an entry for it to the chapter's BUDGETS.")
+    return budgets[profile.name]
+
+
+# What each derived seed is for, and how far it sits from the run's own seed. A run of seed s draws its initial
+# weights, data order and masks from s itself; a *fresh* network that must not share them (Scratch-E/B, a random
+# re-initialization control) draws from s + 1000; a shuffled control mask from s + 1. Seeds of runs are small
+# (0, 1, 2, ...), so these never collide with another run's own seed.
+SEED_PURPOSES: dict[str, int] = {"run": 0, "shuffled mask": 1, "fresh init": 1000}
+
+
+def derive_seed(base: int, purpose: str) -> int:
+    """The seed for ``purpose`` within the run seeded ``base``: the course's one rule for related seeds.
+
+    ``derive_seed(3, "fresh init")`` is the seed of a re-initialized network
+    that must not share seed 3's initial weights. Over seeds, the run's own
+    seed *replaces* a recipe's seed (``replace(config, seed=s)``); everything
+    else a run needs is derived from it here (and shifted by ``COURSE_SEED``
+    where it is used, see :func:`shifted_seed`).
+
+    Raises:
+        ValueError: for a purpose the course does not know; the message lists them.
+    """
+    if purpose not in SEED_PURPOSES:
+        raise ValueError(f"Unknown seed purpose {purpose!r}; the course derives seeds for {sorted(SEED_PURPOSES)}. "
+                         "Add a new purpose to SEED_PURPOSES with an offset no other purpose uses.")
+    return base + SEED_PURPOSES[purpose]

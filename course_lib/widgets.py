@@ -250,7 +250,7 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
 def keep_ratio_explorer(table: pd.DataFrame) -> widgets.VBox:
     """A channel-keep-ratio slider over precomputed structured-pruning results.
 
-    ``table`` is the first result of :func:`course_lib.pruning.procedures.structured_sweep`
+    ``table`` is the first result of :func:`course_lib.chapters.ch02_structure_and_speed.structured_sweep`
     (one row per keep ratio, 1.0 = dense). Each move shows accuracy, latency and
     MACs of the shrunk network next to the dense one; nothing is recomputed.
     """

@@ -24,7 +24,7 @@ from torch.ao.pruning.scheduler.cubic_scheduler import CubicSL
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib.costs import layer_costs, prunable_layers
-from course_lib.masks import apply_masks, get_masks
+from course_lib.masks import apply_masks, get_masks, prunable_weights
 from course_lib.models import build_model
 from course_lib.pruning import at_init
 from course_lib.pruning import selection as P
@@ -263,7 +263,7 @@ def test_random_scores_of_neighbouring_seeds_share_nothing():
     # Seeding layer i with seed + i (the former pruning-at-init scorer) made layer 1 of seed 0
     # repeat layer 0 of seed 1. One generator per call does not.
     model = build_model("lenet300")
-    names = list(P.prunable_weights(model))
+    names = list(prunable_weights(model))
     s0, s1 = P.random_scores(model, names, seed=0), P.random_scores(model, names, seed=1)
     assert not torch.equal(s0[names[1]].flatten()[:100], s1[names[0]].flatten()[:100])
     assert all(torch.equal(x, y) for x, y in zip(s0.values(), P.random_scores(model, names, seed=0).values()))

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_lib.chapters import ch04_pruning_at_initialization as ch04
 from course_lib.pruning import at_init as I
 from course_lib.masks import mask_sparsity
 from course_lib.models import build_model
@@ -85,9 +86,10 @@ def test_the_positive_control_prunes_a_trained_network_and_rewinds_it(small, mon
             trained_masks.append((masks, real(build_model("lenet300", seed=5), "magnitude", sparsity)))
         return masks
 
-    monkeypatch.setattr(I, "init_masks", spy)
-    rows = I.sanity_checks("lenet300", small, TrainConfig(epochs=1, seed=5), [I.POSITIVE_CONTROL], 0.9, progress=False)
-    assert [(r["method"], r["variant"]) for r in rows] == [(I.POSITIVE_CONTROL, v) for v in I.SANITY_VARIANTS]
+    monkeypatch.setattr(ch04, "init_masks", spy)
+    rows = ch04.sanity_checks("lenet300", small, TrainConfig(epochs=1), [ch04.POSITIVE_CONTROL], 0.9, seed=5,
+                              progress=False)
+    assert [(r["method"], r["variant"]) for r in rows] == [(ch04.POSITIVE_CONTROL, v) for v in ch04.SANITY_VARIANTS]
     (after_training, at_init), = trained_masks
     assert abs(mask_sparsity(after_training) - 0.9) < 0.01
     assert any(not torch.equal(after_training[k], at_init[k]) for k in at_init)  # ranked after training, not at theta_0

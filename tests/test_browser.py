@@ -52,13 +52,14 @@ CHAPTER1_WIDGET = [
 CHAPTER2_WIDGET = [
     "from course_lib import cache, data, widgets\n"
     "from course_lib.profiles import get_profile\n"
+    "from course_lib.chapters import ch02_structure_and_speed as ch02\n"
     "from course_lib.pruning import procedures\n"
     "from course_lib.training import finetune_recipe, recipe\n"
     "profile = get_profile('quick')\n"
     "splits = data.load_splits(profile)\n"
     "vgg = cache.trained_baseline('vgg', splits, recipe('vgg', profile)).model\n"
-    "table, _ = procedures.structured_sweep(vgg, splits, [1.0, 0.75, 0.5], procedures.units('l1', 'local'),\n"
-    "                                       finetune_recipe('vgg', profile), latency_rounds=3)",
+    "table, _ = ch02.structured_sweep(vgg, splits, [1.0, 0.75, 0.5], procedures.units('l1', 'local'),\n"
+    "                                    finetune_recipe('vgg', profile), latency_rounds=3)",
     "widgets.keep_ratio_explorer(table)",
 ]
 
@@ -67,10 +68,11 @@ CHAPTER3_WIDGET = [
     "import dataclasses\n"
     "from course_lib import data, widgets\n"
     "from course_lib.profiles import get_profile\n"
+    "from course_lib.chapters import ch03_lottery_tickets\n"
     "from course_lib.pruning import lottery\n"
     "profile = get_profile('quick')\n"
     "splits = data.load_splits(profile)\n"
-    "config = dataclasses.replace(lottery.lottery_recipe(profile), epochs=1)\n"
+    "config = dataclasses.replace(ch03_lottery_tickets.lottery_recipe(profile), epochs=1)\n"
     "tickets, _ = lottery.iterative_magnitude_pruning('lenet300', splits, config, 3, 0.5)\n"
     "reinits = {r: lottery.random_reinit_control('lenet300', tickets[r], splits, config)[0] for r in (1, 3)}",
     "widgets.ticket_viewer(tickets, reinits, splits.val)",
@@ -79,10 +81,10 @@ CHAPTER3_WIDGET = [
 CHAPTER5_WIDGET = [
     "from course_lib import widgets\n"
     "from course_lib.profiles import get_profile\n"
-    "from course_lib.pruning import rethinking\n"
+    "from course_lib.chapters import ch05_rethinking_pruning as chapter\n"
     "profile = get_profile('quick')\n"
-    "splits = rethinking.rethinking_splits(profile)\n"
-    "model = rethinking.slimming_trained(splits, rethinking.rethinking_recipe(profile), 0.1, seed=0)",
+    "splits = chapter.rethinking_splits(profile)\n"
+    "model = chapter.slimming_trained(splits, chapter.rethinking_recipe(profile), 0.1, seed=0)",
     "widgets.slimming_explorer(model, splits.val, min_channels=2)",
 ]
 
@@ -201,13 +203,14 @@ CHAPTER6_WIDGET = [
     "from course_lib.data import load_splits\n"
     "from course_lib.models import build_model\n"
     "from course_lib.profiles import get_profile\n"
-    "from course_lib.sparse import comparison, tracking\n"
+    "from course_lib.chapters import ch06_sparse_training as chapter\n"
+    "from course_lib.sparse import schedules, tracking\n"
     "from course_lib.training import steps_per_epoch, train\n"
     "profile = get_profile('quick')\n"
-    "splits, config = load_splits(profile), comparison.sparse_recipe(profile)\n"
-    "delta_t = comparison.update_every(config, len(splits.train))\n"
+    "splits, config = load_splits(profile), chapter.sparse_recipe(profile)\n"
+    "delta_t = schedules.update_every(config, len(splits.train))\n"
     "traces = {}\n"
-    "for name, trainer in comparison.SPARSE_TRAINERS.items():\n"
+    "for name, trainer in chapter.SPARSE_TRAINERS.items():\n"
     "    tracker = tracking.MaskTracker(delta_t)\n"
     "    train(build_model('lenet300'), splits, config, hooks=[trainer(0.95, 'erk', update_every=delta_t), tracker],\n"
     "          progress=False)\n"

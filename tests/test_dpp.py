@@ -278,7 +278,7 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_the_pass():
 
 
 def test_joint_quantization_and_the_trace_of_confidence_and_diversity():
-    from course_lib.dpp.comparison import exactly_k_per_row
+    from course_lib.dpp.pruner import exactly_k_per_row
     model = build_model("lenet300")
     dpp = DPP(0.9, temperatures=(2.0, 0.1), logits_lr=0.3, bits=8, record_every=2, exclude=["net.fc3"])
     train(model, _toy_data(n=128), TrainConfig(epochs=1, batch_size=32), hooks=[dpp], progress=False, device=CPU)

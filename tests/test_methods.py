@@ -103,3 +103,28 @@ def test_structured_methods_return_a_smaller_network_with_its_costs(name, tmp_pa
         assert result.macs < 0.5 * dense_macs and result.measured_sparsity > 0.3  # half the filters, and their inputs
     if name == "Scratch-B":
         assert result.train_flops > 1.0  # the dense phase that found the architecture, then the stretched budget
+
+
+def test_a_new_method_is_one_registration_and_the_capstone_runs_it(protocol, tmp_path, monkeypatch):
+    """The example of ``course_lib/__init__.py``: register a runner, and the capstone's plan and cache take it."""
+    from course_lib.masks import apply_masks
+    from course_lib.models import LENET_CLASSIFIER
+    from course_lib.pruning.procedures import magnitude
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    try:
+        @methods.register("magnitude, no fine-tuning", "unstructured", chapter=1,
+                          about="one global cut of the dense network")
+        def _magnitude_only(protocol, sparsity, seed, ledger):
+            model = methods.dense_trained(protocol, protocol.epochs, seed, ledger)
+            apply_masks(model, magnitude("global", exclude=LENET_CLASSIFIER)(model, sparsity))
+            return model
+
+        assert ("magnitude, no fine-tuning", 0.9, 0) in capstone.plan(list(methods.METHODS), (0.9,), (0,))
+        row = capstone.run("magnitude, no fine-tuning", protocol, 0.9, seed=0)
+    finally:
+        methods.METHODS.pop("magnitude, no fine-tuning", None)  # the example is not shipped
+    assert row["measured_sparsity"] == pytest.approx(0.9, abs=0.005)
+    assert row["train_epochs"] == pytest.approx(protocol.epochs) and row["train_flops"] == pytest.approx(1.0)
+    assert row["train_flops_total"] > 0 and row["bytes"] == 4 * row["parameters"]
+    assert "magnitude, no fine-tuning" not in methods.METHODS

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from course_lib.chapters import ch02_structure_and_speed as ch02
 from course_lib.pruning import procedures as P
 from course_lib.masks import get_masks, is_masked
 from course_lib.models import build_model
@@ -54,7 +55,7 @@ def test_sensitivity_scan_prunes_one_layer_at_a_time(small, trained):
 def test_structured_sweep_shrinks_without_changing_outputs(quick_splits):
     data = _subset(quick_splits, n=1000)
     model = build_model("vgg")
-    table, shrunk = P.structured_sweep(model, data, [1.0, 0.5], P.units("l1"), TrainConfig(epochs=1),
+    table, shrunk = ch02.structured_sweep(model, data, [1.0, 0.5], P.units("l1"), TrainConfig(epochs=1),
                                        latency_rounds=2, progress=False)
     assert table.loc[0.5, "max_output_diff"] < 1e-5
     assert table.loc[0.5, "MAC_reduction"] > 3 and table.loc[1.0, "MAC_reduction"] == 1

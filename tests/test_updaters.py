@@ -13,7 +13,7 @@ from course_lib.data import DataSplits
 from course_lib.masks import get_masks, mask_layers, mask_sparsity
 from course_lib.models import build_model
 from course_lib.pruning.procedures import magnitude
-from course_lib.pruning.selection import prunable_weights, trainable_tensor
+from course_lib.masks import prunable_weights, trainable_tensor
 from course_lib.pruning.slimming import BatchNormL1
 from course_lib.sparse.densities import layer_densities, random_masks, raw_density
 from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from course_lib.data import DataSplits, load_splits
-from course_lib.dpp.masks import Granularity, is_n_m_sparse
+from course_lib.dpp.masks import is_n_m_sparse
 from course_lib.cache import trained_baseline
 from course_lib.dpp.pruner import DPP, dpp_hook, exactly_k_per_row, train_dpp
 from course_lib.masks import apply_masks, get_masks, mask_sparsity, weight_masks

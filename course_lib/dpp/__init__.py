@@ -6,6 +6,5 @@
 ``pruner``         the DPP training hook (temperature, logits' parameter group, regulariser) and ``freeze``
 ``metrics``        the course's information-theoretic confidence and diversity of a layer's mask
 ``storage``        bits for values plus bits that say which k of n: the compression table
-``comparison``     chapter 7's experiments: DPP against magnitude pruning on matched budgets
 =================  ==============================================================
 """

@@ -31,10 +31,12 @@ from torch import nn
 
 from course_lib.dpp.masks import DPPMask, Granularity, SharedUnitMask, rows_layout
 from course_lib.dpp.metrics import confidence_and_diversity
-from course_lib.masks import apply_masks, mask_layers, remove_masks
-from course_lib.pruning.selection import (check_sparsity, following_batchnorm, keep_per_row, prunable_weights,
-                                         unit_masks)
+from course_lib.data import DataSplits
+from course_lib.masks import apply_masks, get_masks, mask_layers, remove_masks
+from course_lib.pruning.selection import following_batchnorm, keep_per_row, unit_masks
+from course_lib.masks import check_sparsity, prunable_weights
 from course_lib.quantization import add_fake_quantization
+from course_lib.training import TrainConfig, recalibrate_batchnorm, steps_per_epoch, train
 from course_lib.training.hooks import Hook, TrainContext
 
 
@@ -175,3 +177,48 @@ def freeze(model: nn.Module) -> None:
     apply_masks(model, fixed)
     if units:
         apply_masks(model, unit_masks(model, units))
+
+
+
+# The course's DPP settings, chosen on validation in chapter 7 and used by every chapter that trains DPP.
+LOGITS_LR = 0.3  # the logits' own learning rate (Adam); chosen on validation from 0.3 and 1.0
+TEMPERATURES = (2.0, 0.1)  # linear annealing; chosen on validation against the authors' (5.0, 0.5)
+RECORDS_PER_EPOCH = 2  # confidence and diversity are recorded this often
+
+
+def dpp_hook(sparsity: float, data: DataSplits, config: TrainConfig, seed: int, exclude: Sequence[str],
+             granularity: Granularity = "weight", tile: int | None = None, bits: int | None = None) -> DPP:
+    """A :class:`DPP` hook with the course's settings, recording confidence and diversity ``RECORDS_PER_EPOCH``
+    times per epoch. ``exclude`` names the layers left dense (e.g. :data:`course_lib.models.LENET_CLASSIFIER`)."""
+    per_epoch = steps_per_epoch(len(data.train), config.batch_size)
+    return DPP(sparsity, granularity, tile, temperatures=TEMPERATURES, logits_lr=LOGITS_LR, exclude=exclude,
+               bits=bits, record_every=max(1, per_epoch // RECORDS_PER_EPOCH), seed=seed)
+
+
+def train_dpp(model: nn.Module, data: DataSplits, config: TrainConfig, hook: DPP,
+              extra_hooks: Sequence[Hook] = ()) -> nn.Module:
+    """Train ``model`` with ``hook`` (masks and weights together), then fix each mask at its top-k (in place).
+
+    The sampled masks left BatchNorm statistics that belong to no single
+    network, so they are re-estimated for the fixed one.
+    """
+    train(model, data, config, hooks=[hook, *extra_hooks], progress=False)
+    freeze(model)
+    recalibrate_batchnorm(model, data.train)
+    return model
+
+
+def exactly_k_per_row(model: nn.Module, hook: DPP) -> bool:
+    """Does every row of every frozen mask keep exactly the k the hook asked for (every group, with tiles)?"""
+    masks = get_masks(model)
+    for name, learned in hook.masks.items():
+        if learned.granularity == "feature_map":
+            kept_units = int(masks[name].flatten(1).any(dim=1).sum())
+            if kept_units != learned.k:
+                return False
+            continue
+        rows = masks[name] if learned.granularity == "weight" else masks[name][:, :, 0, 0]
+        groups = rows.reshape(rows.shape[0], -1, learned.tile or rows[0].numel())
+        if not bool((groups.sum(dim=-1) == learned.k).all()):
+            return False
+    return True

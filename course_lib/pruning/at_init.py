@@ -23,20 +23,16 @@ the network output becomes constant ("layer collapse").
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from course_lib.data import DataSplits, batches
+from course_lib.data import batches
 from course_lib.masks import Masks, apply_masks
-from course_lib.models import build_model
-from course_lib.pruning.selection import (magnitude_scores, masks_from_scores, prunable_weights, random_masks_like,
-                                         random_scores, taylor_scores, trainable_tensor)
-from course_lib.pruning.lottery import train_masked
-from course_lib.training import TrainConfig, evaluate, train
+from course_lib.pruning.selection import magnitude_scores, masks_from_scores, random_scores, taylor_scores
+from course_lib.masks import prunable_weights, trainable_tensor
 
 
 def snip_scores(model: nn.Module, data: TensorDataset, num_batches: int = 4,
@@ -158,45 +154,3 @@ def init_masks(model: nn.Module, method: str, sparsity: float, data: TensorDatas
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted([*scorers, 'synflow'])}.")
     scope = "local" if method == "random" else "global"
     return masks_from_scores(model, _without(scorers[method](), exclude), sparsity, scope=scope)
-
-
-SANITY_VARIANTS = ("as found", "shuffled in each layer", "re-initialized")
-# The positive control of the sanity checks: a mask that is known to matter. Global magnitude pruning of the
-# network trained from theta_0, rewound to theta_0 (a one-shot lottery ticket, chapter 3): shuffling it should hurt.
-POSITIVE_CONTROL = "magnitude after training"
-
-
-def sanity_checks(model_name: str, data: DataSplits, config: TrainConfig, methods: Sequence[str], sparsity: float,
-                  seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
-    """One seed of Frankle et al. (2021)'s sanity checks for pruning at initialization; one row per (method, variant).
-
-    Each method's mask is trained three ways from the seed's initialization θ₀:
-    **as found**; **shuffled in each layer** (the same number of weights per
-    layer, at random positions); and **re-initialized** (the mask as found, on
-    a fresh θ₀). If the shuffled or re-initialized masks train as well, the
-    method chose *how many* weights each layer keeps, not *which* ones.
-
-    A check that never fails proves nothing, so ``methods`` may include
-    :data:`POSITIVE_CONTROL`: the global magnitude mask of the network trained
-    from θ₀ (one dense training more), rewound to θ₀ — a mask whose positions
-    are known to matter (chapter 3), so shuffling it should cost accuracy.
-    """
-    seeded = replace(config, seed=config.seed + seed)
-    init = build_model(model_name, seed=seeded.seed)
-    rows = []
-    for method in methods:
-        if method == POSITIVE_CONTROL:
-            trained = copy.deepcopy(init)
-            train(trained, data, seeded, progress=progress, desc=f"seed {seed}: dense, for the positive control")
-            found = init_masks(trained, "magnitude", sparsity)
-        else:
-            found = init_masks(init, method, sparsity, data.train, seed=seeded.seed)
-        starts = {"as found": (found, init),
-                  "shuffled in each layer": (random_masks_like(found, seed=seeded.seed + 1), init),
-                  "re-initialized": (found, build_model(model_name, seed=seeded.seed + 1000))}
-        for variant, (masks, start) in starts.items():
-            model = copy.deepcopy(start)
-            train_masked(model, masks, data, seeded, progress=progress, desc=f"seed {seed}: {method}, {variant}")
-            rows.append({"method": method, "variant": variant, "val_acc": evaluate(model, data.val),
-                         "test_acc": evaluate(model, data.test)})
-    return rows

@@ -28,14 +28,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from course_lib.cache import cached_run
 from course_lib.data import DataSplits
-from course_lib.masks import Masks, apply_masks, mask_sparsity, unmasked_copy
+from course_lib.masks import Masks, mask_sparsity, unmasked_copy
 from course_lib.models import build_model
 from course_lib.pruning.selection import output_layer, random_masks_like, unstructured_masks
-from course_lib.pruning.procedures import finetune
-from course_lib.profiles import Profile
-from course_lib.training import History, TrainConfig, evaluate, steps_per_epoch, train
+from course_lib.pruning.procedures import train_masked
+from course_lib.profiles import derive_seed
+from course_lib.training import History, TrainConfig, steps_per_epoch, train
 from course_lib.training.config import STEP_DECAY
 
 Retraining = Literal["fine-tune", "weight rewinding", "LR rewinding"]
@@ -70,14 +69,6 @@ def imp_round_masks(model: nn.Module, round_: int, rate: float = 0.2, output_rat
     return unstructured_masks(model, hidden, scope="local", rate_multipliers={output_layer(model): output / hidden})
 
 
-def train_masked(model: nn.Module, masks: Masks, data: DataSplits, config: TrainConfig, start_epoch: int = 0,
-                 eval_every: int | None = None, progress: bool = True, desc: str = "training") -> History:
-    """Attach ``masks`` to ``model`` (in place) and train it, keeping the pruned weights at zero."""
-    if masks:
-        apply_masks(model, masks)
-    return finetune(model, data, config, start_epoch=start_epoch, eval_every=eval_every, progress=progress, desc=desc)
-
-
 def weights_after(model_name: str, data: DataSplits, config: TrainConfig, epochs: int,
                   progress: bool = True) -> dict[str, torch.Tensor]:
     """theta_k: the weights after the first ``epochs`` epochs of the dense run with ``config``.
@@ -91,16 +82,7 @@ def weights_after(model_name: str, data: DataSplits, config: TrainConfig, epochs
     return copy.deepcopy(model.state_dict())
 
 
-def lottery_recipe(profile: Profile) -> TrainConfig:
-    """Training for the lottery chapters: Adam at 1.2e-3 (as Frankle & Carbin for LeNet), step decay.
-
-    A step schedule (x0.1 at 50 % and 75 %) ends at a small but non-zero
-    learning rate, which "fine-tuning at the final learning rate" needs.
-    """
-    return TrainConfig(epochs=profile.lottery_epochs, lr=1.2e-3, schedule="step")
-
-
-def _remember_at_epoch(state: dict[str, torch.Tensor], epoch: int, train_size: int,
+def remember_at_epoch(state: dict[str, torch.Tensor], epoch: int, train_size: int,
                        batch_size: int) -> Callable[[nn.Module, int], None]:
     """A step hook that copies the model's weights into ``state`` once ``epoch`` epochs have been trained."""
     step_to_keep = epoch * steps_per_epoch(train_size, batch_size)
@@ -124,7 +106,7 @@ def iterative_magnitude_pruning(model_name: str, data: DataSplits, config: Train
         raise ValueError(f"rewind_epoch must be in [0, {config.epochs}), got {rewind_epoch}.")
     dense = build_model(model_name, seed=config.seed)
     snapshot: dict[str, torch.Tensor] = copy.deepcopy(dense.state_dict())
-    remember = _remember_at_epoch(snapshot, rewind_epoch, len(data.train), config.batch_size)
+    remember = remember_at_epoch(snapshot, rewind_epoch, len(data.train), config.batch_size)
 
     history = train(dense, data, config, hooks=[remember] if rewind_epoch else [], eval_every=eval_every,
                     progress=progress, desc="round 0 (dense)")
@@ -141,10 +123,10 @@ def iterative_magnitude_pruning(model_name: str, data: DataSplits, config: Train
 
 
 def random_reinit_control(model_name: str, ticket: Ticket, data: DataSplits, config: TrainConfig,
-                          seed_offset: int = 1000, eval_every: int | None = None,
+                          eval_every: int | None = None,
                           progress: bool = True) -> tuple[nn.Module, History]:
     """The ticket's mask on a *fresh* random initialization, trained the same way."""
-    model = build_model(model_name, seed=config.seed + seed_offset)
+    model = build_model(model_name, seed=derive_seed(config.seed, "fresh init"))
     history = train_masked(model, ticket.masks, data, config, eval_every=eval_every, progress=progress,
                            desc=f"round {ticket.round}: random re-init")
     return model, history
@@ -159,26 +141,6 @@ def random_mask_control(model_name: str, ticket: Ticket, init_state: dict[str, t
     history = train_masked(model, random_masks_like(ticket.masks, seed), data, config, eval_every=eval_every,
                            progress=progress, desc=f"round {ticket.round}: random mask")
     return model, history
-
-
-def ticket_vs_controls(model_name: str, data: DataSplits, config: TrainConfig, rounds: int, rate: float = 0.2,
-                       seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
-    """One seed of the ticket-against-controls comparison: IMP for ``rounds`` rounds, then the two controls.
-
-    ``seed`` is added to ``config.seed``; it fixes θ₀, the data order and the
-    controls' random draws, so "ticket minus control" is a paired difference
-    seed by seed. Returns one row per network trained at the sparsest round
-    (ticket, random re-init, random mask): method, density, test accuracy.
-    """
-    seeded = replace(config, seed=config.seed + seed)
-    tickets, theta0 = iterative_magnitude_pruning(model_name, data, seeded, rounds, rate, progress=progress)
-    last = tickets[-1]
-    networks = {"ticket": last.model,
-                "random re-init": random_reinit_control(model_name, last, data, seeded, progress=progress)[0],
-                "random mask": random_mask_control(model_name, last, theta0, data, seeded, seed=seeded.seed,
-                                                   progress=progress)[0]}
-    return [{"method": name, "density": last.density, "test_acc": evaluate(model, data.test)}
-            for name, model in networks.items()]
 
 
 def retrain_after_pruning(method: Retraining, trained: nn.Module, masks: Masks, rewind_state: dict[str, torch.Tensor],
@@ -212,44 +174,3 @@ def final_learning_rate(config: TrainConfig) -> float:
         raise ValueError("A cosine schedule ends at learning rate 0, so 'fine-tuning at the final learning rate' "
                          "would not train at all. Use schedule='step' (as Renda et al.) or 'constant'.")
     return config.lr * (STEP_DECAY ** 2 if config.schedule == "step" else 1.0)
-
-
-def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig, round_: int, rate: float = 0.2,
-                         rewind_epoch: int = 1, seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
-    """One seed of Renda et al.'s comparison: train dense, prune once, retrain three ways; one row per method.
-
-    The dense network is trained from ``seed`` (added to ``config.seed``), its
-    weights after ``rewind_epoch`` epochs are remembered, and it is pruned
-    **once** to the density of IMP round ``round_`` (:func:`imp_round_masks`).
-    Each row holds the method, the density and the validation and test
-    accuracy after :func:`retrain_after_pruning`.
-    """
-    seeded = replace(config, seed=config.seed + seed)
-    dense = build_model(model_name, seed=seeded.seed)
-    rewind_state: dict[str, torch.Tensor] = {}
-    remember = _remember_at_epoch(rewind_state, rewind_epoch, len(data.train), seeded.batch_size)
-    train(dense, data, seeded, hooks=[remember], progress=progress, desc=f"seed {seed}: dense")
-    masks = imp_round_masks(dense, round_, rate)
-    rows = []
-    for method in ("fine-tune", "weight rewinding", "LR rewinding"):
-        model, _ = retrain_after_pruning(method, dense, masks, rewind_state, data, seeded, rewind_epoch, progress)
-        rows.append({"method": method, "density": 1.0 - mask_sparsity(masks),
-                     "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test)})
-    return rows
-
-
-def ticket_curve(data: DataSplits, config: TrainConfig, rounds: int, rate: float = 0.2,
-                 tickets: list[Ticket] | None = None, progress: bool = True) -> list[dict[str, float]]:
-    """Density and test accuracy of every IMP round of LeNet-300-100, kept in the run cache.
-
-    Chapter 3 finds the tickets and passes them in; chapter 4 reads the same
-    curve to plot it beside the masks found at initialization, and runs IMP
-    itself only when chapter 3 never ran with these settings.
-    """
-    def compute() -> list[dict[str, float]]:
-        found = tickets if tickets is not None else \
-            iterative_magnitude_pruning("lenet300", data, config, rounds, rate, progress=progress)[0]
-        return [{"round": t.round, "density": t.density, "test_acc": evaluate(t.model, data.test)} for t in found]
-
-    return cached_run("ch3-ticket-curve", {"sizes": data.sizes(), "split_seed": data.seed, "config": config,
-                                           "rounds": rounds, "rate": rate}, compute)

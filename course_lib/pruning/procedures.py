@@ -16,20 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from course_lib.data import DataSplits
 from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, weight_masks, zero_pruned_weights
-from course_lib.costs import compare_latency, count_parameters, layer_costs
-from course_lib.devices import model_device
-from course_lib.pruning.selection import (Criterion, Scope, UnitCriterion, check_sparsity, prunable_weights, structured_masks,
-                                unstructured_masks)
+from course_lib.pruning.selection import Criterion, Scope, UnitCriterion, structured_masks, unstructured_masks
+from course_lib.masks import check_sparsity, prunable_weights
 from course_lib.sparse.schedules import iterative_sparsities
 from course_lib.sparse.updaters import AGP
-from course_lib.pruning.surgery import shrink
 from course_lib.training import History, Hook, StepFunction, TrainConfig, evaluate, train
 
 MaskFn = Callable[[nn.Module, float], Masks]
@@ -79,6 +75,14 @@ def finetune(model: nn.Module, data: DataSplits, config: TrainConfig, extra_hook
     """
     return train(model, data, config, hooks=[*extra_hooks, zero_pruned_weights], progress=progress, desc=desc,
                  **train_options)
+
+
+def train_masked(model: nn.Module, masks: Masks, data: DataSplits, config: TrainConfig, start_epoch: int = 0,
+                 eval_every: int | None = None, progress: bool = True, desc: str = "training") -> History:
+    """Attach ``masks`` to ``model`` (in place) and train it, keeping the pruned weights at zero."""
+    if masks:
+        apply_masks(model, masks)
+    return finetune(model, data, config, start_epoch=start_epoch, eval_every=eval_every, progress=progress, desc=desc)
 
 
 def one_shot(model: nn.Module, sparsity: float, make_masks: MaskFn) -> Pruned:
@@ -194,55 +198,15 @@ def per_layer(sparsities: Mapping[str, float]) -> MaskFn:
     return make_masks
 
 
-def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[float], make_masks: MaskFn,
-                     config: TrainConfig, latency_rounds: int = 7, batch_size: int = 256,
-                     progress: bool = True, speedup_bars: Mapping[float, float] | None = None,
-                     ) -> tuple[pd.DataFrame, dict[float, nn.Module]]:
-    """Prune whole units to each keep ratio, fine-tune, remove them physically, and measure.
+def finetune_epochs(epochs: int) -> int:
+    """The fine-tuning share of a budget of ``epochs``: a third, at least one."""
+    if epochs < 2:
+        raise ValueError(f"a budget of dense training plus fine-tuning needs at least 2 epochs, got {epochs}.")
+    return max(1, round(epochs / 3))
 
-    Returns a table with one row per keep ratio (1.0 is the dense model) and
-    the shrunk models by keep ratio. Columns: parameters, MACs per image,
-    validation and test accuracy, median latency at ``batch_size``, speed-up
-    (with the spread of its rounds, ``speedup_low``/``speedup_high``; see
-    :func:`~course_lib.costs.compare_latency`, which ``speedup_bars`` such as
-    ``{0.5: 1.3}`` pass to as ``until_decided``) and MAC reduction against
-    the dense model, and ``max_output_diff``: the
-    largest difference between the masked and the shrunk network's outputs
-    on validation images (surgery must not change what the network computes).
 
-    Devices: fine-tuning runs where :func:`~course_lib.training.train` puts it
-    (the fastest device), and ``max_output_diff`` is computed there. Then each
-    shrunk model is moved to the **dense model's device**, where all of them
-    are timed together with the dense model (a speed-up is only meaningful on
-    one device) and where they are returned. To time on the CPU, pass a dense
-    model that is on the CPU.
-    """
-
-    device = model_device(model)
-    dense_costs = layer_costs(model)
-    rows, small_models = [], {}
-    probe = data.val.tensors[0][:256]
-    for keep in keep_ratios:
-        if keep == 1.0:
-            small, diff = model, 0.0
-        else:
-            masked = prune_and_finetune(model, data, 1.0 - keep, make_masks, config, progress=progress).model
-            small = shrink(masked)
-            x = probe.to(model_device(masked))  # the inputs follow the model
-            with torch.no_grad():
-                diff = float((small(x) - masked(x)).abs().max())
-            small = small.to(device)
-        costs = layer_costs(small)
-        rows.append({"keep_ratio": keep, "parameters": count_parameters(small), "MACs": int(costs.macs.sum()),
-                     "val_acc": evaluate(small, data.val), "test_acc": evaluate(small, data.test),
-                     "MAC_reduction": dense_costs.macs.sum() / costs.macs.sum(), "max_output_diff": diff})
-        small_models[keep] = small
-    # All latencies in alternating rounds on the dense model's device, against the dense model measured alongside.
-    latency = compare_latency({"dense": model, **{str(k): m for k, m in small_models.items()}}, batch_size,
-                              rounds=latency_rounds,
-                              until_decided={str(k): bar for k, bar in (speedup_bars or {}).items()})
-    for row in rows:
-        measured = latency.loc[str(row["keep_ratio"])]
-        row.update(latency_ms=measured.latency_ms, speedup=measured.speedup, speedup_low=measured.speedup_low,
-                   speedup_high=measured.speedup_high)
-    return pd.DataFrame(rows).set_index("keep_ratio"), small_models
+def budgets(epochs: int, seed: int = 0) -> dict[str, TrainConfig]:
+    """The course recipe three ways: ``dense`` + ``finetune`` (magnitude pruning) and ``dpp`` (all ``epochs``)."""
+    tune = finetune_epochs(epochs)
+    return {"dense": TrainConfig(epochs=epochs - tune, seed=seed), "finetune": TrainConfig(epochs=tune, seed=seed),
+            "dpp": TrainConfig(epochs=epochs, seed=seed)}

@@ -30,12 +30,11 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import torch
-import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from course_lib.data import batches
-from course_lib.masks import Masks, get_masks, layer_sparsities
+from course_lib.masks import Masks, check_sparsity, get_masks, layer_sparsities, prunable_weights, trainable_tensor
 from course_lib.profiles import shifted_seed
 from course_lib.costs import prunable_layers
 
@@ -46,12 +45,6 @@ Scope = Literal["local", "global", "row"]
 
 class LayerCollapseError(ValueError):
     """Pruning would remove every unit of a layer, cutting the network in two."""
-
-
-def check_sparsity(sparsity: float, what: str = "sparsity") -> None:
-    """Refuse a sparsity outside [0, 1): 1.0 would prune everything, 90 % is written 0.9."""
-    if not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"{what} must be a fraction in [0, 1), e.g. 0.9 for 90 % of weights removed; got {sparsity!r}.")
 
 
 def _check_request(sparsity: float, scope: str) -> None:
@@ -66,17 +59,6 @@ def keep_per_row(sparsity: float, n: int) -> int:
     return max(1, round((1.0 - sparsity) * n))
 
 
-def prunable_weights(model: nn.Module, exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
-    """``{"net.fc1.weight": layer, ...}`` for every Linear/Conv2d not excluded (by layer or weight name)."""
-    excluded = {e.removesuffix(".weight") for e in exclude}
-    layers = prunable_layers(model)
-    unknown = excluded - set(layers)
-    if unknown:
-        raise ValueError(f"Cannot exclude {sorted(unknown)}: not Linear/Conv2d layers of the model. "
-                         f"Its prunable layers are {list(layers)}.")
-    return {f"{name}.weight": layer for name, layer in layers.items() if name not in excluded}
-
-
 def output_layer(model: nn.Module) -> str:
     """Name of the last Linear/Conv2d layer (the classifier)."""
     return list(prunable_layers(model))[-1]
@@ -84,13 +66,6 @@ def output_layer(model: nn.Module) -> str:
 
 def _current_mask(model: nn.Module, name: str, like: torch.Tensor) -> torch.Tensor:
     return get_masks(model).get(name, torch.ones_like(like)).to(like.device)
-
-
-def trainable_tensor(layer: nn.Module, param: str = "weight") -> torch.Tensor:
-    """The tensor the optimizer updates: ``original`` of a masked parameter, else the parameter."""
-    if parametrize.is_parametrized(layer, param):
-        return layer.parametrizations[param].original
-    return getattr(layer, param)
 
 
 # ---------------------------------------------------------------- criteria
@@ -450,7 +425,6 @@ def structured_masks(
     if criterion == "bn_scale":
         names = [n for n in names if n in bn]
     scores = unit_scores(model, names, criterion, seed)
-    modules = dict(model.named_modules())
     current = get_masks(model)
     for name, s in scores.items():  # units already removed stay removed
         if f"{name}.weight" in current:

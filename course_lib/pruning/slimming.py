@@ -10,14 +10,17 @@ below one global threshold are then removed. The penalty's subgradient,
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from course_lib.masks import Masks
-from course_lib.pruning.selection import BATCHNORMS, check_sparsity, following_batchnorm, trainable_tensor, unit_masks
+from course_lib.masks import Masks, apply_masks
+from course_lib.pruning.selection import BATCHNORMS, following_batchnorm, unit_masks
+from course_lib.pruning.surgery import shrink
+from course_lib.masks import check_sparsity, trainable_tensor
 from course_lib.training.hooks import Hook, TrainContext
 
 class BatchNormL1(Hook):
@@ -107,3 +110,11 @@ def slimming_masks(model: nn.Module, threshold: float, min_channels: int = 1) ->
     :func:`~course_lib.pruning.surgery.shrink` then removes it physically.
     """
     return unit_masks(model, slimming_keep(batchnorm_scales(model), threshold, min_channels))
+
+
+def slim(model: nn.Module, prune_fraction: float, min_channels: int) -> nn.Module:
+    """The physically smaller network network slimming finds: one global |gamma| threshold, a per-layer floor."""
+    threshold = global_threshold(batchnorm_scales(model), prune_fraction)
+    masked = copy.deepcopy(model)
+    apply_masks(masked, slimming_masks(masked, threshold, min_channels))
+    return shrink(masked)

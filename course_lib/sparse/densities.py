@@ -27,7 +27,7 @@ from torch import nn
 
 from course_lib.masks import Masks
 from course_lib.profiles import shifted_seed
-from course_lib.pruning.selection import check_sparsity, prunable_weights
+from course_lib.masks import check_sparsity, prunable_weights
 
 Distribution = Literal["uniform", "er", "erk"]
 

@@ -12,6 +12,8 @@
 
 * **Drop fraction** of sparse training (SET, RigL): the share of each layer's
   weights moved at an update decays along half a cosine.
+* **Update interval** Delta T of sparse training (:func:`update_every`): a fixed
+  number of mask updates before T_end, whatever the run's length.
 
 These are pure functions of the step; :mod:`course_lib.sparse.updaters` uses
 them to decide how much each mask update changes.
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import math
 
-from course_lib.pruning.selection import check_sparsity
+from course_lib.masks import check_sparsity
+from course_lib.training.config import TrainConfig
 
 
 def agp_sparsity(step: int, final_sparsity: float, begin_step: int, end_step: int,
@@ -65,3 +68,22 @@ def cosine_drop_fraction(step: int, initial_fraction: float, begin_step: int, en
         raise ValueError(f"end_step ({end_step}) must come after begin_step ({begin_step}).")
     progress = min(max((step - begin_step) / (end_step - begin_step), 0.0), 1.0)
     return initial_fraction * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+MASK_UPDATES = 25  # mask updates before T_end in every SET/RigL run, whatever its length
+
+
+END_FRACTION = 0.75  # T_end: no mask updates (and no more AGP pruning) in the last quarter of training
+
+
+def update_every(config: TrainConfig, train_size: int, updates: int = MASK_UPDATES,
+                 end_fraction: float = END_FRACTION) -> int:
+    """Delta T: the steps between mask updates that give ``updates`` updates before ``end_fraction`` of training.
+
+    RigL updates every 100 steps of runs that last tens of thousands of steps
+    (hundreds of updates); our runs last about two thousand, so we keep a
+    useful number of updates instead and let Delta T follow the run's length.
+    """
+    if updates < 1:
+        raise ValueError(f"updates must be at least 1, got {updates}.")
+    return max(1, round(end_fraction * config.total_steps(train_size) / updates))

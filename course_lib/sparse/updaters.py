@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from course_lib.masks import Masks, WeightMask, apply_masks, mask_layers, scale_to_kept_fan_in, zero_pruned_weights
-from course_lib.pruning.selection import check_sparsity, trainable_tensor
+from course_lib.masks import check_sparsity, trainable_tensor
 from course_lib.profiles import shifted_seed
 from course_lib.sparse.densities import Distribution, layer_densities, random_masks
 from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction

@@ -1,69 +1,66 @@
-"""Chapter 8: every method of the course under one protocol, run from one registry.
+"""The method registry: every pruning method of the course as one named runner, on one protocol.
 
 Blalock et al. (2020) found that pruning papers rarely compare on the same
-model, data, budget and seeds. The capstone does: every method of chapters
-1-7 is a named *runner* in :data:`METHODS`, and every runner gets the same
-:class:`Protocol` (model, data, training budget in epochs) and returns the
-same record (:class:`Result`): accuracies, the sparsity its masks really
-have, its training compute and its wall time.
+model, data, budget and seeds. Here every method of chapters 1-7 registers
+its *runner* once, in :data:`METHODS`; the capstone (chapter 8) runs them all
+from this registry, and a new method joins the comparison by registering
+one function. A runner gets the same :class:`Protocol` (model, data,
+training budget in epochs), a sparsity, a seed and a :class:`Ledger` that
+counts its training, and returns the pruned, trained network;
+:func:`run_method` measures it into the common :class:`RunRecord`.
 
 **The budget.** One run trains for ``protocol.epochs`` epochs wherever the
 method allows: pruning after training spends ``round(epochs / 3)`` of them
 (at least one) fine-tuning and the rest dense
-(:func:`course_lib.dpp.comparison.budgets`); training sparse
-from the start spends all of it sparse. Methods that need more - a lottery
-ticket trains twice, Scratch-B stretches its budget to the dense run's
-compute - get it, and the record says so: ``train_epochs`` counts every
-pass over the data, dense pre-training included, and ``train_flops`` the
-ideal training FLOPs (zero weights skipped, Evci et al.'s accounting of
-chapter 6) relative to one dense run of the budget.
+(:func:`course_lib.pruning.procedures.budgets`); training sparse from the
+start spends all of it sparse. Methods that need more - a lottery ticket
+trains twice, Scratch-B stretches its budget to the dense run's compute -
+get it, and the record says so: ``train_epochs`` counts every pass over the
+data, dense pre-training included, and ``train_flops`` the ideal training
+FLOPs (zero weights skipped, Evci et al.'s accounting of chapter 6), both
+absolute and relative to one dense run of the budget.
 
 **Selection.** Runners see the validation split and never look at the test
-split; the record carries both accuracies, and the chapter reports test.
+split; the record carries both accuracies.
 
-**Running it.** :func:`run` goes through the course's run cache, so a
-chapter that finds its results cached never trains. Fill the cache on a
-faster machine with::
+Adding a method::
 
-    python -m course_lib.capstone --profile full --device cuda
+    @register("my method", "unstructured", chapter=9, about="one line on what it does")
+    def _my_method(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
+        model = build_model(protocol.model_name, seed=seed)
+        ...                                   # prune and train, passing ledger.hooks() to every train()
+        return model
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from course_lib.cache import cached_run
+from course_lib.cache import cached_run, trained_baseline
 from course_lib.costs import layer_costs
 from course_lib.data import DataSplits
-from course_lib.devices import DEVICE_ENV_VAR, default_device
-from course_lib.dpp.comparison import LENET_DENSE, VGG_DENSE, budgets, dpp_hook, dpp_splits
-from course_lib.dpp.pruner import freeze
+from course_lib.dpp.pruner import dpp_hook, train_dpp
 from course_lib.masks import apply_masks, get_masks, mask_sparsity, weight_masks
-from course_lib.models import build_model
-from course_lib.profiles import Profile, get_profile
+from course_lib.models import LENET_CLASSIFIER, VGG_CLASSIFIER, build_model
+from course_lib.profiles import derive_seed
 from course_lib.pruning.at_init import init_masks
-from course_lib.pruning.procedures import finetune, gradual_pruning, magnitude, units
-from course_lib.pruning.rethinking import reinitialized, scratch_b_config, slim
-from course_lib.pruning.slimming import BatchNormL1
-from course_lib.pruning.surgery import shrink
+from course_lib.pruning.procedures import budgets, finetune, gradual_pruning, magnitude, units
+from course_lib.pruning.rethinking import reinitialized, scratch_b_config
 from course_lib.pruning.selection import unstructured_masks
-from course_lib.sparse.comparison import update_every
+from course_lib.pruning.slimming import BatchNormL1, slim
+from course_lib.pruning.surgery import shrink
 from course_lib.sparse.flops import training_step_flops
-from course_lib.sparse.schedules import iterative_sparsities
+from course_lib.sparse.schedules import iterative_sparsities, update_every
 from course_lib.sparse.tracking import MaskTracker
 from course_lib.sparse.updaters import SET, RigL, Static
-from course_lib.training import TrainConfig, evaluate, recalibrate_batchnorm, train
+from course_lib.training import TrainConfig, evaluate, train
 
 Family = Literal["unstructured", "structured"]
 
@@ -78,13 +75,29 @@ class Protocol:
 
     def key(self) -> dict[str, Any]:
         """Everything about the protocol that determines a result (for the run cache)."""
-        return {"model": self.model_name, "sizes": self.data.sizes(), "split_seed": self.data.seed,
-                "epochs": self.epochs}
+        return {"model": self.model_name, "data": self.data.key(), "epochs": self.epochs}
 
 
 @dataclass
-class Result:
-    """One run of one method at one sparsity and seed: the record every runner returns."""
+class RunRecord:
+    """One run of one method at one sparsity and seed, measured the same way for every method.
+
+    Attributes:
+        method, family, sparsity, seed: what was run (``sparsity`` is the one asked for).
+        settings: the method's own settings (e.g. the share of filters kept), as registered.
+        val_acc, test_acc: accuracy in % on the validation and test splits.
+        measured_sparsity: the share of the dense network's weights the result does not keep.
+        weights_kept: weights kept (a mask's ones; all weights of a shrunk network).
+        parameters: weights kept plus biases.
+        macs: multiply-accumulates per image, zero weights skipped.
+        bytes: what the kept weights and biases take in float32.
+        train_epochs: passes over the training data, every phase included.
+        train_flops: ideal training FLOPs relative to one dense run of the protocol's budget.
+        train_flops_total: the same FLOPs, absolute.
+        seconds: wall time of the run (without what was loaded from the cache).
+        masks: the final masks, as booleans (unstructured runs).
+        model: structured runs: the physically smaller network (for timing).
+    """
 
     method: str
     family: str
@@ -94,13 +107,16 @@ class Result:
     test_acc: float
     measured_sparsity: float
     weights_kept: int
+    parameters: int
+    macs: int
+    bytes: int
     train_epochs: float
     train_flops: float
+    train_flops_total: float
     seconds: float
-    macs: int = 0  # multiply-accumulates per image, zero weights skipped
-    parameters: int = 0  # stored weights and biases that are not zero
+    settings: dict[str, Any] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
-    model: nn.Module | None = None  # structured runs: the physically smaller network (for timing)
+    model: nn.Module | None = None
 
 
 class Ledger:
@@ -135,11 +151,10 @@ class Ledger:
         return self.protocol.epochs * len(self.protocol.data.train) * training_step_flops(self.macs)
 
     def totals(self) -> tuple[float, float]:
-        """(epochs, training FLOPs relative to one dense run of the budget)."""
+        """(epochs, training FLOPs in all)."""
         images = sum(t.trace.images for t in self.trackers if t.trace is not None)
         flops = sum(t.trace.training_flops for t in self.trackers if t.trace is not None)
-        epochs = self.charged_epochs + images / len(self.protocol.data.train)
-        return epochs, (self.charged_flops + flops) / self.dense_budget_flops()
+        return self.charged_epochs + images / len(self.protocol.data.train), self.charged_flops + flops
 
 
 Runner = Callable[[Protocol, float, int, Ledger], nn.Module]
@@ -154,33 +169,27 @@ class Method:
     chapter: int
     about: str
     runner: Runner
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, family: Family, chapter: int, about: str) -> Callable[[Runner], Runner]:
-    """Add a runner to :data:`METHODS` under ``name``."""
+def register(name: str, family: Family, chapter: int, about: str,
+             settings: dict[str, Any] | None = None) -> Callable[[Runner], Runner]:
+    """Add a runner to :data:`METHODS` under ``name`` (``settings``: the method's own constants, for the record)."""
     def add(runner: Runner) -> Runner:
         if name in METHODS:
             raise ValueError(f"A method called {name!r} is registered already.")
-        METHODS[name] = Method(name, family, chapter, about, runner)
+        METHODS[name] = Method(name, family, chapter, about, runner, dict(settings or {}))
         return runner
     return add
 
 
 def dense_trained(protocol: Protocol, epochs: int, seed: int, ledger: Ledger) -> nn.Module:
-    """The dense network of ``seed`` after ``epochs`` (cached, shared by methods; charged to ``ledger``)."""
-    config = TrainConfig(epochs=epochs, seed=seed)
-
-    def compute() -> dict[str, torch.Tensor]:
-        model = build_model(protocol.model_name, seed=seed)
-        train(model, protocol.data, config, progress=False)
-        return {k: v.cpu() for k, v in model.state_dict().items()}
-
-    model = build_model(protocol.model_name, seed=seed)
-    model.load_state_dict(cached_run("capstone-dense", {**protocol.key(), "dense_epochs": epochs, "seed": seed},
-                                     compute))
+    """The dense network of ``seed`` after ``epochs`` (the course's cached dense trainer; charged to ``ledger``)."""
+    model = trained_baseline(protocol.model_name, protocol.data, TrainConfig(epochs=epochs, seed=seed),
+                             progress=False).model
     ledger.charge_dense(epochs)
     return model
 
@@ -191,7 +200,7 @@ def _pruned_once(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger)
     """The dense network after two thirds of the budget, pruned once by global magnitude; and the budget's plan."""
     plan = budgets(protocol.epochs, seed)
     model = dense_trained(protocol, plan["dense"].epochs, seed, ledger)
-    apply_masks(model, magnitude("global", exclude=LENET_DENSE)(model, sparsity))
+    apply_masks(model, magnitude("global", exclude=LENET_CLASSIFIER)(model, sparsity))
     return model, plan
 
 
@@ -208,7 +217,7 @@ def _iterative(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -
     model = dense_trained(protocol, plan["dense"].epochs, seed, ledger)
     rounds = plan["finetune"].epochs
     for target in iterative_sparsities(sparsity, rounds):
-        apply_masks(model, magnitude("global", exclude=LENET_DENSE)(model, target))
+        apply_masks(model, magnitude("global", exclude=LENET_CLASSIFIER)(model, target))
         finetune(model, protocol.data, replace(plan["finetune"], epochs=1), extra_hooks=ledger.hooks(), progress=False)
     return model
 
@@ -217,14 +226,14 @@ def _iterative(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -
 def _agp(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     config = budgets(protocol.epochs, seed)["dpp"]
     return gradual_pruning(build_model(protocol.model_name, seed=seed), protocol.data, sparsity,
-                           magnitude("global", exclude=LENET_DENSE), config, begin_fraction=0.25,
+                           magnitude("global", exclude=LENET_CLASSIFIER), config, begin_fraction=0.25,
                            extra_hooks=ledger.hooks(), progress=False).model
 
 
 @register("lottery ticket", "unstructured", 3, "train, prune once, rewind survivors to their initial values, train again")
 def _lottery(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     trained = dense_trained(protocol, protocol.epochs, seed, ledger)
-    masks = unstructured_masks(trained, sparsity, scope="local", exclude=LENET_DENSE)  # Frankle & Carbin: per layer
+    masks = unstructured_masks(trained, sparsity, scope="local", exclude=LENET_CLASSIFIER)  # Frankle & Carbin: per layer
     ticket = build_model(protocol.model_name, seed=seed)  # theta_0: the same seed gives the same initial weights
     apply_masks(ticket, masks)
     finetune(ticket, protocol.data, TrainConfig(epochs=protocol.epochs, seed=seed), extra_hooks=ledger.hooks(),
@@ -243,7 +252,7 @@ def _lr_rewinding(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger
 def _at_init(method: str) -> Runner:
     def run(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
         model = build_model(protocol.model_name, seed=seed)
-        masks = init_masks(model, method, sparsity, data=protocol.data.train, seed=seed, exclude=LENET_DENSE)
+        masks = init_masks(model, method, sparsity, data=protocol.data.train, seed=seed, exclude=LENET_CLASSIFIER)
         apply_masks(model, masks)
         finetune(model, protocol.data, TrainConfig(epochs=protocol.epochs, seed=seed), extra_hooks=ledger.hooks(),
                  progress=False)
@@ -262,7 +271,7 @@ def _sparse_trainer(trainer: type) -> Runner:
         config = TrainConfig(epochs=protocol.epochs, seed=seed)
         model = build_model(protocol.model_name, seed=seed)
         updater = trainer(sparsity, "erk", update_every=update_every(config, len(protocol.data.train)),
-                          exclude=LENET_DENSE, seed=seed)
+                          exclude=LENET_CLASSIFIER, seed=seed)
         train(model, protocol.data, config, hooks=[updater, *ledger.hooks()], progress=False)
         return model
     return run
@@ -278,12 +287,8 @@ register("RigL", "unstructured", 6, "ERK; drop the smallest |w|, regrow the larg
 @register("DPP", "unstructured", 7, "learned k-of-n masks, exactly k inputs per neuron (Gonzalez-Carabarin et al. 2022)")
 def _dpp(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     config = budgets(protocol.epochs, seed)["dpp"]
-    model = build_model(protocol.model_name, seed=seed)
-    train(model, protocol.data, config, hooks=[dpp_hook(sparsity, protocol.data, config, seed), *ledger.hooks()],
-          progress=False)
-    freeze(model)
-    recalibrate_batchnorm(model, protocol.data.train)
-    return model
+    hook = dpp_hook(sparsity, protocol.data, config, seed, LENET_CLASSIFIER)
+    return train_dpp(build_model(protocol.model_name, seed=seed), protocol.data, config, hook, ledger.hooks())
 
 
 # ------------------------------------------------------------------------ structured, SmallVGG-BN
@@ -298,7 +303,7 @@ def _filters(protocol: Protocol, seed: int, ledger: Ledger) -> tuple[nn.Module, 
     plan = budgets(protocol.epochs, seed)
     dense = dense_trained(protocol, plan["dense"].epochs, seed, ledger)
     pruned = copy.deepcopy(dense)
-    apply_masks(pruned, units("l1", exclude=VGG_DENSE)(pruned, 1.0 - KEEP))
+    apply_masks(pruned, units("l1", exclude=VGG_CLASSIFIER)(pruned, 1.0 - KEEP))
     return dense, shrink(pruned)
 
 
@@ -309,17 +314,19 @@ def _dense_vgg(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -
     return model
 
 
-@register("L1 filters + fine-tune", "structured", 2, "dense, remove the filters of smallest L1 norm, fine-tune (Li et al. 2017)")
+@register("L1 filters + fine-tune", "structured", 2, "dense, remove the filters of smallest L1 norm, fine-tune (Li et al. 2017)",
+          settings={"keep": KEEP})
 def _l1_filters(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     _, small = _filters(protocol, seed, ledger)
     finetune(small, protocol.data, budgets(protocol.epochs, seed)["finetune"], extra_hooks=ledger.hooks(), progress=False)
     return small
 
 
-@register("Scratch-B", "structured", 5, "L1-filter architecture, new weights, trained for the dense run's compute (Liu et al. 2019)")
+@register("Scratch-B", "structured", 5, "L1-filter architecture, new weights, trained for the dense run's compute (Liu et al. 2019)",
+          settings={"keep": KEEP})
 def _scratch_b(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     dense, small = _filters(protocol, seed, ledger)  # finding the architecture costs the dense phase too
-    scratch = reinitialized(small, seed=seed + 1000)
+    scratch = reinitialized(small, seed=derive_seed(seed, "fresh init"))
     config = scratch_b_config(TrainConfig(epochs=protocol.epochs, seed=seed), len(protocol.data.train), dense, small)
     train(scratch, protocol.data, config, hooks=ledger.hooks(), progress=False)
     return scratch
@@ -337,7 +344,8 @@ def slimming_strength(protocol: Protocol) -> float:
             scores[strength] = evaluate(slim(model, 1.0 - KEEP, SLIMMING_FLOOR), protocol.data.val)
         return max(scores, key=scores.get)
 
-    return cached_run("capstone-slimming-strength", {**protocol.key(), "strengths": SLIMMING_STRENGTHS}, compute)
+    return cached_run("capstone-slimming-strength", {**protocol.key(), "strengths": SLIMMING_STRENGTHS,
+                                                            "keep": KEEP, "floor": SLIMMING_FLOOR}, compute)
 
 
 def _slimming_recipe(config: TrainConfig) -> TrainConfig:
@@ -345,7 +353,8 @@ def _slimming_recipe(config: TrainConfig) -> TrainConfig:
     return replace(config, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step")
 
 
-@register("network slimming", "structured", 5, "L1 on BatchNorm scales while training, one global threshold, fine-tune")
+@register("network slimming", "structured", 5, "L1 on BatchNorm scales while training, one global threshold, fine-tune",
+          settings={"keep": KEEP, "strengths": SLIMMING_STRENGTHS, "floor": SLIMMING_FLOOR})
 def _slimming(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     plan = budgets(protocol.epochs, seed)
     model = build_model(protocol.model_name, seed=seed)
@@ -356,21 +365,19 @@ def _slimming(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) ->
     return small
 
 
-@register("feature-map DPP", "structured", 7, "learned k of n filters per layer, then removed physically")
+@register("feature-map DPP", "structured", 7, "learned k of n filters per layer, then removed physically",
+          settings={"keep": KEEP})
 def _feature_map_dpp(protocol: Protocol, sparsity: float, seed: int, ledger: Ledger) -> nn.Module:
     config = budgets(protocol.epochs, seed)["dpp"]
-    model = build_model(protocol.model_name, seed=seed)
-    hook = dpp_hook(1.0 - KEEP, protocol.data, config, seed, granularity="feature_map", exclude=VGG_DENSE)
-    train(model, protocol.data, config, hooks=[hook, *ledger.hooks()], progress=False)
-    freeze(model)
-    recalibrate_batchnorm(model, protocol.data.train)
+    hook = dpp_hook(1.0 - KEEP, protocol.data, config, seed, VGG_CLASSIFIER, granularity="feature_map")
+    model = train_dpp(build_model(protocol.model_name, seed=seed), protocol.data, config, hook, ledger.hooks())
     return shrink(model)
 
 
-# ------------------------------------------------------------------------ running and caching
+# ------------------------------------------------------------------------ running one method
 
-def run_method(name: str, protocol: Protocol, sparsity: float, seed: int) -> Result:
-    """Run one registered method once (no cache): the common record."""
+def run_method(name: str, protocol: Protocol, sparsity: float, seed: int) -> RunRecord:
+    """Run one registered method once (no cache) and measure it into the common record."""
     if name not in METHODS:
         raise ValueError(f"No method called {name!r}; the registry has {sorted(METHODS)}.")
     method = METHODS[name]
@@ -379,100 +386,18 @@ def run_method(name: str, protocol: Protocol, sparsity: float, seed: int) -> Res
     model = method.runner(protocol, sparsity, seed, ledger)
     masks = weight_masks(get_masks(model))
     epochs, flops = ledger.totals()
+    dense_budget = ledger.dense_budget_flops()
     costs = layer_costs(model)
     kept = sum(int(masks[f"{n}.weight"].sum()) if f"{n}.weight" in masks else int(w)  # the mask's count: a kept
                for n, w in zip(costs.layer, costs.weights))                           # weight may be exactly 0
     dense_weights = int(layer_costs(build_model(protocol.model_name)).weights.sum())
     structured = method.family == "structured"
-    return Result(method=name, family=method.family, sparsity=sparsity, seed=seed,
-                  val_acc=evaluate(model, protocol.data.val), test_acc=evaluate(model, protocol.data.test),
-                  measured_sparsity=1.0 - kept / dense_weights if structured else mask_sparsity(masks),
-                  weights_kept=kept, train_epochs=epochs, train_flops=flops, seconds=time.perf_counter() - started,
-                  macs=int(costs.effective_macs.sum()), parameters=kept + int(costs.biases.sum()),
-                  masks={n: m.bool().cpu() for n, m in masks.items()},
-                  model=copy.deepcopy(model).cpu().eval() if structured else None)
-
-
-def run(name: str, protocol: Protocol, sparsity: float, seed: int) -> dict[str, Any]:
-    """:func:`run_method` through the run cache: a row (a plain dict) of the capstone's tables."""
-    return cached_run("capstone", {**protocol.key(), "method": name, "sparsity": sparsity, "seed": seed},
-                      lambda: asdict(run_method(name, protocol, sparsity, seed)))
-
-
-def protocols(profile: Profile) -> dict[str, Protocol]:
-    """Both families' protocols for a profile: chapter 7's data, LeNet-300-100 and SmallVGG-BN budgets."""
-    data = dpp_splits(profile)  # chapter 7's data: the same images for both chapters
-    return {"unstructured": Protocol("lenet300", data, profile.capstone_epochs),
-            "structured": Protocol("vgg", data, profile.capstone_vgg_epochs)}
-
-
-def family_jobs(family: Family, profile: Profile, methods: Sequence[str] | None = None) -> list[tuple[str, float, int]]:
-    """The runs of one family: unstructured methods at the profile's sparsities, structured ones at 1 - KEEP."""
-    names = [n for n, m in METHODS.items() if m.family == family and (methods is None or n in methods)]
-    sparsities = profile.capstone_sparsities if family == "unstructured" else (1.0 - KEEP,)
-    return plan(names, sparsities, profile.seeds())
-
-
-def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int]) -> list[tuple[str, float, int]]:
-    """Every (method, sparsity, seed) to run, seeds outermost so that partial runs cover every method."""
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}; the registry has {sorted(METHODS)}.")
-    return [(m, s, seed) for seed in seeds for m in methods for s in sparsities]
-
-
-def dense_reference(profile: Profile) -> pd.DataFrame:
-    """LeNet-300-100 trained densely for the whole budget, one row per seed (the ceiling of the plot; cached)."""
-    protocol = protocols(profile)["unstructured"]
-    rows = []
-    for seed in profile.seeds():
-        model = dense_trained(protocol, protocol.epochs, seed, Ledger(protocol))
-        rows.append({"seed": seed, "val_acc": evaluate(model, protocol.data.val),
-                     "test_acc": evaluate(model, protocol.data.test)})
-    return pd.DataFrame(rows)
-
-
-def ranking(summary: pd.DataFrame) -> pd.DataFrame:
-    """Methods by mean accuracy, best first, and whether each is separated from the next by more than the spread.
-
-    ``summary`` is :func:`course_lib.experiments.mean_std` of one setting, indexed by method. "Separated" means
-    the gap to the next method down exceeds the larger of the two standard deviations over seeds.
-    """
-    ordered = summary.sort_values("mean", ascending=False)
-    gaps = ordered["mean"] - ordered["mean"].shift(-1)
-    spreads = pd.concat([ordered["std"], ordered["std"].shift(-1)], axis=1).max(axis=1)
-    separated = (gaps > spreads).astype("boolean").mask(gaps.isna())  # the last method has no next: <NA>
-    return ordered.assign(rank=range(1, len(ordered) + 1), gap_to_next=gaps, separated_from_next=separated)
-
-
-def results(profile: Profile, family: Family, methods: Sequence[str] | None = None,
-            progress: bool = True) -> pd.DataFrame:
-    """Every run of one family under the profile's protocol, through the cache: one row per run."""
-    protocol = protocols(profile)[family]
-    jobs = family_jobs(family, profile, methods)
-    rows = [run(name, protocol, sparsity, seed)
-            for name, sparsity, seed in tqdm(jobs, desc=f"capstone: {family} runs", disable=not progress)]
-    return pd.DataFrame(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Fill the run cache with every capstone run of a profile (``python -m course_lib.capstone --help``)."""
-    parser = argparse.ArgumentParser(description="Run every method of the course under the capstone's protocol "
-                                                 "and cache the results.")
-    parser.add_argument("--profile", choices=["quick", "full"], default="full")
-    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
-    parser.add_argument("--methods", nargs="*", default=None, help=f"a subset of: {', '.join(METHODS)}")
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    if args.device:
-        os.environ[DEVICE_ENV_VAR] = args.device  # default_device() checks that the machine has it
-    if args.methods:
-        plan(args.methods, (0.5,), (0,))  # fails early on a name the registry does not know
-    started = time.perf_counter()
-    count = sum(len(results(profile, family, args.methods)) for family in ("unstructured", "structured"))
-    print(f"{count} runs of profile {profile.name} cached in {time.perf_counter() - started:.0f} s "
-          f"on {default_device()}")
-
-
-if __name__ == "__main__":
-    main()
+    parameters = kept + int(costs.biases.sum())
+    return RunRecord(method=name, family=method.family, sparsity=sparsity, seed=seed,
+                     val_acc=evaluate(model, protocol.data.val), test_acc=evaluate(model, protocol.data.test),
+                     measured_sparsity=1.0 - kept / dense_weights if structured else mask_sparsity(masks),
+                     weights_kept=kept, parameters=parameters, macs=int(costs.effective_macs.sum()),
+                     bytes=4 * parameters, train_epochs=epochs, train_flops=flops / dense_budget,
+                     train_flops_total=flops, seconds=time.perf_counter() - started, settings=dict(method.settings),
+                     masks={n: m.bool().cpu() for n, m in masks.items()},
+                     model=copy.deepcopy(model).cpu().eval() if structured else None)

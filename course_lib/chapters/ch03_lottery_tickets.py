@@ -1,0 +1,150 @@
+"""Chapter 3's experiments: lottery tickets against their controls, and Renda et al.'s three ways to retrain.
+
+The methods (IMP with rewinding, the two controls, the three retraining
+schemes) live in :mod:`course_lib.pruning.lottery`; this module runs them the
+way the chapter compares them - on the chapter's recipe and budget, over
+seeds, through the run cache. Chapter 4 reuses the recipe and the ticket curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import torch
+
+from course_lib.cache import cached_run
+from course_lib.data import DataSplits, load_splits
+from course_lib.experiments import over_seeds
+from course_lib.masks import mask_sparsity
+from course_lib.models import build_model
+from course_lib.profiles import Profile, by_profile
+from course_lib.pruning.lottery import (Ticket, imp_round_masks, iterative_magnitude_pruning, random_mask_control,
+                                        random_reinit_control, remember_at_epoch, retrain_after_pruning)
+from course_lib.training import TrainConfig, evaluate, train
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What chapters 3 and 4 spend in one profile.
+
+    Attributes:
+        epochs: every LeNet-300-100 training of the lottery and at-initialization chapters.
+        over_seeds_train_size: training images of the comparisons over seeds (Renda et al.'s
+            retraining, Frankle et al.'s sanity checks), which train many networks per seed
+            (``None``: the profile's whole training split).
+        ticket_tolerance: how far below the dense network the sparsest ticket may end (claim 1, points).
+    """
+
+    epochs: int
+    over_seeds_train_size: int | None
+    ticket_tolerance: float
+
+
+BUDGETS = {
+    # quick: all 20 000 images over seeds: on 6 000 images and 3 epochs the masks are too noisy to compare
+    "quick": Budget(epochs=3, over_seeds_train_size=None, ticket_tolerance=1.0),
+    "full": Budget(epochs=10, over_seeds_train_size=12_000, ticket_tolerance=0.5),
+}
+ROUNDS, RATE = 11, 0.2  # IMP: 11 rounds of 20 % (the output layer at half the rate) leave 8.6 % of the weights
+
+
+def budget(profile: Profile) -> Budget:
+    """This chapter's :class:`Budget` for ``profile``."""
+    return by_profile(profile, BUDGETS)
+
+
+def lottery_recipe(profile: Profile) -> TrainConfig:
+    """Training for the lottery chapters: Adam at 1.2e-3 (as Frankle & Carbin for LeNet), step decay.
+
+    A step schedule (x0.1 at 50 % and 75 %) ends at a small but non-zero
+    learning rate, which "fine-tuning at the final learning rate" needs.
+    """
+    return TrainConfig(epochs=budget(profile).epochs, lr=1.2e-3, schedule="step")
+
+
+def over_seeds_splits(profile: Profile) -> DataSplits:
+    """The data of the comparisons over seeds: ``over_seeds_train_size`` training images, the same val and test."""
+    return load_splits(profile, train_size=budget(profile).over_seeds_train_size)
+
+
+
+def ticket_vs_controls(model_name: str, data: DataSplits, config: TrainConfig, rounds: int, rate: float = 0.2,
+                       seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
+    """One seed of the ticket-against-controls comparison: IMP for ``rounds`` rounds, then the two controls.
+
+    ``seed`` replaces ``config.seed``; it fixes θ₀, the data order and the
+    controls' random draws, so "ticket minus control" is a paired difference
+    seed by seed. Returns one row per network trained at the sparsest round
+    (ticket, random re-init, random mask): method, density, test accuracy.
+    """
+    seeded = replace(config, seed=config.seed + seed)
+    tickets, theta0 = iterative_magnitude_pruning(model_name, data, seeded, rounds, rate, progress=progress)
+    last = tickets[-1]
+    networks = {"ticket": last.model,
+                "random re-init": random_reinit_control(model_name, last, data, seeded, progress=progress)[0],
+                "random mask": random_mask_control(model_name, last, theta0, data, seeded, seed=seeded.seed,
+                                                   progress=progress)[0]}
+    return [{"method": name, "density": last.density, "test_acc": evaluate(model, data.test)}
+            for name, model in networks.items()]
+
+
+def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig, round_: int, rate: float = 0.2,
+                         rewind_epoch: int = 1, seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
+    """One seed of Renda et al.'s comparison: train dense, prune once, retrain three ways; one row per method.
+
+    The dense network is trained from ``seed`` (which replaces ``config.seed``), its
+    weights after ``rewind_epoch`` epochs are remembered, and it is pruned
+    **once** to the density of IMP round ``round_`` (:func:`imp_round_masks`).
+    Each row holds the method, the density and the validation and test
+    accuracy after :func:`retrain_after_pruning`.
+    """
+    seeded = replace(config, seed=config.seed + seed)
+    dense = build_model(model_name, seed=seeded.seed)
+    rewind_state: dict[str, torch.Tensor] = {}
+    remember = remember_at_epoch(rewind_state, rewind_epoch, len(data.train), seeded.batch_size)
+    train(dense, data, seeded, hooks=[remember], progress=progress, desc=f"seed {seed}: dense")
+    masks = imp_round_masks(dense, round_, rate)
+    rows = []
+    for method in ("fine-tune", "weight rewinding", "LR rewinding"):
+        model, _ = retrain_after_pruning(method, dense, masks, rewind_state, data, seeded, rewind_epoch, progress)
+        rows.append({"method": method, "density": 1.0 - mask_sparsity(masks),
+                     "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test)})
+    return rows
+
+
+def ticket_curve(data: DataSplits, config: TrainConfig, rounds: int, rate: float = 0.2,
+                 tickets: list[Ticket] | None = None, progress: bool = True) -> list[dict[str, float]]:
+    """Density and test accuracy of every IMP round of LeNet-300-100, kept in the run cache.
+
+    Chapter 3 finds the tickets and passes them in; chapter 4 reads the same
+    curve to plot it beside the masks found at initialization, and runs IMP
+    itself only when chapter 3 never ran with these settings.
+    """
+    def compute() -> list[dict[str, float]]:
+        found = tickets if tickets is not None else \
+            iterative_magnitude_pruning("lenet300", data, config, rounds, rate, progress=progress)[0]
+        return [{"round": t.round, "density": t.density, "test_acc": evaluate(t.model, data.test)} for t in found]
+
+    return cached_run("ch3-ticket-curve", {"data": data.key(), "config": config,
+                                           "rounds": rounds, "rate": rate}, compute)
+
+
+def ticket_controls_over_seeds(profile: Profile, config: TrainConfig, progress: bool = True) -> pd.DataFrame:
+    """Claim 2's runs: :func:`ticket_vs_controls` at the sparsest round for every seed of the profile (cached).
+
+    One row per seed and network (ticket, random re-init, random mask), on
+    :func:`over_seeds_splits`.
+    """
+    splits = over_seeds_splits(profile)
+    return over_seeds("ch3-ticket-controls", {"data": splits.key(), "config": config, "rounds": ROUNDS, "rate": RATE},
+                      lambda seed: ticket_vs_controls("lenet300", splits, config, ROUNDS, RATE, seed=seed,
+                                                      progress=progress), profile.seeds())
+
+
+def rewinding_over_seeds(profile: Profile, config: TrainConfig, progress: bool = True) -> pd.DataFrame:
+    """Claim 3's runs: :func:`rewinding_comparison` at the sparsest round's density for every seed (cached)."""
+    splits = over_seeds_splits(profile)
+    return over_seeds("ch3-rewinding", {"data": splits.key(), "config": config, "round": ROUNDS, "rate": RATE},
+                      lambda seed: rewinding_comparison("lenet300", splits, config, ROUNDS, RATE, seed=seed,
+                                                        progress=progress), profile.seeds())

@@ -1,0 +1,232 @@
+"""Chapter 5's experiments: fine-tuned vs Scratch-E vs Scratch-B, for filters, slimming and single weights.
+
+The methods - Scratch-B's budget, re-initialising a pruned architecture,
+network slimming - live in :mod:`course_lib.pruning.rethinking` and
+:mod:`course_lib.pruning.slimming`. This module runs Liu et al. (2019)'s
+comparisons with them on the chapter's recipe and budget; each run returns
+plain rows, for :func:`course_lib.experiments.over_seeds` and its cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from course_lib.cache import cached_run, trained_baseline
+from course_lib.costs import layer_costs, prunable_layers
+from course_lib.data import DataSplits, load_splits
+from course_lib.masks import apply_masks, get_masks
+from course_lib.models import SmallVGG, build_model
+from course_lib.profiles import Profile, by_profile, derive_seed
+from course_lib.pruning.procedures import finetune, magnitude, one_shot, units
+from course_lib.pruning.rethinking import epochs_of, reinitialized, scratch_b_config, total_macs
+from course_lib.pruning.slimming import BatchNormL1, batchnorm_scales, slim
+from course_lib.pruning.surgery import shrink
+from course_lib.training import TrainConfig, evaluate, train
+from course_lib.training.config import STEP_DECAY
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What chapter 5 spends in one profile.
+
+    Attributes:
+        train_size: training images of every run (about a dozen networks per seed; a smaller split keeps
+            the chapter in budget).
+        epochs: epochs of the dense runs (Scratch-E trains as many, Scratch-B more, fine-tuning half).
+    """
+
+    train_size: int
+    epochs: int
+
+
+BUDGETS = {"quick": Budget(train_size=6_000, epochs=2), "full": Budget(train_size=12_000, epochs=4)}
+
+
+def budget(profile: Profile) -> Budget:
+    """This chapter's :class:`Budget` for ``profile``."""
+    return by_profile(profile, BUDGETS)
+
+
+def rethinking_recipe(profile: Profile, **overrides: object) -> TrainConfig:
+    """Liu et al.'s CIFAR recipe, scaled to the profile: SGD at 0.1, momentum 0.9, weight decay 1e-4,
+    the learning rate x0.1 at 50 % and 75 % of training."""
+    settings = {"epochs": budget(profile).epochs, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+                "weight_decay": 1e-4, "schedule": "step", **overrides}
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def rethinking_splits(profile: Profile) -> DataSplits:
+    """The profile's data with the chapter's ``train_size`` training images (same validation and test sets)."""
+    return load_splits(profile, train_size=budget(profile).train_size)
+
+
+def finetune_config(config: TrainConfig) -> TrainConfig:
+    """Fine-tuning after pruning: half the dense epochs (rounded up), starting at the learning rate the dense run
+    had at half-time (x0.1 of the peak) and decaying on the same step schedule (x0.1 at 50 % and 75 % of it).
+
+    Li et al. fine-tune at the dense run's *final* rate for 40 epochs; in our few
+    epochs that barely moves a network pruned hard, so we restart at a larger rate,
+    in the spirit of learning-rate rewinding (Renda et al. 2020): a strong
+    fine-tuning baseline for Scratch-E and Scratch-B to be measured against.
+    """
+    return replace(config, epochs=max(1, math.ceil(config.epochs / 2)), lr=config.lr * STEP_DECAY)
+
+
+def result_row(method: str, model: nn.Module, data: DataSplits, epochs: float) -> dict[str, object]:
+    """One row of a results table: validation and test accuracy, MACs and non-zero weights of ``model``."""
+    costs = layer_costs(model)
+    return {"method": method, "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test),
+            "epochs": epochs, "MACs": int(costs.effective_macs.sum()), "weights": int(costs.nonzero.sum())}
+
+
+def retrain_three_ways(pruned: nn.Module, dense: nn.Module, data: DataSplits, config: TrainConfig, seed: int,
+                       cap: float | None = None, progress: bool = True) -> list[dict[str, object]]:
+    """Fine-tuned, Scratch-E and Scratch-B of one pruned network (shrunk, or masked), one row each.
+
+    ``config`` is the dense run's; ``epochs`` in the rows counts each method's own
+    training (fine-tuning also needed the dense run before it).
+    """
+    tuned = copy.deepcopy(pruned)
+    ft = replace(finetune_config(config), seed=seed)
+    finetune(tuned, data, ft, progress=progress, desc="fine-tuned")
+    rows = [result_row("fine-tuned", tuned, data, epochs_of(ft, len(data.train)))]
+    budgets = {"Scratch-E": config, "Scratch-B": scratch_b_config(config, len(data.train), dense, pruned, cap)}
+    for method, budget in budgets.items():
+        scratch = reinitialized(pruned, seed=derive_seed(seed, "fresh init"))
+        finetune(scratch, data, replace(budget, seed=seed), progress=progress, desc=method)
+        rows.append(result_row(method, scratch, data, epochs_of(budget, len(data.train))))
+    return rows
+
+
+def dense_baseline(model_name: str, data: DataSplits, config: TrainConfig, seed: int,
+                   progress: bool = True) -> nn.Module:
+    """The dense network of one seed, trained once with ``config`` and cached."""
+    return trained_baseline(model_name, data, replace(config, seed=seed), progress=progress).model
+
+
+def l1_filter_runs(data: DataSplits, config: TrainConfig, keep_ratios: Sequence[float], seed: int,
+                   progress: bool = True) -> list[dict[str, object]]:
+    """L1-norm filter pruning (Li et al. 2017) of SmallVGG-BN at predefined per-layer keep ratios,
+    then fine-tuned, Scratch-E and Scratch-B. One seed."""
+    dense = dense_baseline("vgg", data, config, seed, progress)
+    rows = [{"keep": 1.0, **result_row("dense", dense, data, float(config.epochs))}]
+    for keep in keep_ratios:
+        pruned = shrink(one_shot(dense, 1.0 - keep, units("l1", "local")).model)
+        rows += [{"keep": keep, **row} for row in retrain_three_ways(pruned, dense, data, config, seed,
+                                                                       progress=progress)]
+    return rows
+
+
+def slimming_trained(data: DataSplits, config: TrainConfig, strength: float, seed: int,
+                     progress: bool = True) -> nn.Module:
+    """SmallVGG-BN trained with network slimming's L1 penalty on the BatchNorm scales (cached)."""
+    def run() -> dict[str, torch.Tensor]:
+        model = build_model("vgg", seed=seed)
+        train(model, data, replace(config, seed=seed), hooks=[BatchNormL1(strength)], progress=progress,
+              desc=f"sparsity training, lambda={strength:g}")
+        return {k: v.cpu() for k, v in model.state_dict().items()}
+
+    model = build_model("vgg", seed=seed)
+    model.load_state_dict(cached_run("ch5-slimming-trained", {"data": data.key(),
+                                                               "config": config, "strength": strength,
+                                                               "seed": seed}, run))
+    return model.eval()
+
+
+def choose_strength(data: DataSplits, config: TrainConfig, strengths: Sequence[float], prune_fraction: float,
+                    min_channels: int, seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
+    """For each L1 strength: validation accuracy after sparsity training, and after slimming (no fine-tuning).
+
+    The strength to use is the one whose slimmed network keeps the best
+    validation accuracy: chosen on validation, never on the test set.
+    """
+    rows = []
+    for strength in strengths:
+        model = slimming_trained(data, config, strength, seed, progress)
+        small = slim(model, prune_fraction, min_channels)
+        scales = torch.cat(list(batchnorm_scales(model).values()))
+        rows.append({"lambda": strength, "val_acc_trained": evaluate(model, data.val),
+                     "val_acc_slimmed": evaluate(small, data.val), "share_below_0.05": float((scales < 0.05).float().mean()),
+                     "MACs": total_macs(small)})
+    return rows
+
+
+def channels(model: nn.Module) -> dict[str, int]:
+    """Output channels (units) of each convolution and hidden linear layer: the architecture, as numbers."""
+    layers = prunable_layers(model)
+    return {name.removeprefix("net."): layer.weight.shape[0] for name, layer in list(layers.items())[:-1]}
+
+
+def uniform_vgg(target_macs: int, stages: Sequence[int] = (8, 16, 32)) -> nn.Module:
+    """A uniformly thinned SmallVGG-BN (every stage's width times one factor) with MACs closest to ``target_macs``.
+
+    Widths are whole numbers, so the MACs match only approximately (within a few percent for SmallVGG).
+    """
+    best: nn.Module | None = None
+    with torch.random.fork_rng(devices=[]):  # the candidates' weights are thrown away: leave the caller's RNG alone
+        for factor in torch.linspace(0.1, 1.0, 91).tolist():
+            candidate = SmallVGG(stages=[max(1, round(factor * w)) for w in stages])
+            if best is None or abs(total_macs(candidate) - target_macs) < abs(total_macs(best) - target_macs):
+                best = candidate
+    assert best is not None
+    return best
+
+
+def slimming_runs(data: DataSplits, config: TrainConfig, strength: float, prune_fraction: float,
+                  min_channels: int, seed: int, progress: bool = True) -> list[dict[str, object]]:
+    """Network slimming's architecture fine-tuned, Scratch-E and Scratch-B, and a uniformly thinned network
+    of the same MACs trained as Scratch-B (pruning as architecture search). One seed."""
+    dense = dense_baseline("vgg", data, config, seed, progress)
+    small = slim(slimming_trained(data, config, strength, seed, progress), prune_fraction, min_channels)
+    shape = {"channels": "-".join(str(c) for c in channels(small).values())}
+    rows = [{**shape, **row} for row in retrain_three_ways(small, dense, data, config, seed, progress=progress)]
+    uniform = reinitialized(uniform_vgg(total_macs(small)), seed=derive_seed(seed, "fresh init"))
+    budget = replace(scratch_b_config(config, len(data.train), dense, uniform), seed=seed)
+    train(uniform, data, budget, progress=progress, desc="uniform, Scratch-B")
+    rows.append({"channels": "-".join(str(c) for c in channels(uniform).values()),
+                 **result_row("uniform Scratch-B", uniform, data, epochs_of(budget, len(data.train)))})
+    return rows
+
+
+def unstructured_runs(data: DataSplits, config: TrainConfig, sparsities: Sequence[float], seed: int,
+                      cap: float = 2.0, progress: bool = True) -> list[dict[str, object]]:
+    """Global magnitude pruning of LeNet-300-100, then fine-tuned, Scratch-E and Scratch-B (capped). One seed."""
+    dense = dense_baseline("lenet300", data, config, seed, progress)
+    rows = [{"sparsity": 0.0, **result_row("dense", dense, data, float(config.epochs))}]
+    for sparsity in sparsities:
+        pruned = one_shot(dense, sparsity, magnitude("global")).model
+        rows += [{"sparsity": sparsity, **row}
+                 for row in retrain_three_ways(pruned, dense, data, config, seed, cap=cap, progress=progress)]
+        # Chapter 3's control: the same mask, drawn at the *dense* network's initial scale.
+        plain = reinitialized(pruned, seed=derive_seed(seed, "fresh init"), scale_to_fan_in=False)
+        finetune(plain, data, replace(config, seed=seed), progress=progress, desc="Scratch-E, dense-scale init")
+        rows.append({"sparsity": sparsity, **result_row("Scratch-E, dense-scale init", plain, data,
+                                                         float(config.epochs))})
+    return rows
+
+
+def ticket_vs_reinit_runs(data: DataSplits, config: TrainConfig, learning_rates: Sequence[float], sparsity: float,
+                          seed: int, progress: bool = True) -> list[dict[str, object]]:
+    """Liu et al.'s learning-rate test of the lottery ticket: at each learning rate, train LeNet-300-100,
+    prune it once by global magnitude, and train the mask from the original initialisation (the ticket)
+    and from a new random one, drawn at the dense scale (chapter 3's control) and scaled to the kept
+    fan-in (which separates "the ticket's values" from "a badly scaled start"). One seed."""
+    rows = []
+    for lr in learning_rates:
+        run = replace(config, lr=lr, seed=seed)
+        dense = dense_baseline("lenet300", data, run, seed, progress)
+        masks = get_masks(one_shot(dense, sparsity, magnitude("global")).model)
+        ticket = build_model("lenet300", seed=seed)  # theta_0 of the dense run
+        apply_masks(ticket, masks)
+        controls = {"random re-init": reinitialized(ticket, seed=derive_seed(seed, "fresh init"), scale_to_fan_in=False),
+                    "random re-init, fan-in-scaled": reinitialized(ticket, seed=derive_seed(seed, "fresh init"))}
+        for method, model in (("ticket", ticket), *controls.items()):
+            finetune(model, data, run, progress=progress, desc=f"{method}, lr={lr:g}")
+            rows.append({"lr": lr, **result_row(method, model, data, float(run.epochs))})
+    return rows

@@ -82,7 +82,7 @@ def result_row(method: str, model: nn.Module, data: DataSplits, epochs: float) -
     """One row of a results table: validation and test accuracy, MACs and non-zero weights of ``model``."""
     costs = layer_costs(model)
     return {"method": method, "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test),
-            "epochs": epochs, "MACs": int(costs.effective_macs.sum()), "weights": int(costs.nonzero.sum())}
+            "epochs": epochs, "macs": int(costs.effective_macs.sum()), "weights_kept": int(costs.nonzero.sum())}
 
 
 def retrain_three_ways(pruned: nn.Module, dense: nn.Module, data: DataSplits, config: TrainConfig, seed: int,
@@ -153,7 +153,7 @@ def choose_strength(data: DataSplits, config: TrainConfig, strengths: Sequence[f
         scales = torch.cat(list(batchnorm_scales(model).values()))
         rows.append({"lambda": strength, "val_acc_trained": evaluate(model, data.val),
                      "val_acc_slimmed": evaluate(small, data.val), "share_below_0.05": float((scales < 0.05).float().mean()),
-                     "MACs": total_macs(small)})
+                     "macs": total_macs(small)})
     return rows
 
 

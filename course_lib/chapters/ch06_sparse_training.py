@@ -29,7 +29,9 @@ from course_lib.data import DataSplits
 from course_lib.models import build_model, lenet300_of_size
 from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.procedures import gradual_pruning, magnitude
+from course_lib.costs import layer_costs
 from course_lib.sparse.densities import Distribution
+from course_lib.sparse.flops import training_step_flops
 from course_lib.sparse.schedules import END_FRACTION, MASK_UPDATES, update_every
 from course_lib.sparse.tracking import MaskTracker
 from course_lib.sparse.updaters import SET, DropAndGrow, RigL, Static
@@ -69,14 +71,22 @@ def sparse_recipe(profile: Profile) -> TrainConfig:
 
 def run_row(method: str, distribution: str, sparsity: float, model: nn.Module, data: DataSplits,
             tracker: MaskTracker) -> dict[str, object]:
-    """One row of the chapter's table: accuracy, parameters in use, FLOPs, exploration and the mask trace."""
+    """One row of the chapter's table: accuracy, parameters in use, FLOPs, exploration and the mask trace.
+
+    ``train_flops`` is relative to training the dense LeNet-300-100 on as many
+    images (the course's run record counts it so everywhere);
+    ``train_flops_total`` is the absolute count.
+    """
     trace = tracker.trace
     assert trace is not None, "the tracker must have run as a training hook"
     active = sum(trace.densities[-1][n] * trace.weights[n] for n in trace.layers)
     biases = sum(layer.bias.numel() for layer in model.modules() if isinstance(layer, nn.Linear))
+    dense_macs = layer_costs(build_model("lenet300")).set_index("layer").macs.astype(float).to_dict()
     return {"method": method, "distribution": distribution, "sparsity": sparsity,
             "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test),
-            "parameters": round(active) + biases, "train_flops": trace.training_flops,
+            "parameters": round(active) + biases,
+            "train_flops": trace.training_flops / (trace.images * training_step_flops(dense_macs)),
+            "train_flops_total": trace.training_flops,
             "inference_flops": tracker.inference_flops(model), "ever_active": trace.ever_active_total[-1],
             "trace": trace}
 

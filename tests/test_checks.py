@@ -163,6 +163,17 @@ def test_l1_hook_mistakes_are_named():
             bn.weight.grad += self.strength * torch.sign(bn.weight)
     _fails_with(checks.check_l1_hook, _hook(only_2d), "BatchNorm1d")
 
+    def shifts_too(self, ctx):  # gamma and beta: the shifts are not what slimming ranks
+        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
+            bn.weight.grad += self.strength * torch.sign(bn.weight)
+            bn.bias.grad += self.strength * torch.sign(bn.bias)
+    _fails_with(checks.check_l1_hook, _hook(shifts_too), "SHIFT")
+
+    def overwrites(self, ctx):
+        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
+            bn.weight.grad = self.strength * torch.sign(bn.weight)
+    _fails_with(checks.check_l1_hook, _hook(overwrites), "replaced the loss's gradient")
+
     def moves_the_scale(self, ctx):
         for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
             bn.weight -= 0.01 * torch.sign(bn.weight)
@@ -192,6 +203,11 @@ def test_keep_channels_mistakes_are_named():
             keep[k] = alive
         return keep
     _fails_with(checks.check_keep_channels, local, "LOCAL")
+
+    def first_channels(s, f, m):  # the right count per layer, but the first channels instead of the largest |gamma|
+        right = slimming.slimming_keep(s, slimming.global_threshold(s, f), m)
+        return {k: torch.arange(len(v)) < int(right[k].sum()) for k, v in s.items()}
+    _fails_with(checks.check_keep_channels, first_channels, "not the right ones")
 
 
 # ------------------------------------------------------------------ chapter 6
@@ -234,6 +250,8 @@ def _rigl_step(weight, mask, grad, k, rank_inactive=False, grow_by_weight=False,
         new_weight[grown] = 0.0
     elif zero_new:
         new_weight[grown[~mask.flatten()[grown]]] = 0.0
+    elif zero_new is None:  # forgets the reset: a grown connection keeps what the stored weight held
+        pass
     else:
         new_weight[grown[~mask.flatten()[grown]]] = 0.01
     return flat_m.reshape(mask.shape), new_weight.reshape(weight.shape)
@@ -245,6 +263,7 @@ def test_drop_and_grow_mistakes_are_named():
     _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, grow_by_weight=True),
                 "dense gradient")
     _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, zero_new=False), "zero")
+    _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, zero_new=None), "stale value")
     _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, exclude_dropped=True),
                 "may be grown back")
     _fails_with(checks.check_drop_and_grow, lambda w, m, g, k: _rigl_step(w, m, g, k, zero_regrown=True),
@@ -261,6 +280,8 @@ def test_cosine_drop_fraction_mistakes_are_named():
                 "clamp")
     _fails_with(checks.check_cosine_drop_fraction,  # the numbers of the first schedule typed in
                 lambda t, a, end: 0.3 * (1 + math.cos(math.pi * min(t / 1000, 1))) / 2, "T_end you are given")
+    _fails_with(checks.check_cosine_drop_fraction,  # pi typed as 3.1416: close, and still not the schedule
+                lambda t, a, end: a * (1 + math.cos(3.1416 * min(t / end, 1.0))) / 2, "off by")
 
 
 # ------------------------------------------------------------------ chapter 7
@@ -281,6 +302,11 @@ def test_gumbel_top_k_mistakes_are_caught_and_a_right_sampler_passes_on_many_see
     _fails_with(checks.check_gumbel_top_k, _sampler("gauss"), "not Gaussian")
     _fails_with(checks.check_gumbel_top_k, _sampler("uniform"), "frequencies")
 
+    def global_rng(logits, k, generator):  # right distribution, but the generator is ignored
+        u = torch.rand(logits.shape).clamp(1e-12, 1 - 1e-7)
+        return torch.zeros_like(logits).scatter(-1, (logits - torch.log(-torch.log(u))).topk(k, dim=-1).indices, 1.0)
+    _fails_with(checks.check_gumbel_top_k, global_rng, "generator")
+
 
 def _straight_through(mode="right"):
     def straight_through_top_k(perturbed, k, temperature):
@@ -289,12 +315,12 @@ def _straight_through(mode="right"):
         picked = torch.zeros_like(perturbed, dtype=torch.bool)
         soft = torch.zeros_like(perturbed)
         for j in range(k):
-            step = (perturbed / temperature) if mode == "no exclusion" else \
-                (perturbed / temperature).masked_fill(picked, -torch.inf)
+            scaled = perturbed * temperature if mode == "times temperature" else perturbed / temperature
+            step = scaled if mode == "no exclusion" else scaled.masked_fill(picked, -torch.inf)
             soft = soft + torch.softmax(step, dim=-1)
             picked = picked.scatter(-1, order[..., j:j + 1], True)
         return {"right": hard + (soft - soft.detach()), "soft": soft, "hard": hard,
-                "no exclusion": hard + (soft - soft.detach())}[mode]
+                "no exclusion": hard + (soft - soft.detach()), "times temperature": hard + (soft - soft.detach())}[mode]
     return straight_through_top_k
 
 
@@ -303,6 +329,7 @@ def test_straight_through_mistakes_are_named():
     _fails_with(checks.check_straight_through_top_k, _straight_through("soft"), "soft mask")
     _fails_with(checks.check_straight_through_top_k, _straight_through("hard"), "no gradient")
     _fails_with(checks.check_straight_through_top_k, _straight_through("no exclusion"), "leaves out")
+    _fails_with(checks.check_straight_through_top_k, _straight_through("times temperature"), "MULTIPLIED")
 
 
 def test_n_m_mistakes_are_named():
@@ -320,7 +347,14 @@ def test_n_m_mistakes_are_named():
         rows = (mask.reshape(mask.shape[0], -1) != 0).float()
         return bool((rows.unfold(1, m, 1).sum(-1) <= n).all())
 
+    def exactly_n(mask, n, m):
+        rows = mask.reshape(mask.shape[0], -1)
+        if rows.shape[1] % m:
+            raise ValueError("not a multiple")
+        return bool(((rows != 0).reshape(rows.shape[0], -1, m).sum(-1) == n).all())
+
     checks.check_is_n_m(right)
+    _fails_with(checks.check_is_n_m, exactly_n, "AT MOST")
     _fails_with(checks.check_is_n_m, whole_row, "CONSECUTIVE")
     _fails_with(checks.check_is_n_m, sliding, "sliding windows")
     never_raises = lambda mask, n, m: right(mask, n, m) if mask.reshape(mask.shape[0], -1).shape[1] % m == 0 else True

@@ -37,7 +37,8 @@ def check_scratch_b_epochs(scratch_b_epochs: Callable[[float, int, int, float | 
 
 def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:
     """``make_hook(strength)`` returns a Hook whose ``after_backward`` adds ``strength * sign(gamma)`` to BN scales' grads."""
-    _check_l1_hook_on(make_hook, build_model("vgg", seed=3), torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    _check_l1_hook_on(make_hook, build_model("vgg", seed=3),
+                      torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
     mlp = nn.Sequential(nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 8))
     _check_l1_hook_on(make_hook, mlp, torch.randn(8, 12, generator=torch.Generator().manual_seed(1)))
     ok("the L1 subgradient lands on the BatchNorm scales only (BatchNorm2d and BatchNorm1d), as strength * sign(gamma)")
@@ -45,14 +46,17 @@ def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:
 
 def _check_l1_hook_on(make_hook: Callable[[float], Hook], model: nn.Module, x: torch.Tensor) -> None:
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # scales of both signs and many sizes, as after training: the subgradient of |gamma| is sign(gamma)
-        for layer in model.modules():
+    with torch.no_grad():  # scales and shifts of both signs and many sizes, as after training: the subgradient of
+        for layer in model.modules():  # |gamma| is sign(gamma), and a penalty on the shifts (beta) must show too
             if isinstance(layer, selection.BATCHNORMS):
                 layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 3 - 1.5)
+                layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 2 - 1.0)
     torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
     before = {name: p.grad.clone() for name, p in model.named_parameters()}
     values = {name: p.detach().clone() for name, p in model.named_parameters()}
     scale_names = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, selection.BATCHNORMS)}
+    shift_names = {f"{name}.bias" for name, m in model.named_modules() if isinstance(m, selection.BATCHNORMS)}
+    kinds = sorted({type(m).__name__ for m in model.modules() if isinstance(m, selection.BATCHNORMS)})
     hook = make_hook(0.25)
     if not isinstance(hook, Hook):
         fail(f"make_hook must return a course_lib.training.Hook (subclass it); got {type(hook).__name__}.")
@@ -63,6 +67,9 @@ def _check_l1_hook_on(make_hook: Callable[[float], Hook], model: nn.Module, x: t
             fail(f"{name}: the hook changed the parameter itself; it must only add to its gradient (.grad).")
         diff = p.grad - before[name]
         is_scale = name in scale_names
+        if name in shift_names and diff.abs().max() > 0:
+            fail(f"{name} changed: that is a BatchNorm SHIFT (beta, .bias). Network slimming penalises the scales "
+                 "gamma (.weight) only: a channel is removed when its scale is near zero, whatever its shift.")
         if not is_scale and diff.abs().max() > 0:
             fail(f"{name} changed: only the BatchNorm SCALES (gamma, the bn*.weight parameters) get the L1 term; "
                   "leave convolutions, the classifier and the BN shifts (bias) alone.")
@@ -74,9 +81,14 @@ def _check_l1_hook_on(make_hook: Callable[[float], Hook], model: nn.Module, x: t
                 fail(f"{name}: you added strength * gamma, the gradient of an L2 penalty; L1's is strength * sign(gamma).")
             if torch.allclose(diff, 0.25 * torch.ones_like(diff)):
                 fail(f"{name}: you added +strength everywhere; negative scales need -strength: use sign(gamma).")
-            if not torch.allclose(diff, expected):
-                fail(f"{name}: the gradient changed by {diff[:3].tolist()}..., expected strength * sign(gamma) = "
-                      f"{expected[:3].tolist()}... (BatchNorm1d layers count too)")
+            if torch.allclose(p.grad, expected):
+                fail(f"{name}: the gradient is now strength * sign(gamma) alone: you replaced the loss's gradient "
+                     "instead of adding to it. Use `grad += ...` (or `grad.add_(...)`), not `grad = ...`.")
+            if diff.abs().max() == 0:
+                fail(f"{name} ({', '.join(kinds)}): its gradient did not change. Every BatchNorm layer gets the "
+                     "term - find them with isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)).")
+            fail(f"{name}: the gradient changed by {[round(v, 4) for v in diff[:3].tolist()]}..., expected "
+                 f"strength * sign(gamma) = {expected[:3].tolist()}...")
 
 
 def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> None:
@@ -100,6 +112,11 @@ def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> No
             if int(kept.sum()) == local and int(want.sum()) != local:
                 fail(f"{layer} keeps {local} of {len(scales[layer])} channels: that is a per-layer (LOCAL) cut. Rank "
                       "all layers' |gamma| together and use ONE global threshold.")
+            if not torch.equal(kept, want) and int(kept.sum()) == int(want.sum()):
+                wrong = sorted(set(torch.nonzero(kept).flatten().tolist()) - set(torch.nonzero(want).flatten().tolist()))
+                fail(f"{layer} at prune_fraction={fraction}, min_channels={floor}: the right NUMBER of channels "
+                     f"({int(kept.sum())}) but not the right ones: you kept channel(s) {wrong}, whose |gamma| is not "
+                     "among the largest. Keep the channels of largest |gamma| (compare absolute values).")
             if not torch.equal(kept, want):
                 fail(f"{layer} at prune_fraction={fraction}, min_channels={floor}: you kept {int(kept.sum())} channels, "
                       f"expected {int(want.sum())} (|gamma| above the global threshold, or the layer's "

@@ -65,13 +65,16 @@ def check_drop_and_grow(drop_and_grow: Callable[[torch.Tensor, torch.Tensor, tor
         weight = torch.randn(shape, generator=g)
         mask = torch.zeros(weight.numel(), dtype=torch.bool)
         mask[torch.randperm(weight.numel(), generator=g)[: round(density * weight.numel())]] = True
-        cases.append((weight * mask.reshape(shape), mask.reshape(shape), torch.randn(shape, generator=g), k))
-    # By hand: w = 0.1 is dropped, but its gradient is the largest, so it comes straight back (and keeps 0.1).
-    cases.append((torch.tensor([[0.5, 0.1, 2.0, 0.0, 0.0, 0.0]]), torch.tensor([[True, True, True, False, False, False]]),
+        # The stored weight keeps stale values where the mask is 0 (as parametrize's ``original`` can): a grown
+        # connection that is not reset to zero shows.
+        cases.append((weight, mask.reshape(shape), torch.randn(shape, generator=g), k))
+    # By hand: w = 0.1 is dropped, but its gradient is the largest, so it comes straight back (and keeps 0.1);
+    # the weight at position 4 (stale value -0.4) is grown and must start at 0.
+    cases.append((torch.tensor([[0.5, 0.1, 2.0, 0.7, -0.4, 0.2]]), torch.tensor([[True, True, True, False, False, False]]),
                   torch.tensor([[0.0, 9.0, 0.0, 0.3, 5.0, 0.1]]), 2))
     for weight, mask, grad, k in cases:
         shape = tuple(weight.shape)
-        expected_mask, new = updaters.drop_and_grow(mask, weight.abs(), grad.abs(), k)
+        expected_mask, new = updaters.drop_and_grow(mask, (weight * mask).abs(), grad.abs(), k)
         got_mask, got_weight = drop_and_grow(weight.clone(), mask.clone(), grad.clone(), k)
         got_mask = torch.as_tensor(got_mask).bool()
         where = f"a {shape[0]}x{shape[1]} layer with {int(mask.sum())} active weights, k = {k}"
@@ -96,7 +99,9 @@ def check_drop_and_grow(drop_and_grow: Callable[[torch.Tensor, torch.Tensor, tor
         got_weight = torch.as_tensor(got_weight)
         survivors = mask & got_mask
         if torch.any(got_weight[new] != 0):
-            fail(f"{where}: new connections must start at exactly zero.")
+            fail(f"{where}: {int((got_weight[new] != 0).sum())} grown connection(s) kept the stale value the "
+                 "stored weight held where the mask was 0. New connections (grown, not active before) must "
+                 "start at exactly zero: set them to 0 in the weight you return.")
         if not torch.equal(got_weight[survivors], weight[survivors]):
             fail(f"{where}: weights that stayed active must keep their values - including a weight dropped and "
                   "grown back in the same update: it is not a new connection.")
@@ -121,5 +126,6 @@ def check_cosine_drop_fraction(cosine_drop_fraction: Callable[[int, float, int],
                 hint = "after T_end nothing moves any more: clamp t / T_end to 1 (the cosine would rise again)"
             else:
                 hint = "alpha * (1 + cos(pi * t / T_end)) / 2, with the alpha and T_end you are given"
-            fail(f"cosine_drop_fraction({step}, {alpha}, {end}) returned {got!r}, expected {expected:.5f}: {hint}.")
+            fail(f"cosine_drop_fraction({step}, {alpha}, {end}) returned {got:.10g}, expected {expected:.10g} "
+                 f"(off by {got - expected:+.2e}, more than rounding): {hint}.")
     ok("cosine drop fraction matches course_lib.sparse.schedules.cosine_drop_fraction for two schedules")

@@ -24,12 +24,37 @@ def check_gumbel_top_k(gumbel_top_k: Callable[[torch.Tensor, int, torch.Generato
     if torch.all(got == got[0]):
         fail("every row came out the same: add fresh Gumbel noise -log(-log(u)) to the logits for each row "
               "before taking the top k (without noise, top-k is deterministic).")
+    _check_uses_the_generator(gumbel_top_k, logits.repeat(50, 1))
     z = (frequency - exact) / torch.sqrt(exact * (1 - exact) / draws)
     if z.abs().max() > 5:  # five standard errors: a correct sampler fails this about once in a million runs
         fail(f"over {draws} samples the entries were kept with frequencies {[round(f, 3) for f in frequency.tolist()]}, "
               f"but Gumbel-top-k keeps them with probabilities {[round(p, 3) for p in exact.tolist()]}. "
               "Perturb with Gumbel noise, g = -log(-log(u)) for u uniform in (0, 1), not Gaussian or uniform noise.")
-    ok(f"k-hot rows, and inclusion frequencies within 5 standard errors of the exact probabilities ({draws} draws)")
+    ok(f"k-hot rows, inclusion frequencies within 5 standard errors of the exact probabilities ({draws} draws), "
+       "and the noise drawn from the generator given")
+
+
+def _check_uses_the_generator(gumbel_top_k: Callable[[torch.Tensor, int, torch.Generator], torch.Tensor],
+                              logits: torch.Tensor) -> None:
+    """The same seed must give the same sample, and the sample must not come from (or disturb) the global RNG."""
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        first = torch.as_tensor(gumbel_top_k(logits, 2, torch.Generator().manual_seed(11))).float()
+        torch.manual_seed(1)  # another global state: a sampler that uses the generator does not notice
+        again = torch.as_tensor(gumbel_top_k(logits, 2, torch.Generator().manual_seed(11))).float()
+        global_after = torch.rand(1)
+        torch.manual_seed(1)
+        untouched = torch.rand(1)
+    finally:
+        torch.set_rng_state(state)
+    if not torch.equal(first, again):
+        fail("two calls with generators seeded alike gave different samples: draw the uniform noise from the "
+             "generator you are given, torch.rand(shape, generator=generator), not from torch's global RNG "
+             "(a seeded run must be repeatable).")
+    if not torch.equal(global_after, untouched):
+        fail("your sampler drew from torch's global RNG as well: draw every random number from the generator "
+             "you are given (torch.rand(shape, generator=generator)).")
 
 
 def check_straight_through_top_k(straight_through_top_k: Callable[[torch.Tensor, int, float], torch.Tensor]) -> None:
@@ -52,6 +77,12 @@ def check_straight_through_top_k(straight_through_top_k: Callable[[torch.Tensor,
                   "hard + (soft - soft.detach()).")
         (got * weights).sum().backward()
         (sampler.relaxed_top_k(reference, k, temperature) * weights).sum().backward()
+        if perturbed.grad is not None and not torch.allclose(perturbed.grad, reference.grad, atol=1e-8):
+            scaled = (perturbed.detach() * temperature ** 2).requires_grad_()  # softmax(x * T) = softmax(x*T^2 / T)
+            (sampler.relaxed_top_k(scaled, k, temperature) * weights).sum().backward()
+            if temperature != 1.0 and torch.allclose(perturbed.grad, scaled.grad * temperature ** 2, atol=1e-8):
+                fail(f"k = {k}, temperature {temperature}: you MULTIPLIED the logits by the temperature. The "
+                     "relaxation is softmax(perturbed / temperature): a small temperature makes it sharper.")
         if perturbed.grad is None or not torch.allclose(perturbed.grad, reference.grad, atol=1e-8):
             fail(f"k = {k}, temperature {temperature}: the gradient differs from that of k successive softmaxes of "
                   "perturbed / temperature, where softmax j leaves out the entries the hard top-k picked before "
@@ -74,8 +105,13 @@ def check_is_n_m(is_n_m: Callable[[torch.Tensor, int, int], bool]) -> None:
         expected = dpp_masks.is_n_m_sparse(mask, n, m)
         got = is_n_m(mask.clone(), n, m)
         if bool(got) != expected:
-            hint = ("count the non-zeros of each group of m CONSECUTIVE weights, groups starting at the first weight "
-                    "of the row (reshape each row to (-1, m)), not of the whole row or of sliding windows")
+            groups = mask.flatten(1).reshape(mask.shape[0], -1, m).count_nonzero(dim=-1)
+            if expected and not bool((groups == n).all()):
+                hint = (f"N:M means AT MOST {n} non-zeros in each group of {m}: a group may keep fewer "
+                        "(an empty mask is N:M sparse too), so compare with <= n, not == n")
+            else:
+                hint = ("count the non-zeros of each group of m CONSECUTIVE weights, groups starting at the first "
+                        "weight of the row (reshape each row to (-1, m)), not of the whole row or of sliding windows")
             fail(f"{what}: you said {bool(got)}, expected {expected} for {n}:{m}. {hint}.")
     try:
         is_n_m(torch.ones(2, 6), 2, 4)

@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 KERNEL := pruning-course
 
-.PHONY: lab test exercises seed-sweep env clean-env
+.PHONY: lab test exercises seed-sweep grade validate env clean-env
 
 env: $(STAMP)
 
@@ -46,6 +46,19 @@ JOBS      ?= 2
 NOTEBOOKS ?= notebooks/*.ipynb
 seed-sweep: $(STAMP)
 	$(BIN)/python tools/seed_sweep.py --profile $(PROFILE) --seeds $(SEEDS) --jobs $(JOBS) $(NOTEBOOKS)
+
+# Grade a class (tools/grade.py): SUBMISSIONS holds {student}/{exercise file name}.ipynb; OUT gets grades.csv
+# and feedback/{student}.md. A student checks a notebook exactly as the grader will run it with `make validate`.
+#   make grade SUBMISSIONS=submitted OUT=graded
+#   make validate NOTEBOOK=exercises/06_sparse_training.ipynb
+SUBMISSIONS ?= submitted
+OUT         ?= graded
+grade: $(STAMP)
+	$(BIN)/python tools/grade.py grade $(SUBMISSIONS) $(OUT)
+
+validate: $(STAMP)
+	@test -n "$(NOTEBOOK)" || { echo "error: say which notebook, e.g. make validate NOTEBOOK=exercises/06_sparse_training.ipynb"; exit 1; }
+	$(BIN)/python tools/grade.py validate $(NOTEBOOK)
 
 # exercises/ is generated from solutions/ (the single source); never edit exercises/ by hand.
 exercises: $(STAMP)

@@ -1,0 +1,119 @@
+"""The class grader (tools/grade.py) on a synthetic class of exercise 6: what each kind of submission scores, and why.
+
+Six students hand in exercise 6 (three tasks): a correct one, one with a typical mistake in every task, one
+whose first task crashes, one whose third task loops forever, one that "fixes" its check cells by hand, and
+one that hands in the unsolved exercise. The grader must give each the points its code earns, with a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import grade  # noqa: E402  (tools/ is not a package)
+
+EXERCISE = "06_sparse_training.ipynb"
+CELL_TIMEOUT = 30  # the right checks of exercise 6 take a few seconds; the endless loop is cut after this
+
+
+def _with_task(notebook: nbformat.NotebookNode, task: str, source: str) -> nbformat.NotebookNode:
+    for cell in notebook.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == task:
+            cell.source = source
+            return notebook
+    raise AssertionError(f"no cell {task}")
+
+
+def _solution() -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "solutions" / EXERCISE, as_version=4)
+
+
+def _task_source(task: str) -> str:
+    cell = next(c for c in _solution().cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == task)
+    return cell.source
+
+
+def _submissions() -> dict[str, nbformat.NotebookNode]:
+    erk, rigl, cosine = _task_source("task1"), _task_source("task2"), _task_source("task3")
+    mistakes = _solution()
+    _with_task(mistakes, "task1", erk.replace("if not over:", "if True:"))  # no capping at density 1
+    _with_task(mistakes, "task2", rigl.replace("    new_weight[new_mask & ~active] = 0.0\n", ""))  # no reset
+    _with_task(mistakes, "task3", cosine.replace(") / 2", ")"))  # forgets the halving
+    crashes = _with_task(_solution(), "task1", "raise RuntimeError('I broke my notebook')\n" + erk)
+    loops = _with_task(_solution(), "task3", cosine.replace("    ### BEGIN SOLUTION\n",
+                                                          "    ### BEGIN SOLUTION\n    while True:\n        pass\n"))
+    edits_checks = _with_task(_solution(), "task2", rigl.replace("    new_weight[new_mask & ~active] = 0.0\n", ""))
+    for cell in edits_checks.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            cell.source = 'print("✓ all good")'
+    edits_checks.cells = [c for c in edits_checks.cells  # and deletes the last check altogether
+                          if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != "task3-check"]
+    return {"correct": _solution(), "mistakes": mistakes, "crashes": crashes, "loops": loops,
+            "edits_checks": edits_checks, "empty": nbformat.read(ROOT / "exercises" / EXERCISE, as_version=4)}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> tuple[dict[tuple[str, str], dict[str, str]], Path]:
+    submitted, out = tmp_path_factory.mktemp("submitted"), tmp_path_factory.mktemp("graded")
+    for student, notebook in _submissions().items():
+        (submitted / student).mkdir()
+        nbformat.write(notebook, submitted / student / EXERCISE)
+    grade.grade_class(submitted, out, cell_timeout=CELL_TIMEOUT)
+    with open(out / "grades.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == grade.FIELDS
+    return {(r["student"], r["task"].split(" —")[0]): r for r in rows}, out
+
+
+EXPECTED = {  # (student, task): (points, a word of the reason)
+    ("correct", "Task 1"): (1, "passed"), ("correct", "Task 2"): (1, "passed"), ("correct", "Task 3"): (1, "passed"),
+    ("mistakes", "Task 1"): (0, "above 1"), ("mistakes", "Task 2"): (0, "start at exactly zero"),
+    ("mistakes", "Task 3"): (0, "division by 2"),
+    ("crashes", "Task 1"): (0, "I broke my notebook"), ("crashes", "Task 2"): (1, "passed"),
+    ("crashes", "Task 3"): (1, "passed"),
+    ("loops", "Task 1"): (1, "passed"), ("loops", "Task 2"): (1, "passed"), ("loops", "Task 3"): (0, "did not finish"),
+    ("edits_checks", "Task 1"): (1, "passed"), ("edits_checks", "Task 2"): (0, "start at exactly zero"),
+    ("edits_checks", "Task 3"): (1, "passed"),
+    ("empty", "Task 1"): (0, "not attempted"), ("empty", "Task 2"): (0, "not attempted"),
+    ("empty", "Task 3"): (0, "not attempted"),
+}
+
+
+@pytest.mark.parametrize("student_task", sorted(EXPECTED), ids=lambda st: f"{st[0]}-{st[1].replace(' ', '')}")
+def test_each_submission_scores_what_its_code_earns_with_a_reason(graded, student_task):
+    rows, _ = graded
+    points, word = EXPECTED[student_task]
+    row = rows[student_task]
+    assert float(row["points"]) == points and float(row["max_points"]) == 1, row
+    assert word in row["reason"], row
+
+
+def test_every_student_gets_a_feedback_file_with_the_checks_messages(graded):
+    _, out = graded
+    files = sorted(p.stem for p in (out / "feedback").glob("*.md"))
+    assert files == sorted({student for student, _ in EXPECTED})
+    mistakes = (out / "feedback" / "mistakes.md").read_text()
+    assert "0 / 3 points" in mistakes and "start at exactly zero" in mistakes
+
+
+def test_a_rebuilt_notebook_takes_every_locked_cell_from_the_solution():
+    student = _submissions()["edits_checks"]
+    rebuilt = grade.rebuild(student, _solution())
+    checks = [c.source for c in rebuilt.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert checks == [c.source for c in _solution().cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in rebuilt.cells]
+    assert ids.index("task3-check") == ids.index("task3") + 1  # the deleted check is back after its task
+
+
+def test_a_wrongly_named_file_is_a_reason_not_a_crash(tmp_path):
+    path = tmp_path / "06_sparse.ipynb"
+    nbformat.write(_solution(), path)
+    [row] = grade.grade_notebook(path, "someone")
+    assert row.points == 0 and "no exercise is called" in row.reason

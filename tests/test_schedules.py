@@ -1,10 +1,7 @@
 """Sparsity schedules: the AGP cubic, iterative rounds, and the gradual pruning hook."""
 
 import pytest
-import torch
 
-from course_lib.masks import get_masks, mask_sparsity
-from course_lib.models import build_model
 from course_lib.pruning.procedures import magnitude
 from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction, iterative_sparsities, rate_per_round
 from course_lib.sparse.updaters import AGP, RigL

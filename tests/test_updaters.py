@@ -18,7 +18,7 @@ from course_lib.pruning.slimming import BatchNormL1
 from course_lib.sparse.densities import layer_densities, random_masks, raw_density
 from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction
 from course_lib.sparse.updaters import AGP, RigL, SET, Static
-from course_lib.training import History, Hook, TrainConfig, TrainContext, train
+from course_lib.training import Hook, TrainConfig, TrainContext, train
 
 
 def _toy_data(n: int = 256, seed: int = 0) -> DataSplits:

@@ -270,6 +270,65 @@ def test_drop_and_grow_mistakes_are_named():
                 "not a new connection")
 
 
+def _my_rigl(capture=True, reset=True, skip=True, call_library=False):
+    """A student's RigL update step (task 4) with switchable slips, on the library's drop_and_grow."""
+    from course_lib.masks import mask_layers
+    from course_lib.sparse import updaters
+
+    class MyRigL(updaters.RigL):
+        def before_forward(self, ctx):
+            if capture and self.is_due(ctx.step + 1):
+                for mask in mask_layers(ctx.model).values():
+                    mask.capture_dense_grad = True
+
+        @torch.no_grad()
+        def after_backward(self, ctx):
+            if call_library:
+                return super().after_backward(ctx)
+            if not self.is_due(ctx.step + 1):
+                return
+            fraction = self.amount(ctx.step + 1)
+            for name, mask in mask_layers(ctx.model).items():
+                weight = ctx.model.get_submodule(name.rpartition(".")[0]).parametrizations.weight.original
+                active = mask.mask.bool()
+                grad = mask.dense_grad if capture else weight.grad
+                new_mask, new = updaters.drop_and_grow(active, weight.abs(), grad.abs(), round(fraction * int(active.sum())))
+                weight[new] = 0.0
+                if reset:
+                    for buffer in ctx.optimizer.state[weight].values():
+                        if torch.is_tensor(buffer) and buffer.shape == weight.shape:
+                            buffer[new] = 0.0
+                mask.mask.copy_(new_mask.to(mask.mask.dtype))
+                mask.capture_dense_grad, mask.dense_grad = False, None
+            ctx.skip_step = skip
+
+    return MyRigL
+
+
+def test_rigl_update_step_slips_are_named():
+    checks.check_rigl_update(_my_rigl())
+    _fails_with(checks.check_rigl_update, _my_rigl(capture=False), "capture_dense_grad")
+    _fails_with(checks.check_rigl_update, _my_rigl(reset=False), "optimizer state")
+    _fails_with(checks.check_rigl_update, _my_rigl(skip=False), "skip_step")
+    _fails_with(checks.check_rigl_update, _my_rigl(call_library=True), "write the update step yourself")
+    _fails_with(checks.check_rigl_update, lambda *a: None, "subclass of updaters.RigL")
+
+
+def test_drop_and_grow_ties_go_to_the_lower_index():
+    def highest_index_first(weight, mask, grad, k):
+        active = mask.flatten().bool()
+        drop = torch.where(active, weight.abs().flatten(), torch.inf)
+        kept = active.clone()
+        kept[sorted(range(len(drop)), key=lambda i: (drop[i].item(), -i))[:k]] = False
+        grow = torch.where(kept, -torch.inf, grad.abs().flatten())
+        new_mask = kept.clone()
+        new_mask[sorted(range(len(grow)), key=lambda i: (-grow[i].item(), -i))[:k]] = True
+        new_weight = weight.clone().flatten()
+        new_weight[new_mask & ~active] = 0.0
+        return new_mask.reshape(mask.shape), new_weight.reshape(weight.shape)
+    _fails_with(checks.check_drop_and_grow, highest_index_first, "LOWER index")
+
+
 def test_cosine_drop_fraction_mistakes_are_named():
     import math
     good = lambda t, a, end: a * (1 + math.cos(math.pi * min(t / end, 1.0))) / 2

@@ -1,6 +1,6 @@
 """The class grader (tools/grade.py) on a synthetic class of exercise 6: what each kind of submission scores, and why.
 
-Six students hand in exercise 6 (three tasks): a correct one, one with a typical mistake in every task, one
+Six students hand in exercise 6 (four tasks): a correct one, one with a typical mistake in every task, one
 whose first task crashes, one whose third task loops forever, one that "fixes" its check cells by hand, and
 one that hands in the unsolved exercise. The grader must give each the points its code earns, with a reason.
 """
@@ -41,11 +41,12 @@ def _task_source(task: str) -> str:
 
 
 def _submissions() -> dict[str, nbformat.NotebookNode]:
-    erk, rigl, cosine = _task_source("task1"), _task_source("task2"), _task_source("task3")
+    erk, rigl, cosine, step = (_task_source(task) for task in ("task1", "task2", "task3", "task4"))
     mistakes = _solution()
     _with_task(mistakes, "task1", erk.replace("if not over:", "if True:"))  # no capping at density 1
     _with_task(mistakes, "task2", rigl.replace("    new_weight[new_mask & ~active] = 0.0\n", ""))  # no reset
     _with_task(mistakes, "task3", cosine.replace(") / 2", ")"))  # forgets the halving
+    _with_task(mistakes, "task4", step.replace("        ctx.skip_step = True\n", ""))  # takes the step's update too
     crashes = _with_task(_solution(), "task1", "raise RuntimeError('I broke my notebook')\n" + erk)
     loops = _with_task(_solution(), "task3", cosine.replace("    ### BEGIN SOLUTION\n",
                                                           "    ### BEGIN SOLUTION\n    while True:\n        pass\n"))
@@ -83,7 +84,14 @@ EXPECTED = {  # (student, task): (points, a word of the reason)
     ("edits_checks", "Task 3"): (1, "passed"),
     ("empty", "Task 1"): (0, "not attempted"), ("empty", "Task 2"): (0, "not attempted"),
     ("empty", "Task 3"): (0, "not attempted"),
+    # Task 4 (2 points) trains the student's update step, built on their own drop_and_grow of task 2.
+    # In the course's loop pruned weights are zeroed after every step, so task 2's missing reset does not show
+    # in task 4's run (the check of task 2 catches it on a stale weight).
+    ("correct", "Task 4"): (2, "passed"), ("mistakes", "Task 4"): (0, "skip_step"),
+    ("crashes", "Task 4"): (2, "passed"), ("loops", "Task 4"): (2, "passed"),
+    ("edits_checks", "Task 4"): (2, "passed"), ("empty", "Task 4"): (0, "not attempted"),
 }
+MAX_POINTS = {"Task 1": 1, "Task 2": 1, "Task 3": 1, "Task 4": 2}
 
 
 @pytest.mark.parametrize("student_task", sorted(EXPECTED), ids=lambda st: f"{st[0]}-{st[1].replace(' ', '')}")
@@ -91,7 +99,7 @@ def test_each_submission_scores_what_its_code_earns_with_a_reason(graded, studen
     rows, _ = graded
     points, word = EXPECTED[student_task]
     row = rows[student_task]
-    assert float(row["points"]) == points and float(row["max_points"]) == 1, row
+    assert float(row["points"]) == points and float(row["max_points"]) == MAX_POINTS[student_task[1]], row
     assert word in row["reason"], row
 
 
@@ -100,7 +108,7 @@ def test_every_student_gets_a_feedback_file_with_the_checks_messages(graded):
     files = sorted(p.stem for p in (out / "feedback").glob("*.md"))
     assert files == sorted({student for student, _ in EXPECTED})
     mistakes = (out / "feedback" / "mistakes.md").read_text()
-    assert "0 / 3 points" in mistakes and "start at exactly zero" in mistakes
+    assert "0 / 5 points" in mistakes and "start at exactly zero" in mistakes
 
 
 def test_a_rebuilt_notebook_takes_every_locked_cell_from_the_solution():

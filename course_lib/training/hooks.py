@@ -27,13 +27,14 @@ A plain function ``hook(model, step)`` also works: it runs as ``after_step``
 (that is all the chapters on pruning after training need). Subclass
 :class:`Hook` and override only the phases you need::
 
-    class L1OnBatchNormScales(Hook):
-        def __init__(self, strength: float):
-            self.strength = strength
+    class GradientNorm(Hook):  # the norm of the whole gradient, logged once per epoch
 
         def after_backward(self, ctx: TrainContext) -> None:
-            for bn in batchnorm_layers(ctx.model):
-                bn.weight.grad += self.strength * bn.weight.detach().sign()
+            grads = [p.grad for p in ctx.model.parameters() if p.grad is not None]
+            self.last = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+        def on_evaluate(self, ctx: TrainContext) -> dict[str, float]:
+            return {"gradient norm": self.last}
 """
 
 from __future__ import annotations

@@ -115,10 +115,30 @@ def test_wrong_collapse_detection_is_caught():
 
 # ------------------------------------------------------------------ chapter 5
 
+def _scratch_b(config, train_size, dense, pruned, cap=None, round_epochs=False, upside_down=False, floor=False,
+               keep_recipe=True):
+    """A student's Scratch-B budget with switchable slips."""
+    import math
+    from dataclasses import replace
+    from course_lib.training import steps_per_epoch
+    factor = (pruned / dense if upside_down else dense / pruned)
+    factor = min(factor, cap) if cap else factor
+    per_epoch = steps_per_epoch(train_size, config.batch_size)
+    steps = round(config.epochs * factor) * per_epoch if round_epochs else round(factor * config.total_steps(train_size))
+    epochs = (steps // per_epoch) if floor else math.ceil(steps / per_epoch)
+    return replace(config, steps=steps, epochs=epochs, **({} if keep_recipe else {"lr": config.lr * 2}))
+
+
 def test_scratch_b_mistakes_are_named():
-    checks.check_scratch_b_epochs(lambda e, d, p, cap=None: e * (min(d / p, cap) if cap else d / p))
-    _fails_with(checks.check_scratch_b_epochs, lambda e, d, p, cap=None: e * p / d, "upside down")
-    _fails_with(checks.check_scratch_b_epochs, lambda e, d, p, cap=None: e * d / p, "capped")
+    from dataclasses import replace
+    checks.check_scratch_b_config(_scratch_b)
+    _fails_with(checks.check_scratch_b_config, lambda *a: _scratch_b(*a, round_epochs=True), "rounded the EPOCHS")
+    _fails_with(checks.check_scratch_b_config, lambda *a: _scratch_b(*a, upside_down=True), "upside down")
+    _fails_with(checks.check_scratch_b_config, lambda *a: _scratch_b(*a, floor=True), "rounded UP")
+    _fails_with(checks.check_scratch_b_config, lambda *a: _scratch_b(*a, keep_recipe=False), "keep the rest")
+    _fails_with(checks.check_scratch_b_config, lambda c, *a: replace(c, epochs=round(c.epochs * a[1] / a[2])),
+                "set `steps`")
+    _fails_with(checks.check_scratch_b_config, lambda *a: 3.5, "return a TrainConfig")
 
 
 def _hook(after_backward):

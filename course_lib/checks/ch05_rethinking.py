@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from course_lib.pruning import rethinking, selection, slimming
-from course_lib.training import Hook, TrainContext
+from course_lib.training import Hook, TrainConfig, TrainContext, steps_per_epoch
 from course_lib.models import build_model
 from course_lib.checks.base import fail, ok
 
 
-def check_scratch_b_epochs(scratch_b_epochs: Callable[[float, int, int, float | None], float]) -> None:
-    """``scratch_b_epochs(dense_epochs, dense_macs, pruned_macs, cap)``: epochs x dense/pruned MACs, at most cap x."""
-    cases = [(10, 4_000, 1_000, None), (10, 4_000, 1_000, 2.0), (8, 510_912, 142_560, None), (3, 1_000, 1_000, None),
-             (5, 300, 200, 2.0)]
-    for epochs, dense, pruned, cap in cases:
-        expected = epochs * rethinking.scratch_b_factor(dense, pruned, cap)
-        got = scratch_b_epochs(epochs, dense, pruned, cap)
-        if not isinstance(got, (int, float)) or math.isnan(got):
-            fail(f"return a number of epochs; got {got!r}.")
-        if math.isclose(got, expected, rel_tol=1e-9):
-            continue
-        if math.isclose(got, epochs * pruned / dense):
-            fail(f"dense {dense:,} MACs, pruned {pruned:,}: you returned {got:g} epochs, expected {expected:g}. "
-                  "The ratio is upside down: the SMALLER network trains LONGER (dense MACs / pruned MACs).")
-        if cap is not None and math.isclose(got, epochs * dense / pruned):
-            fail(f"with cap={cap} the factor {dense / pruned:g} must be capped: expected {expected:g} epochs, got {got:g}.")
-        fail(f"scratch_b_epochs({epochs}, {dense}, {pruned}, cap={cap}) returned {got:g}, expected {expected:g} "
-              "(epochs x dense MACs / pruned MACs, at most cap x epochs).")
-    ok("Scratch-B's budget: epochs x dense MACs / pruned MACs, capped where asked")
+def check_scratch_b_config(scratch_b_config: Callable[[TrainConfig, int, int, int, float | None], TrainConfig]) -> None:
+    """``scratch_b_config(config, train_size, dense_macs, pruned_macs, cap)``: the dense run's recipe, stretched to
+    its compute in whole optimizer steps."""
+    cases = [(TrainConfig(epochs=4, lr=0.1, optimizer="sgd", schedule="step"), 6_000, 510_912, 142_560, None),
+             (TrainConfig(epochs=2, batch_size=100), 1_000, 4_000, 1_000, 2.0),
+             (TrainConfig(epochs=3, batch_size=128, schedule="step"), 12_000, 300_000, 290_000, None),
+             (TrainConfig(epochs=5, batch_size=64), 640, 300, 200, 2.0)]
+    for config, train_size, dense, pruned, cap in cases:
+        factor = rethinking.scratch_b_factor(dense, pruned, cap)
+        expected = config.scaled(factor, train_size)
+        where = (f"{config.epochs} epochs of {train_size:,} images in batches of {config.batch_size}, "
+                 f"dense {dense:,} / pruned {pruned:,} MACs" + (f", cap {cap}" if cap else ""))
+        got = scratch_b_config(config, train_size, dense, pruned, cap)
+        if not isinstance(got, TrainConfig):
+            fail(f"return a TrainConfig (dataclasses.replace(config, ...)), not {type(got).__name__}.")
+        per_epoch = steps_per_epoch(train_size, config.batch_size)
+        if got.steps is None:
+            fail(f"{where}: set `steps`. The budget is {expected.steps} steps, {expected.steps / per_epoch:.2f} "
+                 "epochs: whole epochs would round it away (epochs alone train every step of every epoch).")
+        if got.steps != expected.steps:
+            if got.steps == round(config.epochs * factor) * per_epoch:
+                fail(f"{where}: you rounded the EPOCHS ({config.epochs * factor:.3f} -> "
+                     f"{round(config.epochs * factor)}) and then counted their steps ({got.steps}); round the "
+                     f"STEPS instead: round(factor x dense steps) = {expected.steps}.")
+            if got.steps == round(config.total_steps(train_size) / factor):
+                fail(f"{where}: {got.steps} steps is fewer than the dense run's {config.total_steps(train_size)}: "
+                     "the factor is upside down - the smaller network trains LONGER (dense MACs / pruned MACs).")
+            fail(f"{where}: {got.steps} steps, expected {expected.steps} = round(factor x dense steps) with factor "
+                 f"{factor:.4f} (dense / pruned MACs" + (f", at most {cap}" if cap else "") + ").")
+        if got.epochs != expected.epochs:
+            fail(f"{where}: epochs = {got.epochs}, expected {expected.epochs}: the passes over the data those "
+                 f"{expected.steps} steps take, rounded UP (the last one is partial).")
+        if replace(got, steps=None, epochs=1) != replace(config, steps=None, epochs=1):
+            fail(f"{where}: only the budget changes; keep the rest of the recipe (optimizer, learning rate, schedule, "
+                 "batch size, seed) - the schedule is defined on steps, so its milestones move with the budget.")
+    ok("Scratch-B's budget in whole steps, epochs rounded up, the rest of the recipe kept")
 
 
 def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:

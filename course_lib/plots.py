@@ -321,26 +321,6 @@ def scale_histograms(scales: Mapping[str, Mapping[str, torch.Tensor]], title: st
     return fig
 
 
-def sparse_training_accuracy(summary: pd.DataFrame, dense: tuple[float, float] | None = None,
-                             ax: Axes | None = None,
-                             title: str = "Sparse LeNet-300-100s trained for the same steps") -> Figure:
-    """Mean test accuracy (± std over seeds) against weights remaining, one line per method and layer density.
-
-    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by
-    ``["method", "distribution", "sparsity"]``; uniform densities are dashed.
-    ``dense``: the dense network's (mean, std), drawn as a band.
-    """
-    fig, ax = _axes(ax, (8, 4.5))
-    for (method, distribution), rows in summary.groupby(level=[0, 1], sort=False):
-        sparsities = rows.index.get_level_values(2)
-        label = method if distribution in ("dense", "global magnitude") else \
-            f"{method} ({'ERK' if distribution == 'erk' else distribution})"
-        ax.errorbar([100 * (1 - s) for s in sparsities], rows["mean"], yerr=rows["std"], marker="o", capsize=3,
-                    color=METHOD_COLOURS.get(method), linestyle="--" if distribution == "uniform" else "-",
-                    label=label)
-    return _remaining_axis(fig, ax, dense, title)
-
-
 def _remaining_axis(fig: Figure, ax: Axes, dense: tuple[float, float] | None, title: str) -> Figure:
     """The dense band, a log axis of weights remaining, labels and the legend beside the plot."""
     if dense is not None:
@@ -357,16 +337,25 @@ def _remaining_axis(fig: Figure, ax: Axes, dense: tuple[float, float] | None, ti
 
 def methods_vs_sparsity(summary: pd.DataFrame, dense: tuple[float, float] | None = None, ax: Axes | None = None,
                         labels: Mapping[str, str] | None = None, title: str = "Test accuracy at equal sparsity") -> Figure:
-    """Mean test accuracy (± std over seeds) against weights remaining, one line per method.
+    """Mean test accuracy (± std over seeds) against weights remaining, one line per method: the course's figure
+    for comparing methods (chapters 6, 7 and 8).
 
-    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by
-    ``["method", "sparsity"]``; ``labels`` rename methods in the legend.
+    ``summary`` is :func:`course_lib.experiments.mean_std` of the runs' records grouped by
+    ``["method", "sparsity"]``, or by ``["method", "distribution", "sparsity"]`` when a method was run with
+    several layer densities (chapter 6: the line's label names the density, uniform ones are dashed).
+    ``labels`` rename methods in the legend; ``dense`` is the dense network's (mean, std), drawn as a band.
     """
     fig, ax = _axes(ax, (8, 4.5))
-    for method, rows in summary.groupby(level=0, sort=False):
-        sparsities = rows.index.get_level_values(1)
+    by_distribution = summary.index.nlevels == 3
+    for key, rows in summary.groupby(level=[0, 1] if by_distribution else 0, sort=False):
+        method, distribution = key if by_distribution else (key[0] if isinstance(key, tuple) else key, None)
+        label = (labels or {}).get(method, method)
+        if distribution not in (None, "dense", "global magnitude"):
+            label = f"{label} ({'ERK' if distribution == 'erk' else distribution})"
+        sparsities = rows.index.get_level_values(-1)
         ax.errorbar([100 * (1 - s) for s in sparsities], rows["mean"], yerr=rows["std"], marker="o", capsize=3,
-                    color=METHOD_COLOURS.get(method), label=(labels or {}).get(method, method))
+                    color=METHOD_COLOURS.get(method), linestyle="--" if distribution == "uniform" else "-",
+                    label=label)
     return _remaining_axis(fig, ax, dense, title)
 
 

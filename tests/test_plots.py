@@ -25,3 +25,15 @@ def test_methods_vs_sparsity_draws_one_line_per_method():
     summary = pd.DataFrame({"mean": 85.0, "std": 0.2, "seeds": 3}, index=index)
     fig = plots.methods_vs_sparsity(summary, dense=(86.0, 0.1), title="test")
     assert len(fig.axes[0].get_legend().get_texts()) == 4  # three methods and the dense band
+
+
+def test_methods_vs_sparsity_names_the_layer_density_when_a_method_has_several():
+    index = pd.MultiIndex.from_tuples([("RigL", "erk", 0.9), ("RigL", "erk", 0.95), ("RigL", "uniform", 0.9),
+                                       ("RigL", "uniform", 0.95), ("small-dense", "dense", 0.9)],
+                                      names=["method", "distribution", "sparsity"])
+    summary = pd.DataFrame({"mean": 85.0, "std": 0.2, "seeds": 2}, index=index)
+    fig = plots.methods_vs_sparsity(summary, title="test")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["RigL (ERK)", "RigL (uniform)", "small-dense"]
+    styles = {c.get_label(): c.lines[0].get_linestyle() for c in fig.axes[0].containers}
+    assert styles == {"RigL (ERK)": "-", "RigL (uniform)": "--", "small-dense": "-"}

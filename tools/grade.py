@@ -119,7 +119,8 @@ def _error(cell: nbformat.NotebookNode) -> str | None:
         if output.get("output_type") == "error":
             message = (output.get("evalue") or "").strip().splitlines()
             first = message[0] if message else ""
-            return f"{output.get('ename', 'Error')}: {first}"[:400]
+            ename = output.get("ename", "Error")
+            return (first if ename == "CheckFailed" else f"{ename}: {first}")[:400]  # a check's message speaks for itself
     return None
 
 
@@ -230,7 +231,7 @@ def grade_class(submissions: Path, out: Path, cell_timeout: int = CELL_TIMEOUT) 
     with open(out / "grades.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+        writer.writerows({**asdict(r), "points": f"{r.points:g}", "max_points": f"{r.max_points:g}"} for r in rows)
     print(f"{len(rows)} task grades of {len(students)} students in {out / 'grades.csv'}; "
           f"feedback in {out / 'feedback'}")
     return rows

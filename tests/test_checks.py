@@ -555,3 +555,45 @@ def test_synflow_in_one_round_is_caught():
     def one_round(model, sparsity, iterations):
         return selection.masks_from_scores(model, _synflow()(model), sparsity, scope="global")
     _fails_with(checks.check_iterative_synflow, one_round, "ONE round")
+
+
+def _one_epoch_then_cut(calls: list):
+    """A quick design: one dense epoch, then 96 % of every hidden weight cut by magnitude (no fine-tuning)."""
+    from course_lib.masks import apply_masks
+    from course_lib.models import LENET_CLASSIFIER
+    from course_lib.pruning.procedures import magnitude
+    from course_lib.training import TrainConfig, train
+
+    def design(data, seed):
+        calls.append(seed)
+        model = build_model("lenet300", seed=seed)
+        train(model, data, TrainConfig(epochs=1, seed=seed), progress=False)
+        apply_masks(model, magnitude("global", exclude=LENET_CLASSIFIER)(model, 0.955))
+        return model
+    return design
+
+
+def test_try_design_reports_validation_and_the_training_cost_it_observed(monkeypatch, tmp_path):
+    from course_lib.profiles import get_profile
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    result = checks.try_design(_one_epoch_then_cut([]), seed=0, profile=get_profile("quick"))
+    assert 0 < result["val_acc"] <= 100 and result["density"] <= checks.MAX_DENSITY
+    assert result["train_flops"] == pytest.approx(1 / 3, rel=1e-6)  # one dense epoch of the capstone's three
+
+
+def test_an_unchanged_design_is_not_graded_twice_and_says_so(monkeypatch, tmp_path, capsys):
+    from course_lib.profiles import get_profile
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    calls: list = []
+    design = _one_epoch_then_cut(calls)
+    quick = get_profile("quick")
+    outcomes = []
+    for _ in range(2):
+        try:
+            outcomes.append(checks.check_design_challenge(design, quick))
+        except checks.CheckFailed as failure:  # one epoch and no fine-tuning may stay below the target
+            outcomes.append(str(failure))
+    assert calls == quick.seeds()  # built once per seed, in the first grading only
+    assert outcomes[0] == outcomes[1]
+    out = capsys.readouterr().out
+    assert out.count("graded design #1") == 2 and "graded before, unchanged" in out

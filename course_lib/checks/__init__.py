@@ -22,7 +22,7 @@ from course_lib.checks.ch06_sparse_training import (check_cosine_drop_fraction, 
                                                     check_erk_densities, check_rigl_update)
 from course_lib.checks.ch07_dpp import check_gumbel_top_k, check_straight_through_top_k, check_is_n_m
 from course_lib.checks.ch08_design_challenge import (MAX_DENSITY, DESIGN_TARGETS, TestSplitRefused, RefusedSplit,
-                                                     check_design_challenge)
+                                                     check_design_challenge, try_design)
 
 __all__ = ["CheckFailed", "DESIGN_TARGETS", "MAX_DENSITY", "RefusedSplit", "TestSplitRefused", "check_agp",
            "check_break_even", "check_collapse", "check_cosine_drop_fraction", "check_design_challenge",
@@ -32,4 +32,4 @@ __all__ = ["CheckFailed", "DESIGN_TARGETS", "MAX_DENSITY", "RefusedSplit", "Test
            "check_macs", "check_median_latency", "check_prune_trained", "check_random_reinit",
            "check_remove_filters", "check_rigl_update", "check_scratch_b_config", "check_snip",
            "check_straight_through_top_k",
-           "check_synflow_scores"]
+           "check_synflow_scores", "try_design"]

@@ -15,11 +15,11 @@ from course_lib.training.config import (TrainConfig, finetune_recipe, make_optim
                                         steps_per_epoch)
 from course_lib.training.hooks import AfterStep, Hook, StepFunction, TrainContext
 from course_lib.training.history import History
-from course_lib.training.loop import (default_device, evaluate, model_device, predict,
+from course_lib.training.loop import (default_device, evaluate, model_device, observing, predict,
                                       recalibrate_batchnorm, seed_everything, train)
 from course_lib.training.tasks import CLASSIFICATION, Classification, NextToken, Task
 
 __all__ = ["AfterStep", "CLASSIFICATION", "Classification", "History", "Hook", "NextToken", "StepFunction", "Task",
            "TrainConfig", "TrainContext", "default_device", "evaluate", "finetune_recipe", "make_optimizer",
-           "make_scheduler", "model_device", "predict", "recalibrate_batchnorm", "recipe", "seed_everything",
+           "make_scheduler", "model_device", "observing", "predict", "recalibrate_batchnorm", "recipe", "seed_everything",
            "steps_per_epoch", "train"]

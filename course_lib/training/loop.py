@@ -25,7 +25,8 @@ from __future__ import annotations
 import random
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -94,6 +95,33 @@ def _fast_forward(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -
             scheduler.step()
 
 
+_OBSERVERS: list[Callable[[], Hook]] = []  # see observing()
+
+
+@contextmanager
+def observing(make_hook: Callable[[], Hook]) -> Iterator[list[Hook]]:
+    """Inside the block, every call of :func:`train` also runs a fresh ``make_hook()``; yields the hooks made.
+
+    For measuring code you did not write: the design challenge counts the
+    training FLOPs of a student's design, whichever course functions it
+    trains with, by observing every run with a
+    :class:`~course_lib.sparse.tracking.MaskTracker`. An observer runs after
+    the run's own hooks and must not change the training.
+    """
+    made: list[Hook] = []
+
+    def make() -> Hook:
+        hook = make_hook()
+        made.append(hook)
+        return hook
+
+    _OBSERVERS.append(make)
+    try:
+        yield made
+    finally:
+        _OBSERVERS.remove(make)
+
+
 def train(
     model: nn.Module,
     data: DataSplits,
@@ -143,7 +171,7 @@ def train(
     if not 0 <= start_epoch < stop_epoch <= epochs:
         raise ValueError(f"need 0 <= start_epoch < stop_epoch <= {epochs}, got {start_epoch}, {stop_epoch}.")
     device = device or default_device()
-    hooks = as_hooks(hooks)
+    hooks = as_hooks([*hooks, *(make() for make in _OBSERVERS)])
     seed_everything(config.seed)
     model.to(device).train()
     history = History(metric_name=task.metric_name, higher_is_better=task.higher_is_better)

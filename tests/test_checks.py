@@ -229,6 +229,12 @@ def test_keep_channels_mistakes_are_named():
         return {k: torch.arange(len(v)) < int(right[k].sum()) for k, v in s.items()}
     _fails_with(checks.check_keep_channels, first_channels, "not the right ones")
 
+    def wraps_at_zero(s, f, m):  # threshold = sorted[k - 1] without a guard: k = 0 takes the LARGEST scale
+        everything = torch.sort(torch.cat(list(s.values()))).values
+        threshold = everything[round(f * len(everything)) - 1]
+        return slimming.slimming_keep(s, float(threshold), m)
+    _fails_with(checks.check_keep_channels, wraps_at_zero, "0 channels go")
+
 
 # ------------------------------------------------------------------ chapter 6
 

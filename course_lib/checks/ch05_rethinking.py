@@ -115,9 +115,16 @@ def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> No
               "net.conv3": torch.rand(32, generator=g) + 0.2}
     # A layer with two strong channels among weak ones: the floor must top it up, not only refill an empty layer.
     topped = {**scales, "net.conv2": torch.cat([scales["net.conv2"][:14], torch.tensor([0.9, 0.95])])}
-    for scales, fraction, floor in ((scales, 0.25, 1), (scales, 0.5, 2), (scales, 0.5, 4), (topped, 0.5, 4)):
+    # 0.005 of 56 channels rounds to none: nothing is pruned (an index k - 1 = -1 would wrap to the largest |gamma|).
+    for scales, fraction, floor in ((scales, 0.25, 1), (scales, 0.5, 2), (scales, 0.5, 4), (topped, 0.5, 4),
+                                    (scales, 0.005, 1)):
         expected = slimming.slimming_keep(scales, slimming.global_threshold(scales, fraction), floor)
         got = keep_channels({k: v.clone() for k, v in scales.items()}, fraction, floor)
+        total = sum(len(v) for v in scales.values())
+        if round(fraction * total) == 0 and sum(int(torch.as_tensor(k).bool().sum()) for k in got.values()) < total:
+            fail(f"prune_fraction={fraction}: round({fraction} x {total} channels) = 0 channels go, so every channel "
+                 "stays; you removed some. With nothing to prune the threshold is below every |gamma| (-inf): "
+                 "beware of indexing the sorted scales at k - 1 = -1, which is the LARGEST.")
         if set(got) != set(expected):
             fail(f"return one boolean tensor per layer, keyed like `scales` ({sorted(expected)}); got {sorted(got)}.")
         for layer in expected:

@@ -243,7 +243,8 @@ def check_rigl_update(rigl_class: type) -> None:
     counts = {k: (int(v.sum()), int(expected[k].sum())) for k, v in masks.items() if k in expected}
     changed = {k: c for k, c in counts.items() if c[0] != c[1]}
     if changed:
-        fail(f"the number of active weights changed: {changed} (yours, expected). Each layer drops k and grows k.")
+        fail(f"the number of active weights changed: {changed} (yours, expected). Each layer drops k and grows k "
+             "(your update uses your drop_and_grow of task 2: does its check pass?).")
     for slip, message in _SLIPS.items():
         if _same(got, _rigl_run(slip, data)):
             fail(f"your run matches RigL with one mistake: {message}.")

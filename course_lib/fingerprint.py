@@ -110,9 +110,7 @@ def _module_hashes(*modules: str | ModuleType) -> dict[str, str]:
 
 
 def code_modules(*modules: str | ModuleType) -> list[str]:
-    """The modules whose code :func:`code_fingerprint` hashes: those named and what they import of their package.
-
-    """
+    """The modules whose code :func:`code_fingerprint` hashes: those named and what they import of their package."""
     return sorted(_module_hashes(*modules))
 
 

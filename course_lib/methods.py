@@ -131,8 +131,9 @@ class Ledger:
 
     def __init__(self, protocol: Protocol) -> None:
         self.protocol = protocol
-        model = build_model(protocol.model_name)
-        self.macs = layer_costs(model).set_index("layer").macs.astype(float).to_dict()
+        dense = layer_costs(build_model(protocol.model_name))
+        self.macs = dense.set_index("layer").macs.astype(float).to_dict()
+        self.dense_weights = int(dense.weights.sum())  # the unit of a shrunk network's measured sparsity
         self.trackers: list[MaskTracker] = []
         self.charged_flops, self.charged_epochs = 0.0, 0.0
 
@@ -390,12 +391,11 @@ def run_method(name: str, protocol: Protocol, sparsity: float, seed: int) -> Run
     costs = layer_costs(model)
     kept = sum(int(masks[f"{n}.weight"].sum()) if f"{n}.weight" in masks else int(w)  # the mask's count: a kept
                for n, w in zip(costs.layer, costs.weights))                           # weight may be exactly 0
-    dense_weights = int(layer_costs(build_model(protocol.model_name)).weights.sum())
     structured = method.family == "structured"
     parameters = kept + int(costs.biases.sum())
     return RunRecord(method=name, family=method.family, sparsity=sparsity, seed=seed,
                      val_acc=evaluate(model, protocol.data.val), test_acc=evaluate(model, protocol.data.test),
-                     measured_sparsity=1.0 - kept / dense_weights if structured else mask_sparsity(masks),
+                     measured_sparsity=1.0 - kept / ledger.dense_weights if structured else mask_sparsity(masks),
                      weights_kept=kept, parameters=parameters, macs=int(costs.effective_macs.sum()),
                      bytes=4 * parameters, train_epochs=epochs, train_flops=flops / dense_budget,
                      train_flops_total=flops, seconds=time.perf_counter() - started, settings=dict(method.settings),

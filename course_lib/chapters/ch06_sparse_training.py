@@ -20,6 +20,7 @@ mask snapshots the chapter's figures and widget read.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -69,6 +70,12 @@ def sparse_recipe(profile: Profile) -> TrainConfig:
     return recipe("lenet300", profile, epochs=budget(profile).epochs, lr=SPARSE_LR)
 
 
+@functools.cache
+def _dense_macs() -> dict[str, float]:
+    """MACs per image of each layer of the dense LeNet-300-100: the unit of every run's training FLOPs."""
+    return layer_costs(build_model("lenet300")).set_index("layer").macs.astype(float).to_dict()
+
+
 def run_row(method: str, distribution: str, sparsity: float, model: nn.Module, data: DataSplits,
             tracker: MaskTracker) -> dict[str, object]:
     """One row of the chapter's table: accuracy, parameters in use, FLOPs, exploration and the mask trace.
@@ -81,11 +88,10 @@ def run_row(method: str, distribution: str, sparsity: float, model: nn.Module, d
     assert trace is not None, "the tracker must have run as a training hook"
     active = sum(trace.densities[-1][n] * trace.weights[n] for n in trace.layers)
     biases = sum(layer.bias.numel() for layer in model.modules() if isinstance(layer, nn.Linear))
-    dense_macs = layer_costs(build_model("lenet300")).set_index("layer").macs.astype(float).to_dict()
     return {"method": method, "distribution": distribution, "sparsity": sparsity,
             "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test),
             "parameters": round(active) + biases,
-            "train_flops": trace.training_flops / (trace.images * training_step_flops(dense_macs)),
+            "train_flops": trace.training_flops / (trace.images * training_step_flops(_dense_macs())),
             "train_flops_total": trace.training_flops,
             "inference_flops": tracker.inference_flops(model), "ever_active": trace.ever_active_total[-1],
             "trace": trace}

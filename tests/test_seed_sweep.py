@@ -34,5 +34,38 @@ def test_the_report_names_failed_runs_and_thin_claims():
     assert bool(table.loc[("01", "2"), "thin"])  # margin 0.5 below the value's spread over seeds (1.77)
     assert not bool(table.loc[("01", "1"), "thin"])
     text = seed_sweep.report(runs, seed_sweep.margins_table(runs), "quick")
-    assert "1 of 4 runs failed." in text and "FAILED: ClaimFailed: claim 3 failed" in text
+    assert "1 of 4 runs failed; 0 were run again after a lost kernel message." in text and "FAILED: ClaimFailed: claim 3 failed" in text
     assert "1 failed under some seed; 2 with a smallest margin below the spread" in text
+
+
+def _notebook(tmp_path: Path, *sources: str) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "watched.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_cell_silent_on_an_idle_kernel_is_stopped_and_named(tmp_path):
+    # What a lost reply looks like from outside: the cell sends nothing and the kernel does nothing.
+    notebook = _notebook(tmp_path, "print('first')", "import time\ntime.sleep(60)", "print('never')")
+    run = seed_sweep.run_one(notebook, "quick", 0, tmp_path, 1, timeout=120, silence=3.0)
+    assert run["error"].startswith("LostKernelMessage: cell 1 sent nothing"), run["error"]
+    assert run["seconds"] < 30
+
+
+def test_a_silent_cell_that_computes_is_left_alone(tmp_path):
+    notebook = _notebook(tmp_path, "import time\nstart = time.time()\nwhile time.time() - start < 6:\n    pass",
+                         "print('done')")
+    run = seed_sweep.run_one(notebook, "quick", 0, tmp_path, 1, timeout=120, silence=3.0)
+    assert run["error"] is None and not run["lost"]
+
+
+def test_a_run_with_a_lost_message_is_run_once_more(monkeypatch):
+    outcomes = iter([{"error": "LostKernelMessage: cell 4 …", "lost": ["cell 4 …"], "claims": []},
+                     {"error": None, "lost": [], "claims": []}])
+    monkeypatch.setattr(seed_sweep, "run_one", lambda *task: next(outcomes))
+    run = seed_sweep.run_with_retry("notebook")
+    assert run["error"] is None and run["lost"] == ["cell 4 …"]

@@ -69,3 +69,17 @@ def test_a_run_with_a_lost_message_is_run_once_more(monkeypatch):
     monkeypatch.setattr(seed_sweep, "run_one", lambda *task: next(outcomes))
     run = seed_sweep.run_with_retry("notebook")
     assert run["error"] is None and run["lost"] == ["cell 4 …"]
+
+
+def test_the_course_client_does_not_imitate_output_widgets(tmp_path):
+    # nbclient's Output-widget mimic answers the kernel on the shell socket while the cell's reply is awaited there,
+    # which lost the reply under load (8 of 12 notebooks of 100 widget cells hung; tools/notebook_run.py). Without
+    # the mimic, what the cell shows inside the widget lands in the cell's own outputs: the figure is there.
+    cell = ("import ipywidgets, matplotlib.pyplot as plt\nfrom IPython.display import display\n"
+            "out = ipywidgets.Output()\nwith out:\n    plt.plot([1, 2]); plt.show()\ndisplay(out)")
+    notebook = _notebook(tmp_path, "%matplotlib inline", cell)
+    run = seed_sweep.run_one(notebook, "quick", 0, tmp_path, 1, timeout=120, silence=30.0)
+    assert run["error"] is None
+    import nbformat
+    outputs = nbformat.read(tmp_path / f"{notebook.stem}-quick-seed0.ipynb", as_version=4).cells[1].outputs
+    assert any("image/png" in output.get("data", {}) for output in outputs), outputs

@@ -40,10 +40,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from notebook_run import CourseNotebookClient  # noqa: E402  (tools/ is not a package)
+
 SOLUTIONS = ROOT / "solutions"
 CELL_TIMEOUT = 300  # seconds per cell; the quick profile needs far less (the longest check takes about a minute)
 FIELDS = ["student", "exercise", "task", "points", "max_points", "reason"]
@@ -128,7 +130,7 @@ def run(notebook: nbformat.NotebookNode, cell_timeout: int) -> str | None:
     """Execute ``notebook`` in place in a fresh kernel (quick profile); the reason if the kernel died."""
     env_before = os.environ.get("COURSE_PROFILE")
     os.environ["COURSE_PROFILE"] = "quick"
-    client = NotebookClient(notebook, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
+    client = CourseNotebookClient(notebook, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=True, resources={"metadata": {"path": str(ROOT / "exercises")}})
     try:
         client.execute()

@@ -16,14 +16,14 @@ Run (``make seed-sweep`` does the same with NOTEBOOKS, SEEDS, PROFILE and JOBS):
     .venv/bin/python tools/seed_sweep.py --profile quick --seeds 1 2 notebooks/*.ipynb
     .venv/bin/python tools/seed_sweep.py --profile full --seeds 1 --jobs 1 notebooks/0[1345]_*.ipynb
 
-**A lost kernel message does not stop the sweep.** Rarely (twice in about 60 runs, under ipykernel 6.31 and 7.4,
-never on demand), a run stopped for good with the kernel and this tool both idle: a reply from the kernel had been
-lost. A watchdog now looks at every running notebook: when the running cell has sent nothing for ``--silence``
-seconds *and* the kernel used almost no CPU meanwhile, the kernel is stopped, the run is reported as
-``LostKernelMessage`` with the cell's index, and the notebook runs once more (warm: its results are cached). A cell
-that computes keeps the kernel's CPU busy, so a long silent computation is never stopped; a course cell that runs long
-prints progress anyway. Each notebook runs in a fresh worker process that is started, not forked, so no run inherits
-another's sockets or event loop.
+**A lost kernel message does not stop the sweep.** Notebooks run through ``notebook_run.CourseNotebookClient``,
+which removes the cause we found (nbclient's Output-widget mimic; see that module). Should a reply still go missing,
+a watchdog looks at every running notebook: when the running cell has sent nothing for ``--silence`` seconds *and*
+the kernel used almost no CPU meanwhile, the kernel is stopped, the run is reported as ``LostKernelMessage`` with
+the cell's index, and the notebook runs once more (warm: its results are cached). A cell that computes keeps the
+kernel's CPU busy, so a long silent computation is never stopped; a course cell that runs long prints progress
+anyway. Each notebook runs in a fresh worker process that is started, not forked, so no run inherits another's
+sockets or event loop.
 
 ``--jobs 2`` runs two notebooks at once, each with one PyTorch thread (on 2 cores that is faster than one at a
 time with two threads: the course's small models are limited by Python, not arithmetic). Timing claims stay
@@ -47,13 +47,14 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import psutil
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course_lib.claims import CLAIMS_LOG_ENV_VAR  # noqa: E402  (needs ROOT on the path)
+sys.path.insert(0, str(ROOT / "tools"))
+from notebook_run import CourseNotebookClient  # noqa: E402  (tools/ is not a package)
 from course_lib.profiles import PROFILE_ENV_VAR, PROFILES, SEED_ENV_VAR  # noqa: E402
 
 
@@ -61,8 +62,8 @@ class LostKernelMessage(RuntimeError):
     """The running cell sent nothing for a long time while its kernel sat idle: a message from the kernel was lost."""
 
 
-class WatchedClient(NotebookClient):
-    """A ``NotebookClient`` that notes when the running cell last sent a message, for the watchdog."""
+class WatchedClient(CourseNotebookClient):
+    """The course's notebook client, noting when the running cell last sent a message, for the watchdog."""
 
     def __init__(self, nb, **kw) -> None:
         super().__init__(nb, **kw)

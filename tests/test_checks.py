@@ -141,63 +141,86 @@ def test_scratch_b_mistakes_are_named():
     _fails_with(checks.check_scratch_b_config, lambda *a: 3.5, "return a TrainConfig")
 
 
-def _hook(after_backward):
+def _proximal(after_step=None, after_backward=None):
     class Student(Hook):
         def __init__(self, strength):
             self.strength = strength
 
+        def after_step(self, ctx):
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step(self, ctx)
+
         def after_backward(self, ctx):
-            with torch.no_grad():
-                after_backward(self, ctx)
+            if after_backward is not None:
+                with torch.no_grad():
+                    after_backward(self, ctx)
 
     return Student
 
 
-def test_l1_hook_mistakes_are_named():
-    bns = lambda model: [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+def _scales_and_rates(ctx, kinds=(nn.BatchNorm1d, nn.BatchNorm2d)):
+    """(gamma, the learning rate of its group) for every BatchNorm scale: what a right answer has to find."""
+    ids = {id(m.weight) for m in ctx.model.modules() if isinstance(m, kinds)}
+    return [(p, group["lr"]) for group in ctx.optimizer.param_groups for p in group["params"] if id(p) in ids]
 
+
+def test_l1_proximal_mistakes_are_named():
     def right(self, ctx):
-        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
-            bn.weight.grad += self.strength * torch.sign(bn.weight)
+        for gamma, lr in _scales_and_rates(ctx):
+            gamma.copy_(torch.sign(gamma) * torch.clamp(gamma.abs() - lr * self.strength, min=0))
+    checks.check_l1_proximal(_proximal(right))
 
-    def l2(self, ctx):
-        for bn in bns(ctx.model):
-            bn.weight.grad += self.strength * bn.weight
+    def subgradient(self, ctx):  # the lecture's method, in the phase before the step
+        for gamma, _ in _scales_and_rates(ctx):
+            gamma.grad += self.strength * torch.sign(gamma)
+    _fails_with(checks.check_l1_proximal, _proximal(after_backward=subgradient), "AFTER optimizer.step()")
 
-    def everything(self, ctx):
-        for p in ctx.model.parameters():
-            p.grad += self.strength * torch.sign(p)
+    def no_rate(self, ctx):
+        for gamma, _ in _scales_and_rates(ctx):
+            gamma.copy_(torch.sign(gamma) * torch.clamp(gamma.abs() - self.strength, min=0))
+    _fails_with(checks.check_l1_proximal, _proximal(no_rate), "step size x strength")
 
-    def no_sign(self, ctx):
-        for bn in bns(ctx.model):
-            bn.weight.grad += self.strength
+    def config_rate(self, ctx):
+        for gamma, _ in _scales_and_rates(ctx):
+            gamma.copy_(torch.sign(gamma) * torch.clamp(gamma.abs() - ctx.config.lr * self.strength, min=0))
+    _fails_with(checks.check_l1_proximal, _proximal(config_rate), "ctx.optimizer.param_groups")
 
-    checks.check_l1_hook(_hook(right))
-    _fails_with(checks.check_l1_hook, _hook(l2), "L2 penalty")
-    _fails_with(checks.check_l1_hook, _hook(everything), "only the BatchNorm SCALES")
-    _fails_with(checks.check_l1_hook, _hook(no_sign), "sign(gamma)")
-    _fails_with(checks.check_l1_hook, lambda strength: object(), "Hook")
+    def first_group(self, ctx):
+        lr = ctx.optimizer.param_groups[0]["lr"]
+        for gamma, _ in _scales_and_rates(ctx):
+            gamma.copy_(torch.sign(gamma) * torch.clamp(gamma.abs() - lr * self.strength, min=0))
+    _fails_with(checks.check_l1_proximal, _proximal(first_group), "another parameter group")
+
+    def no_clamp(self, ctx):
+        for gamma, lr in _scales_and_rates(ctx):
+            gamma -= lr * self.strength * torch.sign(gamma)
+    _fails_with(checks.check_l1_proximal, _proximal(no_clamp), "crossed zero")
 
     def only_2d(self, ctx):
-        for bn in bns(ctx.model):
-            bn.weight.grad += self.strength * torch.sign(bn.weight)
-    _fails_with(checks.check_l1_hook, _hook(only_2d), "BatchNorm1d")
+        for gamma, lr in _scales_and_rates(ctx, kinds=(nn.BatchNorm2d,)):
+            gamma.copy_(torch.sign(gamma) * torch.clamp(gamma.abs() - lr * self.strength, min=0))
+    _fails_with(checks.check_l1_proximal, _proximal(only_2d), "BatchNorm1d")
 
-    def shifts_too(self, ctx):  # gamma and beta: the shifts are not what slimming ranks
-        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
-            bn.weight.grad += self.strength * torch.sign(bn.weight)
-            bn.bias.grad += self.strength * torch.sign(bn.bias)
-    _fails_with(checks.check_l1_hook, _hook(shifts_too), "SHIFT")
+    def shifts_too(self, ctx):
+        right(self, ctx)
+        for m in ctx.model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.bias.copy_(torch.sign(m.bias) * torch.clamp(m.bias.abs() - 0.1, min=0))
+    _fails_with(checks.check_l1_proximal, _proximal(shifts_too), "SHIFT")
 
-    def overwrites(self, ctx):
-        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
-            bn.weight.grad = self.strength * torch.sign(bn.weight)
-    _fails_with(checks.check_l1_hook, _hook(overwrites), "replaced the loss's gradient")
+    def everything(self, ctx):
+        for group in ctx.optimizer.param_groups:
+            for p in group["params"]:
+                p.copy_(torch.sign(p) * torch.clamp(p.abs() - group["lr"] * self.strength, min=0))
+    _fails_with(checks.check_l1_proximal, _proximal(everything), "only the BatchNorm SCALES")
 
-    def moves_the_scale(self, ctx):
-        for bn in [m for m in ctx.model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
-            bn.weight -= 0.01 * torch.sign(bn.weight)
-    _fails_with(checks.check_l1_hook, _hook(moves_the_scale), "only add to its gradient")
+    def zeroes_gradients_too(self, ctx):
+        right(self, ctx)
+        for gamma, _ in _scales_and_rates(ctx):
+            gamma.grad.zero_()
+    _fails_with(checks.check_l1_proximal, _proximal(zeroes_gradients_too), "changed a gradient")
+    _fails_with(checks.check_l1_proximal, lambda strength: object(), "Hook")
 
 
 def test_keep_channels_mistakes_are_named():
@@ -590,6 +613,8 @@ def test_try_design_reports_validation_and_the_training_cost_it_observed(monkeyp
 def test_an_unchanged_design_is_not_graded_twice_and_says_so(monkeypatch, tmp_path, capsys):
     from course_lib.profiles import get_profile
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    from course_lib.checks import ch08_design_challenge
+    monkeypatch.setattr(ch08_design_challenge, "design_target", lambda profile, progress: _TARGET)  # no capstone runs
     calls: list = []
     design = _one_epoch_then_cut(calls)
     quick = get_profile("quick")
@@ -603,3 +628,35 @@ def test_an_unchanged_design_is_not_graded_twice_and_says_so(monkeypatch, tmp_pa
     assert outcomes[0] == outcomes[1]
     out = capsys.readouterr().out
     assert out.count("graded design #1") == 2 and "graded before, unchanged" in out
+
+
+_TARGET = {"method": "AGP", "mean": 76.0, "std": 0.5, "target": 75.5, "train_flops": 0.9, "seeds": 2,
+           "profile": "quick"}
+
+
+def test_the_design_target_is_the_best_capstone_method_at_95_percent_minus_its_spread(monkeypatch):
+    import pandas as pd
+    from course_lib.chapters import ch08_capstone
+    from course_lib.profiles import get_profile
+    asked = {}
+
+    def results(profile, family, progress, sparsities):
+        asked.update(family=family, sparsities=sparsities)
+        return pd.DataFrame({"method": ["AGP", "AGP", "SNIP", "SNIP"], "test_acc": [77.0, 75.0, 76.4, 76.6],
+                             "train_flops": [0.8, 0.8, 0.3, 0.3]})
+    monkeypatch.setattr(ch08_capstone, "results", results)
+    target = checks.design_target(get_profile("quick"), progress=False)
+    assert asked == {"family": "unstructured", "sparsities": [checks.TARGET_SPARSITY]}
+    # AGP's mean (76.0) is below SNIP's (76.5): the best mean sets the bar, minus its own std
+    assert target["method"] == "SNIP" and target["target"] == pytest.approx(76.5 - 0.1414, abs=1e-3)
+    assert "SNIP" in checks.describe_target(target) and "76.36" in checks.describe_target(target)
+
+
+def test_the_capstone_runs_only_its_own_columns():
+    from course_lib.chapters import ch08_capstone
+    from course_lib.profiles import get_profile
+    quick = get_profile("quick")
+    assert checks.TARGET_SPARSITY in ch08_capstone.budget(quick).sparsities
+    assert {s for _, s, _ in ch08_capstone.family_jobs("unstructured", quick, sparsities=[0.95])} == {0.95}
+    with pytest.raises(ValueError, match="not \\[0.5\\]"):
+        ch08_capstone.family_jobs("unstructured", quick, sparsities=[0.5])

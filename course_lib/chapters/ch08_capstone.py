@@ -49,7 +49,7 @@ class Budget:
     sparsities: tuple[float, ...]
 
 
-BUDGETS = {"quick": Budget(train_size=6_000, epochs=3, vgg_epochs=2, sparsities=(0.9, 0.98)),
+BUDGETS = {"quick": Budget(train_size=6_000, epochs=3, vgg_epochs=2, sparsities=(0.9, 0.95, 0.98)),
            "full": Budget(train_size=20_000, epochs=6, vgg_epochs=4, sparsities=(0.8, 0.9, 0.95, 0.98))}
 
 
@@ -73,11 +73,18 @@ def protocols(profile: Profile) -> dict[str, Protocol]:
             "structured": Protocol("vgg", data, plan.vgg_epochs)}
 
 
-def family_jobs(family: Family, profile: Profile, methods: Sequence[str] | None = None) -> list[tuple[str, float, int]]:
-    """The runs of one family: unstructured methods at the profile's sparsities, structured ones at 1 - KEEP."""
+def family_jobs(family: Family, profile: Profile, methods: Sequence[str] | None = None,
+                sparsities: Sequence[float] | None = None) -> list[tuple[str, float, int]]:
+    """The runs of one family: unstructured methods at the profile's sparsities (or the ``sparsities`` given,
+    which must be among them), structured ones at 1 - KEEP."""
     names = [n for n, m in METHODS.items() if m.family == family and (methods is None or n in methods)]
-    sparsities = budget(profile).sparsities if family == "unstructured" else (1.0 - KEEP,)
-    return plan(names, sparsities, profile.seeds())
+    if family == "structured":
+        return plan(names, (1.0 - KEEP,), profile.seeds())
+    columns = budget(profile).sparsities
+    unknown = sorted(set(sparsities or ()) - set(columns))
+    if unknown:
+        raise ValueError(f"The {profile.name} capstone runs at sparsities {columns}, not {unknown}.")
+    return plan(names, sparsities or columns, profile.seeds())
 
 
 def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int]) -> list[tuple[str, float, int]]:
@@ -113,10 +120,11 @@ def ranking(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def results(profile: Profile, family: Family, methods: Sequence[str] | None = None,
-            progress: bool = True) -> pd.DataFrame:
-    """Every run of one family under the profile's protocol, through the cache: one row per run."""
+            progress: bool = True, sparsities: Sequence[float] | None = None) -> pd.DataFrame:
+    """Every run of one family under the profile's protocol (or of some of its columns), through the cache: one
+    row per run."""
     protocol = protocols(profile)[family]
-    jobs = family_jobs(family, profile, methods)
+    jobs = family_jobs(family, profile, methods, sparsities)
     rows = [run(name, protocol, sparsity, seed)
             for name, sparsity, seed in tqdm(jobs, desc=f"capstone: {family} runs", disable=not progress)]
     return pd.DataFrame(rows)

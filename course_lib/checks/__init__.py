@@ -17,19 +17,20 @@ from course_lib.checks.ch01_magnitude import (check_local_magnitude_mask, check_
 from course_lib.checks.ch02_structure import check_l1_ranking, check_remove_filters
 from course_lib.checks.ch03_lottery import check_imp_round, check_random_reinit
 from course_lib.checks.ch04_at_init import check_snip, check_synflow_scores, check_iterative_synflow, check_collapse
-from course_lib.checks.ch05_rethinking import check_scratch_b_config, check_l1_hook, check_keep_channels
+from course_lib.checks.ch05_rethinking import check_scratch_b_config, check_l1_proximal, check_keep_channels
 from course_lib.checks.ch06_sparse_training import (check_cosine_drop_fraction, check_drop_and_grow,
                                                     check_erk_densities, check_rigl_update)
 from course_lib.checks.ch07_dpp import check_gumbel_top_k, check_straight_through_top_k, check_is_n_m
-from course_lib.checks.ch08_design_challenge import (MAX_DENSITY, DESIGN_TARGETS, TestSplitRefused, RefusedSplit,
-                                                     check_design_challenge, try_design)
+from course_lib.checks.ch08_design_challenge import (MAX_DENSITY, TARGET_SPARSITY, TestSplitRefused, RefusedSplit,
+                                                     check_design_challenge, describe_target, design_target,
+                                                     try_design)
 
-__all__ = ["CheckFailed", "DESIGN_TARGETS", "MAX_DENSITY", "RefusedSplit", "TestSplitRefused", "check_agp",
+__all__ = ["CheckFailed", "MAX_DENSITY", "TARGET_SPARSITY", "RefusedSplit", "TestSplitRefused", "check_agp",
            "check_break_even", "check_collapse", "check_cosine_drop_fraction", "check_design_challenge",
            "check_drop_and_grow", "check_erk_densities", "check_global_magnitude_masks",
            "check_gumbel_top_k", "check_imp_round", "check_is_n_m", "check_iterative_synflow",
-           "check_keep_channels", "check_l1_hook", "check_l1_ranking", "check_local_magnitude_mask",
+           "check_keep_channels", "check_l1_proximal", "check_l1_ranking", "check_local_magnitude_mask",
            "check_macs", "check_median_latency", "check_prune_trained", "check_random_reinit",
            "check_remove_filters", "check_rigl_update", "check_scratch_b_config", "check_snip",
            "check_straight_through_top_k",
-           "check_synflow_scores", "try_design"]
+           "check_synflow_scores", "describe_target", "design_target", "try_design"]

@@ -52,60 +52,80 @@ def check_scratch_b_config(scratch_b_config: Callable[[TrainConfig, int, int, in
     ok("Scratch-B's budget in whole steps, epochs rounded up, the rest of the recipe kept")
 
 
-def check_l1_hook(make_hook: Callable[[float], Hook]) -> None:
-    """``make_hook(strength)`` returns a Hook whose ``after_backward`` adds ``strength * sign(gamma)`` to BN scales' grads."""
-    _check_l1_hook_on(make_hook, build_model("vgg", seed=3),
-                      torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+def check_l1_proximal(make_hook: Callable[[float], Hook]) -> None:
+    """``make_hook(strength)`` returns a Hook whose ``after_step`` soft-thresholds every BatchNorm scale:
+    gamma <- sign(gamma) * max(|gamma| - lr * strength, 0), with the learning rate of gamma's parameter group."""
+    _check_l1_proximal_on(make_hook, build_model("vgg", seed=3),
+                          torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
     mlp = nn.Sequential(nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 8))
-    _check_l1_hook_on(make_hook, mlp, torch.randn(8, 12, generator=torch.Generator().manual_seed(1)))
-    ok("the L1 subgradient lands on the BatchNorm scales only (BatchNorm2d and BatchNorm1d), as strength * sign(gamma)")
+    _check_l1_proximal_on(make_hook, mlp, torch.randn(8, 12, generator=torch.Generator().manual_seed(1)))
+    ok("the proximal L1 step shrinks every BatchNorm scale (2d and 1d) by lr x strength after the optimizer's step, "
+       "stops at exactly zero, and leaves everything else alone")
 
 
-def _check_l1_hook_on(make_hook: Callable[[float], Hook], model: nn.Module, x: torch.Tensor) -> None:
+def _check_l1_proximal_on(make_hook: Callable[[float], Hook], model: nn.Module, x: torch.Tensor) -> None:
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # scales and shifts of both signs and many sizes, as after training: the subgradient of
-        for layer in model.modules():  # |gamma| is sign(gamma), and a penalty on the shifts (beta) must show too
+    with torch.no_grad():  # scales and shifts of both signs and many sizes, some within one shrink of zero
+        for layer in model.modules():
             if isinstance(layer, selection.BATCHNORMS):
                 layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 3 - 1.5)
                 layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 2 - 1.0)
+    scales = [m.weight for m in model.modules() if isinstance(m, selection.BATCHNORMS)]
+    scale_ids = {id(p) for p in scales}
+    # The scales get their own learning rate, in the SECOND group: the rate to use is the one of gamma's group.
+    optimizer = torch.optim.SGD([{"params": [p for p in model.parameters() if id(p) not in scale_ids], "lr": 0.05},
+                                 {"params": scales, "lr": 0.4}], momentum=0.9)
     torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
-    before = {name: p.grad.clone() for name, p in model.named_parameters()}
-    values = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer.step()
+    stepped = {name: p.detach().clone() for name, p in model.named_parameters()}
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
     scale_names = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, selection.BATCHNORMS)}
     shift_names = {f"{name}.bias" for name, m in model.named_modules() if isinstance(m, selection.BATCHNORMS)}
     kinds = sorted({type(m).__name__ for m in model.modules() if isinstance(m, selection.BATCHNORMS)})
     hook = make_hook(0.25)
     if not isinstance(hook, Hook):
         fail(f"make_hook must return a course_lib.training.Hook (subclass it); got {type(hook).__name__}.")
-    hook.after_backward(TrainContext(model=model, data=None, config=None, device=torch.device("cpu"),  # type: ignore[arg-type]
-                                     history=None, steps_per_epoch=1, total_steps=1))  # type: ignore[arg-type]
+    ctx = TrainContext(model=model, data=None, config=TrainConfig(epochs=1, lr=0.05, optimizer="sgd"),  # type: ignore[arg-type]
+                       device=torch.device("cpu"),
+                       history=None, steps_per_epoch=1, total_steps=1, optimizer=optimizer, step=1)  # type: ignore[arg-type]
+    hook.after_step(ctx)
+    if all(torch.equal(p.detach(), stepped[name]) for name, p in model.named_parameters()):
+        fail(f"after_step left every parameter of a model with {' and '.join(kinds)} as the optimizer's step made "
+             "it. The proximal step moves the scales themselves, AFTER optimizer.step() (the after_step phase), not "
+             "their gradients; and every BatchNorm kind has scales - find them with isinstance(module, "
+             "(nn.BatchNorm1d, nn.BatchNorm2d)).")
     for name, p in model.named_parameters():
-        if not torch.equal(p.detach(), values[name]):
-            fail(f"{name}: the hook changed the parameter itself; it must only add to its gradient (.grad).")
-        diff = p.grad - before[name]
-        is_scale = name in scale_names
-        if name in shift_names and diff.abs().max() > 0:
+        if not torch.equal(p.grad, grads[name]):
+            fail(f"{name}: the hook changed a gradient. After the step gradients are spent; the proximal step "
+                 "changes the scale gamma itself (under torch.no_grad()).")
+        now, before = p.detach(), stepped[name]
+        if name in shift_names and not torch.equal(now, before):
             fail(f"{name} changed: that is a BatchNorm SHIFT (beta, .bias). Network slimming penalises the scales "
-                 "gamma (.weight) only: a channel is removed when its scale is near zero, whatever its shift.")
-        if not is_scale and diff.abs().max() > 0:
-            fail(f"{name} changed: only the BatchNorm SCALES (gamma, the bn*.weight parameters) get the L1 term; "
-                  "leave convolutions, the classifier and the BN shifts (bias) alone.")
-        if is_scale:
-            expected = 0.25 * torch.sign(p.detach())
-            if torch.allclose(diff, expected):
-                continue
-            if torch.allclose(diff, 0.25 * p.detach()):
-                fail(f"{name}: you added strength * gamma, the gradient of an L2 penalty; L1's is strength * sign(gamma).")
-            if torch.allclose(diff, 0.25 * torch.ones_like(diff)):
-                fail(f"{name}: you added +strength everywhere; negative scales need -strength: use sign(gamma).")
-            if torch.allclose(p.grad, expected):
-                fail(f"{name}: the gradient is now strength * sign(gamma) alone: you replaced the loss's gradient "
-                     "instead of adding to it. Use `grad += ...` (or `grad.add_(...)`), not `grad = ...`.")
-            if diff.abs().max() == 0:
-                fail(f"{name} ({', '.join(kinds)}): its gradient did not change. Every BatchNorm layer gets the "
-                     "term - find them with isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)).")
-            fail(f"{name}: the gradient changed by {[round(v, 4) for v in diff[:3].tolist()]}..., expected "
-                 f"strength * sign(gamma) = {expected[:3].tolist()}...")
+                 "gamma (.weight) only: a channel is removed when its scale is zero, whatever its shift.")
+        if name not in scale_names:
+            if not torch.equal(now, before):
+                fail(f"{name} changed: only the BatchNorm SCALES (gamma, the bn*.weight parameters) are shrunk; "
+                     "leave convolutions, the classifier and the BN shifts (bias) alone.")
+            continue
+        expected = torch.sign(before) * torch.clamp(before.abs() - 0.4 * 0.25, min=0)
+        if torch.allclose(now, expected, atol=1e-6):
+            continue
+        if torch.equal(now, before):
+            fail(f"{name} ({', '.join(kinds)}): this scale was not shrunk. Every BatchNorm layer's scale is - find "
+                 "them with isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)).")
+        if torch.allclose(now, torch.sign(before) * torch.clamp(before.abs() - 0.25, min=0), atol=1e-6):
+            fail(f"{name}: you shrank |gamma| by the strength alone; a proximal step shrinks by step size x "
+                 "strength: the learning rate of gamma's parameter group times the strength.")
+        if torch.allclose(now, torch.sign(before) * torch.clamp(before.abs() - 0.05 * 0.25, min=0), atol=1e-6):
+            fail(f"{name}: you used a learning rate of 0.05 (the config's, or another parameter group's); gamma's "
+                 "group has its own (0.4 here), and a schedule changes it as training runs. Use the current rate of "
+                 "the group whose 'params' hold gamma, in ctx.optimizer.param_groups.")
+        if torch.allclose(now, before - 0.4 * 0.25 * torch.sign(before), atol=1e-6):
+            fail(f"{name}: some scales crossed zero and changed sign. The proximal step stops at zero: "
+                 "sign(gamma) * max(|gamma| - lr x strength, 0) - that is what makes scales EXACTLY zero.")
+        fail(f"{name}: got {[round(v, 4) for v in now[:3].tolist()]}..., expected sign(gamma) * max(|gamma| - lr x "
+             f"strength, 0) = {[round(v, 4) for v in expected[:3].tolist()]}... from gamma = "
+             f"{[round(v, 4) for v in before[:3].tolist()]}... (lr 0.4, strength 0.25).")
 
 
 def check_keep_channels(keep_channels: Callable[[dict, float, int], dict]) -> None:

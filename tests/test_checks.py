@@ -416,28 +416,34 @@ def test_gumbel_top_k_mistakes_are_caught_and_a_right_sampler_passes_on_many_see
     _fails_with(checks.check_gumbel_top_k, global_rng, "generator")
 
 
-def _straight_through(mode="right"):
-    def straight_through_top_k(perturbed, k, temperature):
-        order = perturbed.detach().topk(k, dim=-1).indices
-        hard = torch.zeros_like(perturbed).scatter(-1, order, 1.0)
-        picked = torch.zeros_like(perturbed, dtype=torch.bool)
-        soft = torch.zeros_like(perturbed)
-        for j in range(k):
-            scaled = perturbed * temperature if mode == "times temperature" else perturbed / temperature
-            step = scaled if mode == "no exclusion" else scaled.masked_fill(picked, -torch.inf)
-            soft = soft + torch.softmax(step, dim=-1)
-            picked = picked.scatter(-1, order[..., j:j + 1], True)
-        return {"right": hard + (soft - soft.detach()), "soft": soft, "hard": hard,
-                "no exclusion": hard + (soft - soft.detach()), "times temperature": hard + (soft - soft.detach())}[mode]
-    return straight_through_top_k
+def _soft_top_k(mode="right"):
+    def straight_through_soft_top_k(perturbed, k, temperature):
+        hard = torch.zeros_like(perturbed).scatter(-1, perturbed.detach().topk(k, dim=-1).indices, 1.0)
+        keys, soft = perturbed, torch.zeros_like(perturbed)
+        for _ in range(k):
+            a = torch.softmax(keys / temperature, dim=-1)
+            soft = soft + a
+            left = 1 - a if mode == "no clamp" else (1 - a).clamp(min=1e-12)
+            if mode == "scaled keys":
+                keys = keys + temperature * torch.log(left)
+            elif mode != "no update":
+                keys = keys + torch.log(left)
+        return {"soft": soft, "hard": hard}.get(mode, hard + (soft - soft.detach()))
+    return straight_through_soft_top_k
 
 
-def test_straight_through_mistakes_are_named():
-    checks.check_straight_through_top_k(_straight_through())
-    _fails_with(checks.check_straight_through_top_k, _straight_through("soft"), "soft mask")
-    _fails_with(checks.check_straight_through_top_k, _straight_through("hard"), "no gradient")
-    _fails_with(checks.check_straight_through_top_k, _straight_through("no exclusion"), "leaves out")
-    _fails_with(checks.check_straight_through_top_k, _straight_through("times temperature"), "MULTIPLIED")
+def test_soft_top_k_mistakes_are_named():
+    from course_lib.dpp import sampler
+    checks.check_soft_top_k(_soft_top_k())
+    _fails_with(checks.check_soft_top_k, _soft_top_k("soft"), "soft mask")
+    _fails_with(checks.check_soft_top_k, _soft_top_k("hard"), "no gradient")
+    _fails_with(checks.check_soft_top_k, _soft_top_k("no update"), "all k softmaxes were the same")
+    _fails_with(checks.check_soft_top_k, _soft_top_k("scaled keys"), "to the keys themselves")
+    _fails_with(checks.check_soft_top_k, _soft_top_k("no clamp"), "Clamp")
+    def library(perturbed, k, temperature):  # the hard leave-out of chapter 7
+        soft = sampler.relaxed_top_k(perturbed, k, temperature)
+        return sampler.top_k_mask(perturbed.detach(), k).to(soft.dtype) + (soft - soft.detach())
+    _fails_with(checks.check_soft_top_k, library, "chapter 7's relaxation")
 
 
 def test_n_m_mistakes_are_named():

@@ -20,7 +20,7 @@ from course_lib.checks.ch04_at_init import check_snip, check_synflow_scores, che
 from course_lib.checks.ch05_rethinking import check_scratch_b_config, check_l1_proximal, check_keep_channels
 from course_lib.checks.ch06_sparse_training import (check_cosine_drop_fraction, check_drop_and_grow,
                                                     check_erk_densities, check_rigl_update)
-from course_lib.checks.ch07_dpp import check_gumbel_top_k, check_straight_through_top_k, check_is_n_m
+from course_lib.checks.ch07_dpp import check_gumbel_top_k, check_soft_top_k, check_is_n_m
 from course_lib.checks.ch08_design_challenge import (MAX_DENSITY, TARGET_SPARSITY, TestSplitRefused, RefusedSplit,
                                                      check_design_challenge, describe_target, design_target,
                                                      try_design)
@@ -32,5 +32,5 @@ __all__ = ["CheckFailed", "MAX_DENSITY", "TARGET_SPARSITY", "RefusedSplit", "Tes
            "check_keep_channels", "check_l1_proximal", "check_l1_ranking", "check_local_magnitude_mask",
            "check_macs", "check_median_latency", "check_prune_trained", "check_random_reinit",
            "check_remove_filters", "check_rigl_update", "check_scratch_b_config", "check_snip",
-           "check_straight_through_top_k",
+           "check_soft_top_k",
            "check_synflow_scores", "describe_target", "design_target", "try_design"]

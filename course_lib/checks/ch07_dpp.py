@@ -57,37 +57,78 @@ def _check_uses_the_generator(gumbel_top_k: Callable[[torch.Tensor, int, torch.G
              "you are given (torch.rand(shape, generator=generator)).")
 
 
-def check_straight_through_top_k(straight_through_top_k: Callable[[torch.Tensor, int, float], torch.Tensor]) -> None:
-    """``straight_through_top_k(perturbed, k, temperature)``: hard top-k forward, successive-softmax gradient backward."""
+def soft_leave_out(perturbed: torch.Tensor, k: int, temperature: float, add_to_scaled: bool = False) -> torch.Tensor:
+    """Xie & Ermon's (2019) relaxed top-k, the check's reference: k softmaxes of ``keys / temperature``, where
+    after each one every key gets ``log(1 - a)`` added (``a`` that softmax's output), summed.
+
+    ``add_to_scaled=True`` adds the log to ``keys / temperature`` instead: a mistake the check names.
+    """
+    keys, soft = perturbed, torch.zeros_like(perturbed)
+    for _ in range(k):
+        a = torch.softmax(keys / temperature, dim=-1)
+        soft = soft + a
+        keys = keys + torch.log((1 - a).clamp(min=1e-12)) * (temperature if add_to_scaled else 1.0)
+    return soft
+
+
+def check_soft_top_k(straight_through_soft_top_k: Callable[[torch.Tensor, int, float], torch.Tensor]) -> None:
+    """``straight_through_soft_top_k(perturbed, k, temperature)``: hard top-k forward, the gradient of Xie & Ermon's
+    soft leave-out relaxation backward."""
     g = torch.Generator().manual_seed(8)
     for k, temperature in ((3, 0.5), (1, 1.0), (4, 2.0)):
         perturbed = (2 * torch.randn(5, 9, generator=g, dtype=torch.float64)).requires_grad_()
-        reference = perturbed.detach().clone().requires_grad_()
         weights = torch.randn(5, 9, generator=g, dtype=torch.float64)
-        got = straight_through_top_k(perturbed, k, temperature)
+        where = f"k = {k}, temperature {temperature}"
+        got = straight_through_soft_top_k(perturbed, k, temperature)
         hard = sampler.top_k_mask(perturbed.detach(), k)
         if not torch.is_tensor(got) or got.shape != perturbed.shape:
             fail(f"return a tensor of the input's shape {tuple(perturbed.shape)}.")
         if not torch.equal(got.detach(), hard):
             soft_like = torch.allclose(got.detach().double().sum(-1), torch.full((5,), float(k), dtype=torch.float64))
             fail("the forward value must be exactly the hard top-k mask (0s and 1s)"
-                  + (" - you returned the soft mask; add it as (soft - soft.detach())" if soft_like else "") + ".")
+                 + (" - you returned the soft mask; add it as (soft - soft.detach())" if soft_like else "") + ".")
         if not got.requires_grad:
             fail("no gradient reaches the logits: the hard mask has none, so add the soft mask's gradient with "
-                  "hard + (soft - soft.detach()).")
+                 "hard + (soft - soft.detach()).")
         (got * weights).sum().backward()
-        (sampler.relaxed_top_k(reference, k, temperature) * weights).sum().backward()
-        if perturbed.grad is not None and not torch.allclose(perturbed.grad, reference.grad, atol=1e-8):
-            scaled = (perturbed.detach() * temperature ** 2).requires_grad_()  # softmax(x * T) = softmax(x*T^2 / T)
-            (sampler.relaxed_top_k(scaled, k, temperature) * weights).sum().backward()
-            if temperature != 1.0 and torch.allclose(perturbed.grad, scaled.grad * temperature ** 2, atol=1e-8):
-                fail(f"k = {k}, temperature {temperature}: you MULTIPLIED the logits by the temperature. The "
-                     "relaxation is softmax(perturbed / temperature): a small temperature makes it sharper.")
-        if perturbed.grad is None or not torch.allclose(perturbed.grad, reference.grad, atol=1e-8):
-            fail(f"k = {k}, temperature {temperature}: the gradient differs from that of k successive softmaxes of "
-                  "perturbed / temperature, where softmax j leaves out the entries the hard top-k picked before "
-                  "it (the largest j), summed.")
-    ok("forward: exactly the hard top-k; backward: the successive-softmax relaxation's gradient")
+
+        def gradient_of(relaxation: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+            x = perturbed.detach().clone().requires_grad_()
+            (relaxation(x) * weights).sum().backward()
+            return x.grad
+
+        if perturbed.grad is not None and torch.allclose(perturbed.grad, gradient_of(
+                lambda x: soft_leave_out(x, k, temperature)), atol=1e-8):
+            continue
+        mistakes = [
+            (lambda x: sampler.relaxed_top_k(x, k, temperature),
+             "that is chapter 7's relaxation, which leaves out the entries the HARD top-k picked. This one removes "
+             "them softly: after each softmax a, add log(1 - a) to every key, so that what was taken is taken less."),
+            (lambda x: k * torch.softmax(x / temperature, dim=-1),
+             "all k softmaxes were the same: after each one, add log(1 - a) to the keys before the next."),
+            (lambda x: soft_leave_out(x, k, temperature, add_to_scaled=True),
+             "you added log(1 - a) to keys / temperature; add it to the keys themselves, and divide the new keys by "
+             "the temperature in the next softmax (Xie & Ermon's update)."),
+        ]
+        for relaxation, message in mistakes:
+            if perturbed.grad is not None and torch.allclose(perturbed.grad, gradient_of(relaxation), atol=1e-8):
+                fail(f"{where}: {message}")
+        fail(f"{where}: the gradient differs from that of Xie & Ermon's relaxation: k softmaxes of keys / "
+             "temperature, adding log(1 - a) to the keys after each softmax a, summed.")
+    _check_a_sure_pick_stays_finite(straight_through_soft_top_k)
+    ok("forward: exactly the hard top-k; backward: the soft leave-out relaxation's gradient, finite even when an "
+       "entry is taken for sure")
+
+
+def _check_a_sure_pick_stays_finite(straight_through_soft_top_k: Callable[[torch.Tensor, int, float], torch.Tensor]) -> None:
+    """At a low temperature a clear winner is taken with probability 1 in float32: log(1 - 1) must not reach the
+    gradient (DPP anneals the temperature down to where this happens)."""
+    perturbed = torch.tensor([[30.0, 0.0, -1.0, 2.0]], requires_grad=True)
+    (straight_through_soft_top_k(perturbed, 2, 0.1) * torch.tensor([1.0, -2.0, 0.5, 1.5])).sum().backward()
+    if perturbed.grad is None or not torch.isfinite(perturbed.grad).all():
+        fail("an entry taken with probability 1 (keys [30, 0, -1, 2], temperature 0.1, float32) gave a gradient of "
+             f"{perturbed.grad.tolist() if perturbed.grad is not None else None}: log(1 - a) is log 0 there. Clamp "
+             "1 - a at a tiny positive value (e.g. 1e-12) before the log.")
 
 
 def check_is_n_m(is_n_m: Callable[[torch.Tensor, int, int], bool]) -> None:

@@ -96,8 +96,10 @@ def design_target(profile: Profile | None = None, progress: bool = True) -> dict
     The capstone (chapter 8) runs every unstructured method under one protocol; its 95 % column is the one nearest
     the challenge's cap (its classifier stays dense, so it keeps 5.4 % of all weights, a little more than the 5 %
     a design may keep). That column is read from the run cache, or run, over the profile's seeds. The method with
-    the highest mean test accuracy sets the bar: its mean minus its standard deviation over the seeds, so that a
-    design as good as the course's best method passes whatever its seeds drew. Returns the method, its mean and
+    the highest mean test accuracy sets the bar: its mean minus its standard deviation over the seeds. A design
+    exactly as good as that method, graded as a mean over the same number of seeds n, then passes unless its mean
+    falls more than sqrt(n) of its standard errors short: about 92 % of the time with 2 seeds, 96 % with 3 (for
+    normal noise), and a design that is better passes more often. Returns the method, its mean and
     std, the target, and the method's training FLOPs (x one dense run): the cost a design can try to beat.
     """
     profile = profile or get_profile()

@@ -53,9 +53,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course_lib.claims import CLAIMS_LOG_ENV_VAR  # noqa: E402  (needs ROOT on the path)
+from course_lib.profiles import PROFILE_ENV_VAR, PROFILES, SEED_ENV_VAR  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tools"))
 from notebook_run import CourseNotebookClient  # noqa: E402  (tools/ is not a package)
-from course_lib.profiles import PROFILE_ENV_VAR, PROFILES, SEED_ENV_VAR  # noqa: E402
 
 
 class LostKernelMessage(RuntimeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,9 +78,29 @@ def test_the_course_client_does_not_imitate_output_widgets(tmp_path):
     # the mimic, what the cell shows inside the widget lands in the cell's own outputs: the figure is there.
     cell = ("import ipywidgets, matplotlib.pyplot as plt\nfrom IPython.display import display\n"
             "out = ipywidgets.Output()\nwith out:\n    plt.plot([1, 2]); plt.show()\ndisplay(out)")
-    notebook = _notebook(tmp_path, "%matplotlib inline", cell)
-    run = seed_sweep.run_one(notebook, "quick", 0, tmp_path, 1, timeout=120, silence=30.0)
+    notebook = _notebook(tmp_path, "%matplotlib inline", cell, "import os\nprint(os.environ['COURSE_SEED'])")
+    outside = os.environ.get("COURSE_SEED")
+    run = seed_sweep.run_one(notebook, "quick", 7, tmp_path, 1, timeout=120, silence=30.0)
     assert run["error"] is None
     import nbformat
-    outputs = nbformat.read(tmp_path / f"{notebook.stem}-quick-seed0.ipynb", as_version=4).cells[1].outputs
-    assert any("image/png" in output.get("data", {}) for output in outputs), outputs
+    cells = nbformat.read(tmp_path / f"{notebook.stem}-quick-seed7.ipynb", as_version=4).cells
+    assert any("image/png" in output.get("data", {}) for output in cells[1].outputs), cells[1].outputs
+    # the seed reaches the kernel through its own environment; the process running the sweep keeps its own
+    assert cells[2].outputs[0]["text"].strip() == "7" and os.environ.get("COURSE_SEED") == outside
+
+
+def test_a_kernel_that_has_gone_is_not_taken_for_a_silent_one():
+    # After the last cell nbclient shuts the kernel down; a gone process must not read as "0 s of CPU, idle".
+    import subprocess
+    import sys
+    import threading
+    from types import SimpleNamespace
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    client = SimpleNamespace(km=SimpleNamespace(provisioner=SimpleNamespace(pid=gone.pid)), last_message=0.0,
+                             cell_index=3)
+    finished, lost = threading.Event(), []
+    threading.Timer(1.0, finished.set).start()
+    seed_sweep.watch(client, 0.2, finished, lost)
+    assert lost == []

@@ -128,21 +128,14 @@ def _error(cell: nbformat.NotebookNode) -> str | None:
 
 def run(notebook: nbformat.NotebookNode, cell_timeout: int) -> str | None:
     """Execute ``notebook`` in place in a fresh kernel (quick profile); the reason if the kernel died."""
-    env_before = os.environ.get("COURSE_PROFILE")
-    os.environ["COURSE_PROFILE"] = "quick"
     client = CourseNotebookClient(notebook, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-                            interrupt_on_timeout=True, resources={"metadata": {"path": str(ROOT / "exercises")}})
+                                  interrupt_on_timeout=True, resources={"metadata": {"path": str(ROOT / "exercises")}})
     try:
-        client.execute()
+        client.execute(env={**os.environ, "COURSE_PROFILE": "quick"})  # the kernel's environment only
     except DeadKernelError as error:
         return f"the kernel died ({error})"[:400]
     except Exception as error:  # noqa: BLE001 - a grader reports every failure as a reason, never crashes
         return f"the run stopped: {type(error).__name__}: {error}"[:400]
-    finally:
-        if env_before is None:
-            os.environ.pop("COURSE_PROFILE", None)
-        else:
-            os.environ["COURSE_PROFILE"] = env_before
     return None
 
 

@@ -34,6 +34,7 @@ valid beside a second notebook: the course times on one thread and decides on th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -80,13 +81,13 @@ class WatchedClient(CourseNotebookClient):
         return super().process_message(msg, cell, cell_index)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time used so far by process ``pid`` and its children (0 once it has gone)."""
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time used so far by process ``pid`` and its children; ``None`` once it has gone (shut down or killed)."""
     try:
         process = psutil.Process(pid)
         return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
     except psutil.Error:
-        return 0.0
+        return None
 
 
 def watch(client: WatchedClient, silence: float, finished: threading.Event, lost: list[str]) -> None:
@@ -101,6 +102,8 @@ def watch(client: WatchedClient, silence: float, finished: threading.Event, lost
         if pid is None:
             continue
         now, used = time.monotonic(), _cpu_seconds(pid)
+        if used is None:  # the kernel is gone (nbclient shuts it down after the last cell): nothing to watch
+            continue
         if cpu is None or client.last_message > cpu_at:  # a message arrived: measure CPU from here
             cpu_at, cpu = max(client.last_message, cpu_at), used
             continue
@@ -108,7 +111,8 @@ def watch(client: WatchedClient, silence: float, finished: threading.Event, lost
         if quiet >= silence and used - cpu < 0.02 * quiet:
             lost.append(f"cell {client.cell_index} sent nothing for {quiet:.0f} s while the kernel used "
                         f"{used - cpu:.2f} s of CPU: a lost kernel message (see the module docstring)")
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have gone since
+                os.kill(pid, signal.SIGKILL)
             return
 
 
@@ -118,9 +122,9 @@ def run_one(notebook: Path, profile: str, seed: int, out: Path, threads: int | N
     stem = f"{notebook.stem}-{profile}-seed{seed}"
     log = out / f"{stem}.jsonl"
     log.unlink(missing_ok=True)
-    os.environ.update({PROFILE_ENV_VAR: profile, SEED_ENV_VAR: str(seed), CLAIMS_LOG_ENV_VAR: str(log)})
+    env = {**os.environ, PROFILE_ENV_VAR: profile, SEED_ENV_VAR: str(seed), CLAIMS_LOG_ENV_VAR: str(log)}
     if threads is not None:  # read by PyTorch in the kernel when it starts
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        env["OMP_NUM_THREADS"] = str(threads)
     nb = nbformat.read(notebook, as_version=4)
     client = WatchedClient(nb, timeout=timeout, kernel_name="python3",
                            resources={"metadata": {"path": str(notebook.parent.resolve())}})
@@ -129,7 +133,7 @@ def run_one(notebook: Path, profile: str, seed: int, out: Path, threads: int | N
     start, error = time.perf_counter(), None
     watchdog.start()
     try:
-        client.execute()
+        client.execute(env=env)  # the kernel's environment; this process's stays as it is
     except CellExecutionError as failure:
         error = f"{failure.ename}: {failure.evalue}".strip()
     except Exception as failure:  # a dead kernel or a timeout: report it with the others

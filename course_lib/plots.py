@@ -346,9 +346,9 @@ def methods_vs_sparsity(summary: pd.DataFrame, dense: tuple[float, float] | None
     ``labels`` rename methods in the legend; ``dense`` is the dense network's (mean, std), drawn as a band.
     """
     fig, ax = _axes(ax, (8, 4.5))
-    by_distribution = summary.index.nlevels == 3
-    for key, rows in summary.groupby(level=[0, 1] if by_distribution else 0, sort=False):
-        method, distribution = key if by_distribution else (key[0] if isinstance(key, tuple) else key, None)
+    lines = list(range(summary.index.nlevels - 1))  # one line per method (and distribution, when there is one)
+    for key, rows in summary.groupby(level=lines, sort=False):
+        method, distribution = (*key, None)[:2]
         label = (labels or {}).get(method, method)
         if distribution not in (None, "dense", "global magnitude"):
             label = f"{label} ({'ERK' if distribution == 'erk' else distribution})"

@@ -107,22 +107,25 @@ def _check_l1_proximal_on(make_hook: Callable[[float], Hook], model: nn.Module, 
                 fail(f"{name} changed: only the BatchNorm SCALES (gamma, the bn*.weight parameters) are shrunk; "
                      "leave convolutions, the classifier and the BN shifts (bias) alone.")
             continue
-        expected = torch.sign(before) * torch.clamp(before.abs() - 0.4 * 0.25, min=0)
-        if torch.allclose(now, expected, atol=1e-6):
+        def shrunk(by: float) -> bool:  # is `now` gamma soft-thresholded by `by`?
+            return torch.allclose(now, torch.sign(before) * torch.clamp(before.abs() - by, min=0), atol=1e-6)
+
+        if shrunk(0.4 * 0.25):
             continue
         if torch.equal(now, before):
             fail(f"{name} ({', '.join(kinds)}): this scale was not shrunk. Every BatchNorm layer's scale is - find "
                  "them with isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)).")
-        if torch.allclose(now, torch.sign(before) * torch.clamp(before.abs() - 0.25, min=0), atol=1e-6):
+        if shrunk(0.25):
             fail(f"{name}: you shrank |gamma| by the strength alone; a proximal step shrinks by step size x "
                  "strength: the learning rate of gamma's parameter group times the strength.")
-        if torch.allclose(now, torch.sign(before) * torch.clamp(before.abs() - 0.05 * 0.25, min=0), atol=1e-6):
+        if shrunk(0.05 * 0.25):
             fail(f"{name}: you used a learning rate of 0.05 (the config's, or another parameter group's); gamma's "
                  "group has its own (0.4 here), and a schedule changes it as training runs. Use the current rate of "
                  "the group whose 'params' hold gamma, in ctx.optimizer.param_groups.")
         if torch.allclose(now, before - 0.4 * 0.25 * torch.sign(before), atol=1e-6):
             fail(f"{name}: some scales crossed zero and changed sign. The proximal step stops at zero: "
                  "sign(gamma) * max(|gamma| - lr x strength, 0) - that is what makes scales EXACTLY zero.")
+        expected = torch.sign(before) * torch.clamp(before.abs() - 0.4 * 0.25, min=0)
         fail(f"{name}: got {[round(v, 4) for v in now[:3].tolist()]}..., expected sign(gamma) * max(|gamma| - lr x "
              f"strength, 0) = {[round(v, 4) for v in expected[:3].tolist()]}... from gamma = "
              f"{[round(v, 4) for v in before[:3].tolist()]}... (lr 0.4, strength 0.25).")

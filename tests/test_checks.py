@@ -1,5 +1,6 @@
 """The exercise checks: a typical mistake fails with a message that names it."""
 
+import contextlib
 import statistics
 import time
 
@@ -634,6 +635,11 @@ def test_an_unchanged_design_is_not_graded_twice_and_says_so(monkeypatch, tmp_pa
     assert outcomes[0] == outcomes[1]
     out = capsys.readouterr().out
     assert out.count("graded design #1") == 2 and "graded before, unchanged" in out
+    # the course's code changed: the recorded result may no longer be what the design gives, so it is graded anew
+    monkeypatch.setattr(ch08_design_challenge, "code_fingerprint", lambda *modules: "other code")
+    with contextlib.suppress(checks.CheckFailed):
+        checks.check_design_challenge(design, quick)
+    assert calls == quick.seeds() * 2 and "graded design #2" in capsys.readouterr().out
 
 
 _TARGET = {"method": "AGP", "mean": 76.0, "std": 0.5, "target": 75.5, "train_flops": 0.9, "seeds": 2,

@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 from course_lib import costs
 from course_lib.chapters import ch08_capstone
 from course_lib.data import DataSplits
+from course_lib.fingerprint import code_fingerprint, package_modules
 from course_lib.models import LeNet300100, build_model
 from course_lib.cache import cache_dir
 from course_lib.methods import Ledger, Protocol
@@ -56,13 +57,14 @@ class RefusedSplit(TensorDataset):
 
 
 def _design_key(design: Callable[[DataSplits, int], nn.Module], profile: Profile) -> str:
-    """What identifies a design: its source (or, without one, its compiled code), the profile and the seeds."""
+    """What identifies a design's result: its source (or, without one, its compiled code), the profile, the seeds,
+    and the code of the whole course package, since a design may call any of it."""
     try:
         source = inspect.getsource(design)
     except (OSError, TypeError):
         code = getattr(design, "__code__", None)
         source = repr((code.co_code, code.co_consts)) if code is not None else repr(design)
-    text = json.dumps([source, profile.name, profile.seeds(), seed_shift()])
+    text = json.dumps([source, profile.name, profile.seeds(), seed_shift(), code_fingerprint(*package_modules())])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

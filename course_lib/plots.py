@@ -149,9 +149,10 @@ def accuracy_vs_sparsity(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
     ``curves`` maps a label to ``(sparsities, accuracies)``, sparsities as fractions.
     """
     fig, ax = _axes(ax, (6.5, 4))
+    styles = _styles(list(curves))
     for label, (sparsities, accuracies) in curves.items():
         x = [100 * (1 - s) for s in sparsities] if log_remaining else [100 * s for s in sparsities]
-        ax.plot(x, accuracies, marker="o", label=label)
+        ax.plot(x, accuracies, label=label, **styles[label])
     if dense_accuracy is not None:
         ax.axhline(dense_accuracy, color="black", linestyle="--", linewidth=1, label="dense")
     if log_remaining:
@@ -244,9 +245,10 @@ def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | Non
                     title: str = "Weights kept per layer") -> Figure:
     """One line per method: percent of weights kept in each layer (log scale), layers in network order."""
     fig, ax = _axes(ax, (6.5, 3.8))
+    styles = _styles(list(densities))
     for method, per_layer in densities.items():
         layers = list(per_layer)
-        ax.plot(layers, [max(v, 1e-3) for v in per_layer.values()], marker="o", label=method)
+        ax.plot(layers, [max(v, 1e-3) for v in per_layer.values()], label=method, **styles[method])
     ax.set_yscale("log")
     ax.set(xlabel="layer (input to output)", ylabel="weights kept (%, log scale)", title=title)
     return _finish(fig, ax, legend_size=8)
@@ -255,54 +257,90 @@ def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | Non
 def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], ax: Axes | None = None) -> Figure:
     """Early-stopping step (validation peak) against weights remaining, one line per method."""
     fig, ax = _axes(ax, (6.5, 3.8))
+    styles = _styles(list(points))
     for label, (densities, steps) in points.items():
-        ax.plot([100 * d for d in densities], steps, marker="o", label=label)
+        ax.plot([100 * d for d in densities], steps, label=label, **styles[label])
     _percent_log_axis(ax)
     ax.set(xlabel="weights remaining (%, log scale)", ylabel="step of best validation accuracy",
            title="How fast does each network learn?")
     return _finish(fig, ax)
 
 
-# One colour per method in every figure of a chapter, so that "fine-tuned" is always the same bar.
-METHOD_COLOURS = {"dense": "tab:gray", "fine-tuned": "tab:blue", "Scratch-E": "tab:orange", "Scratch-B": "tab:green",
-                  "small-dense": "tab:brown", "AGP": "tab:purple", "static": "tab:olive", "SET": "tab:cyan",
-                  "RigL": "tab:red", "DPP": "tab:green", "global": "tab:blue", "local": "tab:orange",
-                  "row": "tab:purple"}
+# One colour and one marker per method in every figure of the course: a method looks the same in chapter 6 and in
+# the capstone. Within any one chapter's figure the colours differ (tests/test_plots.py checks the sets that are
+# drawn together); across the course no two methods share both colour and marker.
+METHOD_STYLES: dict[str, tuple[str, str]] = {
+    # references
+    "dense": ("#7f7f7f", "o"), "small-dense": ("#7f7f7f", "x"), "half-width": ("#525252", "p"),
+    # pruning a trained network (chapters 1-3, 5)
+    "magnitude + fine-tune": ("#1f77b4", "o"), "global": ("#1f77b4", "o"), "fine-tuned": ("#1f77b4", "o"),
+    "L1 filters": ("#1f77b4", "s"), "local": ("#aec7e8", "s"), "local, fc3 at half rate": ("#6b6ecf", "D"),
+    "row": ("#7b4173", "d"), "iterative magnitude": ("#393b79", "s"), "AGP": ("#9467bd", "D"),
+    "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#8c6d31", "v"),
+    "random re-init": ("#fdae6b", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"),
+    # chapter 5: the same architecture trained three ways
+    "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),
+    "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),
+    # pruning at initialization (chapter 4)
+    "magnitude": ("#6baed6", "o"), "SNIP": ("#e377c2", "P"), "GraSP": ("#c49c94", "<"), "SynFlow": ("#8c564b", "X"),
+    # sparse training (chapter 6)
+    "static": ("#bcbd22", "h"), "SET": ("#17becf", "<"), "RigL": ("#d62728", ">"),
+    # learned masks (chapter 7)
+    "DPP": ("#2ca02c", "*"), "feature-map DPP": ("#2ca02c", "*"), "DPP (feature-map)": ("#2ca02c", "*"),
+    "DPP (kernel)": ("#98df8a", "*"), "DPP 2:4": ("#2ca02c", "*"), "ASP 2:4": ("#843c39", "s"),
+    "random k per neuron": ("#636363", "x"), "unstructured (global)": ("#1f77b4", "o"),
+}
 
 
-def _unused_colours() -> Iterator[str]:
-    """Colours for methods without one of their own: tab20's, except those METHOD_COLOURS uses, in a cycle."""
-    taken = {to_hex(c) for c in METHOD_COLOURS.values()}
+def method_style(label: str) -> dict[str, str] | None:
+    """The colour and marker of a method, for ``plot(..., **style)``; ``None`` for a name the table does not know.
+
+    A label is matched without regard to case, by the longest table name it starts with: "global + fine-tune"
+    and "global, no retraining" are drawn as "global", "lottery ticket (chapter 3)" as "lottery ticket".
+    """
+    lowered = label.lower()
+    names = [name for name in METHOD_STYLES if lowered.startswith(name.lower())]
+    if not names:
+        return None
+    colour, marker = METHOD_STYLES[max(names, key=len)]
+    return {"color": colour, "marker": marker}
+
+
+def _styles(labels: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Every label's style: the table's, or an unused colour (tab20's, in a cycle) with a plain marker."""
+    taken = {to_hex(colour) for colour, _ in METHOD_STYLES.values()}
     palette = [to_hex(c) for c in plt.get_cmap("tab20").colors]
-    return itertools.cycle([c for c in palette if c not in taken] or palette)
+    spare = itertools.cycle([c for c in palette if c not in taken] or palette)
+    return {label: method_style(label) or {"color": next(spare), "marker": "o"} for label in labels}
 
 
-def method_bars(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
+def method_dots(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
                 title: str = "Test accuracy by method", ax: Axes | None = None) -> Figure:
-    """Grouped bars of mean test accuracy with the standard deviation over seeds as error bars.
+    """Mean test accuracy per method as a dot with the standard deviation over seeds as its error bar, one cluster
+    of dots per group.
 
-    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by ``[group, "method"]``.
-    ``anchors`` (the literature's numbers, on other data) go into the legend, not
-    onto the axis: they are not comparable with ours in absolute terms.
+    Dots, not bars: a bar's length reads as its size from zero, so a bar chart of accuracies between 80 and 88 %
+    must either waste its height or cut its axis and make a half-point gap look large. A dot has no length.
+    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by ``[group, "method"]``. ``anchors`` (the
+    literature's numbers, on other data) go into the legend, not onto the axis: they are not comparable with ours
+    in absolute terms.
     """
     fig, ax = _axes(ax, (9.5, 3.8))
     groups = list(dict.fromkeys(summary.index.get_level_values(0)))
     methods = list(dict.fromkeys(summary.index.get_level_values(1)))
-    width = 0.8 / len(methods)
-    others = _unused_colours()
+    styles = _styles(methods)
+    width = 0.7 / max(1, len(methods) - 1)
     for i, method in enumerate(methods):
-        colour = METHOD_COLOURS.get(method) or next(others)
         rows = [(g_i, summary.loc[(g, method)]) for g_i, g in enumerate(groups) if (g, method) in summary.index]
         label = method if not anchors or method not in anchors else f"{method} (literature: {anchors[method]:g})"
-        ax.bar([g_i + (i - (len(methods) - 1) / 2) * width for g_i, _ in rows], [r["mean"] for _, r in rows],
-               width, yerr=[r["std"] for _, r in rows], capsize=3, label=label, color=colour)
-    low = float((summary["mean"] - summary["std"]).min())
-    high = float((summary["mean"] + summary["std"]).max())
-    ax.set_ylim(max(0.0, low - 3), min(100.0, high + 2))
+        ax.errorbar([g_i + (i - (len(methods) - 1) / 2) * width for g_i, _ in rows], [r["mean"] for _, r in rows],
+                    yerr=[r["std"] for _, r in rows], capsize=3, linestyle="none", markersize=7, label=label,
+                    **styles[method])
     ax.set_xticks(range(len(groups)), [f"{g:g}" if isinstance(g, float) else str(g) for g in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set(xlabel=group, ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the dots, never over them
     fig.tight_layout()
     return fig
 
@@ -347,16 +385,83 @@ def methods_vs_sparsity(summary: pd.DataFrame, dense: tuple[float, float] | None
     """
     fig, ax = _axes(ax, (8, 4.5))
     lines = list(range(summary.index.nlevels - 1))  # one line per method (and distribution, when there is one)
+    styles = _styles(list(dict.fromkeys(summary.index.get_level_values(0))))
     for key, rows in summary.groupby(level=lines, sort=False):
         method, distribution = (*key, None)[:2]
         label = (labels or {}).get(method, method)
         if distribution not in (None, "dense", "global magnitude"):
             label = f"{label} ({'ERK' if distribution == 'erk' else distribution})"
         sparsities = rows.index.get_level_values(-1)
-        ax.errorbar([100 * (1 - s) for s in sparsities], rows["mean"], yerr=rows["std"], marker="o", capsize=3,
-                    color=METHOD_COLOURS.get(method), linestyle="--" if distribution == "uniform" else "-",
-                    label=label)
+        ax.errorbar([100 * (1 - s) for s in sparsities], rows["mean"], yerr=rows["std"], capsize=3,
+                    linestyle="--" if distribution == "uniform" else "-", label=label, **styles[method],
+                    markerfacecolor="white" if distribution == "uniform" else None)
     return _remaining_axis(fig, ax, dense, title)
+
+
+def ranked_dots(summary: pd.DataFrame, dense: tuple[float, float] | None = None,
+                title: str = "Methods ranked at each sparsity") -> Figure:
+    """One panel per sparsity: the methods from best to worst mean test accuracy, each a dot with its standard
+    deviation over seeds, in the method's colour. Reading down a panel is reading the ranking; overlapping error
+    bars are neighbours the seeds do not separate.
+
+    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by ``["method", "sparsity"]``.
+    """
+    sparsities = list(dict.fromkeys(summary.index.get_level_values("sparsity")))
+    styles = _styles(list(dict.fromkeys(summary.index.get_level_values("method"))))
+    fig, axes = plt.subplots(1, len(sparsities), figsize=(4.2 * len(sparsities), 0.32 * len(styles) + 1.6),
+                             squeeze=False)
+    for ax, sparsity in zip(axes[0], sparsities):
+        ranked = summary.xs(sparsity, level="sparsity").sort_values("mean")  # best at the top
+        for y, (method, row) in enumerate(ranked.iterrows()):
+            ax.errorbar(row["mean"], y, xerr=row["std"], capsize=3, linestyle="none", **styles[method])
+        ax.set_yticks(range(len(ranked)), ranked.index)
+        if dense is not None:
+            ax.axvspan(dense[0] - dense[1], dense[0] + dense[1], color="black", alpha=0.1)
+            ax.axvline(dense[0], color="black", linewidth=1)
+        ax.set(xlabel="test accuracy (%)", title=f"{sparsity:.0%} sparsity")
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title + ("" if dense is None else " (grey: dense, mean ± std)"))
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_cost(points: pd.DataFrame, title: str = "Accuracy against training compute") -> Figure:
+    """One panel per sparsity: mean test accuracy against training FLOPs (× one dense run, log scale), one dot per
+    method, and the Pareto front — the methods no other method beats on both accuracy and cost — joined by a line.
+
+    ``points`` is indexed by ``["method", "sparsity"]`` with columns ``test_acc`` and ``train_flops``.
+    """
+    sparsities = list(dict.fromkeys(points.index.get_level_values("sparsity")))
+    styles = _styles(list(dict.fromkeys(points.index.get_level_values("method"))))
+    fig, axes = plt.subplots(1, len(sparsities), figsize=(4.4 * len(sparsities) + 2.2, 4.0), squeeze=False,
+                             sharey=False)
+    for ax, sparsity in zip(axes[0], sparsities):
+        here = points.xs(sparsity, level="sparsity")
+        for method, row in here.iterrows():
+            ax.plot(row["train_flops"], row["test_acc"], linestyle="none", markersize=8, label=method,
+                    **styles[method])
+        front = pareto_front(here["train_flops"], here["test_acc"])
+        ax.plot(here.loc[front, "train_flops"], here.loc[front, "test_acc"], color="black", linewidth=1,
+                linestyle=":", zorder=0, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set(xlabel="training FLOPs (× one dense run, log)", ylabel="test accuracy (%)",
+               title=f"{sparsity:.0%} sparsity")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_front(cost: pd.Series, accuracy: pd.Series) -> list:
+    """The labels of the points no other point beats — at most the same cost with more accuracy, or less cost with
+    at least the same accuracy — from the cheapest to the most expensive."""
+    front, best = [], float("-inf")
+    for label in sorted(cost.index, key=lambda label: (cost[label], -accuracy[label])):
+        if accuracy[label] > best:
+            front.append(label)
+            best = accuracy[label]
+    return front
 
 
 def mask_metrics(trace: pd.DataFrame, steps_per_epoch: int, title: str = "How the learned masks settle") -> Figure:
@@ -394,8 +499,8 @@ def exploration(traces: Mapping[str, object], steps_per_epoch: int, ax: Axes | N
     fig, ax = _axes(ax, (7, 4))
     for i, (label, trace) in enumerate(traces.items()):
         epochs = [step / steps_per_epoch for step in trace.steps]
-        line, = ax.plot(epochs, [100 * e for e in trace.ever_active_total], label=label,
-                        color=METHOD_COLOURS.get(label.split(" ")[0]))
+        ax.plot(epochs, [100 * e for e in trace.ever_active_total], label=label, markevery=0.1,
+                **(method_style(label) or {}))
         if i == 0:
             ax.plot(epochs, [100 * d for d in trace.density_total], linestyle=":", color="black",
                     label="weights active now (the density)")

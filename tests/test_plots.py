@@ -11,12 +11,12 @@ import pandas as pd  # noqa: E402
 from course_lib import plots  # noqa: E402
 
 
-def test_method_bars_colour_methods_without_a_colour_of_their_own():
+def test_method_dots_colour_methods_without_a_colour_of_their_own():
     methods = [f"method {i}" for i in range(12)] + ["SET", "RigL"]  # more unknown names than any palette slice
     index = pd.MultiIndex.from_product([["a", "b"], methods], names=["group", "method"])
     summary = pd.DataFrame({"mean": 80.0, "std": 1.0, "seeds": 3}, index=index)
-    fig = plots.method_bars(summary, {"SET": 69.6}, title="test")
-    colours = {patch.get_facecolor() for patch in fig.axes[0].patches}
+    fig = plots.method_dots(summary, {"SET": 69.6}, title="test")
+    colours = {c.lines[0].get_color() for c in fig.axes[0].containers}
     assert len(colours) >= 8  # no StopIteration, and the unknown methods are told apart
 
 
@@ -37,3 +37,65 @@ def test_methods_vs_sparsity_names_the_layer_density_when_a_method_has_several()
     assert labels == ["RigL (ERK)", "RigL (uniform)", "small-dense"]
     styles = {c.get_label(): c.lines[0].get_linestyle() for c in fig.axes[0].containers}
     assert styles == {"RigL (ERK)": "-", "RigL (uniform)": "--", "small-dense": "-"}
+
+
+# The methods each chapter draws in one figure: no two of them may share a colour.
+DRAWN_TOGETHER = {
+    "chapter 1, fine-tuned": ["global + fine-tune", "local + fine-tune", "local, fc3 at half rate + fine-tune",
+                              "random + fine-tune"],
+    "chapter 3": ["ticket", "random re-init", "random mask"],
+    "chapter 4": ["magnitude", "snip", "grasp", "synflow", "random", "lottery ticket (chapter 3)"],
+    "chapter 5": ["fine-tuned", "Scratch-E", "Scratch-B", "uniform Scratch-B", "dense, as long as Scratch-B"],
+    "chapter 6": ["small-dense", "AGP", "static", "SET", "RigL"],
+    "chapter 7, LeNet": ["global", "local", "row", "DPP", "random k per neuron"],
+    "chapter 7, SmallVGG": ["dense", "DPP (feature-map)", "DPP (kernel)", "L1 filters", "half-width"],
+    "chapter 7, 2:4": ["ASP 2:4", "DPP 2:4", "unstructured (global)"],
+}
+
+
+def test_every_method_of_the_course_has_its_own_look():
+    from course_lib import methods
+
+    for name in methods.METHODS:
+        assert plots.method_style(name) is not None, f"{name} has no style in plots.METHOD_STYLES"
+    looks = {}
+    for name, look in plots.METHOD_STYLES.items():
+        looks.setdefault(look, []).append(name)
+    shared = [names for names in looks.values() if len(names) > 1]
+    aliases = [{"magnitude + fine-tune", "global", "fine-tuned", "unstructured (global)"}, {"ticket", "lottery ticket"},
+               {"random mask", "random", "random k per neuron"},
+               {"DPP", "feature-map DPP", "DPP (feature-map)", "DPP 2:4"}]
+    assert all(set(names) in aliases for names in shared), f"different methods look alike: {shared}"
+
+
+def test_the_methods_of_one_figure_have_different_colours():
+    from course_lib import methods
+
+    families = {f"capstone, {family}": [m.name for m in methods.METHODS.values() if m.family == family]
+                for family in ("unstructured", "structured")}
+    for figure, names in {**DRAWN_TOGETHER, **families}.items():
+        colours = [plots.method_style(n)["color"] for n in names]
+        assert len(set(colours)) == len(names), f"{figure}: {dict(zip(names, colours))}"
+
+
+def test_a_label_takes_the_style_of_the_longest_name_it_starts_with():
+    assert plots.method_style("local, fc3 at half rate + fine-tune") == plots.method_style("local, fc3 at half rate")
+    assert plots.method_style("local + fine-tune") == plots.method_style("local")
+    assert plots.method_style("SNIP") == plots.method_style("snip")
+    assert plots.method_style("an unknown method") is None
+
+
+def test_the_pareto_front_keeps_what_nothing_beats_on_both_axes():
+    cost = pd.Series({"cheap": 0.1, "cheap but worse": 0.1, "dominated": 0.5, "best": 1.0, "costly": 2.0})
+    accuracy = pd.Series({"cheap": 80.0, "cheap but worse": 79.0, "dominated": 79.5, "best": 85.0, "costly": 85.0})
+    assert plots.pareto_front(cost, accuracy) == ["cheap", "best"]
+
+
+def test_ranked_dots_and_the_cost_plot_draw_every_method_at_every_sparsity():
+    index = pd.MultiIndex.from_product([["SET", "RigL", "AGP"], [0.9, 0.98]], names=["method", "sparsity"])
+    summary = pd.DataFrame({"mean": [85, 80, 86, 79, 87, 70], "std": 0.3, "seeds": 2}, index=index)
+    fig = plots.ranked_dots(summary, dense=(88.0, 0.2))
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["AGP", "RigL", "SET"]  # from the bottom
+    points = summary.rename(columns={"mean": "test_acc"}).assign(train_flops=[0.1, 0.05, 0.2, 0.1, 0.6, 0.5])
+    fig = plots.accuracy_vs_cost(points)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4  # three methods and the front

@@ -30,7 +30,7 @@ import json
 import math
 import operator
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from course_lib.profiles import PROFILE_ENV_VAR, seed_shift
@@ -117,6 +117,33 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
         raise ClaimFailed(f"claim {label} failed: {text} is {value:.2f}, which is not {op} {bar:.2f} "
                           f"(margin {room:+.2f}{_unit(unit)}{noise}).")
     return room
+
+
+def paired_verdict(differences: Mapping[int, float], first: str, second: str, unit: str = "points") -> str:
+    """A one-line verdict on paired per-seed differences ``first - second`` that asserts nothing.
+
+    Each seed's two runs share their data order and their initial weights, so the seed-by-seed difference removes
+    what the seed does to both. The verdict names the direction only when every seed agrees on it:
+    "``first`` ahead on every seed", "``second`` ahead on every seed", or "not separated: the seeds disagree".
+    For a comparison the chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
+
+    Args:
+        differences: seed -> ``first`` minus ``second`` (e.g. a pandas Series indexed by seed).
+        first, second: the two methods' names, as the line should print them.
+        unit: the unit of the differences.
+    """
+    values = [float(v) for v in dict(differences).values()]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{first} minus {second}: need finite per-seed differences, got {values}; a NaN usually "
+                         "means a method missing from the table.")
+    if all(v > 0 for v in values):
+        word = f"{first} ahead on every seed"
+    elif all(v < 0 for v in values):
+        word = f"{second} ahead on every seed"
+    else:
+        word = "not separated: the seeds disagree"
+    per_seed = ", ".join(f"{v:+.2f}" for v in values)
+    return f"{first} minus {second}: mean {sum(values) / len(values):+.2f}{_unit(unit)} (per seed {per_seed}) -> {word}"
 
 
 def _unit(unit: str) -> str:

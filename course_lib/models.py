@@ -21,6 +21,8 @@ through :func:`input_shape_of`, so a model for other data brings its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 
@@ -154,23 +156,29 @@ class SmallVGG(CourseNet):
         self.net = nn.Sequential(named_layers(layers))
 
 
-def lenet300_of_size(parameters: int, seed: int = 0) -> LeNet300100:
-    """A *small-dense* LeNet-300-100: both hidden widths scaled by one factor, parameter count closest to ``parameters``.
+def lenet300_of_size(parameters: int, seed: int = 0, min_width: int = 10) -> LeNet300100:
+    """A *small-dense* LeNet-300-100: the narrower dense network whose parameter count is closest to ``parameters``.
 
-    The fair dense rival of a sparse network: the same shape and the same number
-    of parameters in use (e.g. 10 % of the weights plus the biases). Widths are
-    whole numbers, so the count matches to within a few parameters per unit.
+    The fair dense rival of a sparse network: the same depth and about the same number of parameters in use
+    (e.g. 10 % of the weights plus the biases). Both hidden widths shrink by one factor (300 : 100), but no hidden
+    layer is made narrower than ``min_width`` (default: the 10 classes): a layer of 2 units in front of a
+    10-class output is a bottleneck that no amount of training repairs, and a comparison with it would measure that
+    bottleneck, not the value of sparsity. Once the second width is at the floor only the first shrinks; a
+    target below the smallest allowed network (two layers of ``min_width``: 8,070 parameters for 784 inputs) gets
+    that network, with *more* parameters than asked for — compare its count with the target's.
     Seeded like :func:`build_model`.
     """
     if parameters < 1:
         raise ValueError(f"parameters must be at least 1, got {parameters}.")
+    if min_width < 1:
+        raise ValueError(f"min_width must be at least 1, got {min_width}.")
 
     def count(hidden: tuple[int, int]) -> int:
         widths = (28 * 28, *hidden, 10)
         return sum(a * b + b for a, b in zip(widths, widths[1:]))
 
-    candidates = {(max(1, round(300 * f / 1000)), max(1, round(100 * f / 1000))) for f in range(1, 1001)}
-    best = min(sorted(candidates), key=lambda hidden: abs(count(hidden) - parameters))
+    shapes = [(first, max(min_width, round(first / 3))) for first in range(min_width, 301)]  # 300 : 100, floored
+    best = min(shapes, key=lambda hidden: abs(count(hidden) - parameters))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(shifted_seed(seed))
         return LeNet300100(hidden=best)
@@ -189,17 +197,19 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(name: str, seed: int = 0) -> nn.Module:
+def build_model(name: str, seed: int = 0, **options: Any) -> nn.Module:
     """Create a freshly initialised model by its course name, seeded.
 
     The same name and seed always give the same initial weights, which is
-    what the lottery-ticket chapter rewinds to.
+    what the lottery-ticket chapter rewinds to. ``options`` go to the model's
+    constructor, e.g. ``build_model("vgg", stages=(4, 8, 16))`` for a SmallVGG
+    at half width.
     """
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state untouched
         torch.manual_seed(shifted_seed(seed))
-        return MODELS[name]()
+        return MODELS[name](**options)
 
 
 class ResidualBlock(nn.Module):

@@ -281,6 +281,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     # chapter 5: the same architecture trained three ways
     "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),
+    "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#fdae6b", "v"),
     # pruning at initialization (chapter 4)
     "magnitude": ("#6baed6", "o"), "SNIP": ("#e377c2", "P"), "GraSP": ("#c49c94", "<"), "SynFlow": ("#8c564b", "X"),
     # sparse training (chapter 6)
@@ -442,7 +443,7 @@ def accuracy_vs_cost(points: pd.DataFrame, title: str = "Accuracy against traini
                     **styles[method])
         front = pareto_front(here["train_flops"], here["test_acc"])
         ax.plot(here.loc[front, "train_flops"], here.loc[front, "test_acc"], color="black", linewidth=1,
-                linestyle=":", zorder=0, label="Pareto front")
+                linestyle=":", drawstyle="steps-post", zorder=0, label="Pareto front")
         ax.set_xscale("log")
         ax.set(xlabel="training FLOPs (× one dense run, log)", ylabel="test accuracy (%)",
                title=f"{sparsity:.0%} sparsity")
@@ -455,9 +456,11 @@ def accuracy_vs_cost(points: pd.DataFrame, title: str = "Accuracy against traini
 
 def pareto_front(cost: pd.Series, accuracy: pd.Series) -> list:
     """The labels of the points no other point beats — at most the same cost with more accuracy, or less cost with
-    at least the same accuracy — from the cheapest to the most expensive."""
+    at least the same accuracy — from the cheapest to the most expensive. Costs equal to three significant digits
+    count as the same cost (four methods that train on the same sparse mask differ only in rounding)."""
+    same = {label: float(f"{cost[label]:.3g}") for label in cost.index}
     front, best = [], float("-inf")
-    for label in sorted(cost.index, key=lambda label: (cost[label], -accuracy[label])):
+    for label in sorted(cost.index, key=lambda label: (same[label], -accuracy[label])):
         if accuracy[label] > best:
             front.append(label)
             best = accuracy[label]
@@ -465,25 +468,30 @@ def pareto_front(cost: pd.Series, accuracy: pd.Series) -> list:
 
 
 def mask_metrics(trace: pd.DataFrame, steps_per_epoch: int, title: str = "How the learned masks settle") -> Figure:
-    """Confidence (left) and diversity (right) of every layer's mask over training, with the temperature.
+    """Three panels over training: each layer's confidence, each layer's diversity, and each run's temperature.
 
-    ``trace`` has columns ``run``, ``layer``, ``step``, ``temperature``,
-    ``confidence`` and ``diversity`` (the records of :class:`course_lib.dpp.pruner.DPP`).
+    ``trace`` has columns ``run``, ``layer``, ``step``, ``temperature``, ``confidence`` and ``diversity`` (the
+    records of :class:`course_lib.dpp.pruner.DPP`). A layer whose diversity is NaN throughout — a layer of one row,
+    or N:M tiles, where it means nothing — has no line in the diversity panel; the diversity axis is scaled to its
+    lines, so that a fall of a few hundredths is visible.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    fig, (confidence, diversity, temperature) = plt.subplots(1, 3, figsize=(15, 4), sharex=True)
     for (run, layer), rows in trace.groupby(["run", "layer"], sort=False):
         epochs = rows["step"] / steps_per_epoch
-        for ax, metric in zip(axes, ("confidence", "diversity")):
-            ax.plot(epochs, rows[metric], marker=".", label=f"{run}: {layer.removeprefix('net.')}")
-    first = trace[trace["run"] == trace["run"].iloc[0]].drop_duplicates("step")
-    temperature = axes[0].twinx()
-    temperature.plot(first["step"] / steps_per_epoch, first["temperature"], color="black", linestyle=":",
-                     label="temperature τ")
-    temperature.set_ylabel("temperature τ (dotted)")
-    for ax, metric in zip(axes, ("confidence", "diversity")):
-        ax.set(xlabel="epoch", ylabel=f"{metric} (0 to 1)", ylim=(-0.02, 1.02), title=f"{metric} per layer")
+        label = f"{run}: {layer.removeprefix('net.')}"
+        line, = confidence.plot(epochs, rows["confidence"], marker=".", label=label)
+        if rows["diversity"].notna().any():
+            diversity.plot(epochs, rows["diversity"], marker=".", color=line.get_color(), label=label)
+    for run, rows in trace.drop_duplicates(["run", "step"]).groupby("run", sort=False):
+        temperature.plot(rows["step"] / steps_per_epoch, rows["temperature"], label=run)
+    confidence.set(ylim=(-0.02, 1.02), ylabel="confidence (0 to 1)", title="confidence per layer")
+    diversity.set(ylabel="diversity (0 to 1)", title="diversity per layer (rows that choose)")
+    temperature.set(ylabel="temperature τ", title="temperature of each run")
+    for ax in (confidence, diversity, temperature):
+        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    confidence.legend(fontsize=7, loc="lower right")
+    temperature.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

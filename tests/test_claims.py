@@ -52,3 +52,12 @@ def test_a_measured_interval_decides_on_both_ends(capsys):
     # Straddling the bar: the estimate alone would fail, but the measurement cannot tell, so nothing fails.
     claims.claim("6", "speed-up", 1.15, ">", 1.2, unit="x", interval=(0.9, 1.4))
     assert "UNDECIDED: the machine was too noisy to tell" in capsys.readouterr().out
+
+
+def test_a_paired_verdict_names_a_direction_only_when_every_seed_agrees():
+    assert claims.paired_verdict({0: 0.4, 1: 0.1}, "SET", "static").endswith("SET ahead on every seed")
+    assert claims.paired_verdict({0: -0.4, 1: -0.1}, "SET", "static").endswith("static ahead on every seed")
+    line = claims.paired_verdict({0: 0.4, 1: -0.1}, "SET", "static")
+    assert "mean +0.15 points" in line and line.endswith("not separated: the seeds disagree")
+    with pytest.raises(ValueError, match="finite"):
+        claims.paired_verdict({0: float("nan")}, "SET", "static")

@@ -45,7 +45,9 @@ DRAWN_TOGETHER = {
                               "random + fine-tune"],
     "chapter 3": ["ticket", "random re-init", "random mask"],
     "chapter 4": ["magnitude", "snip", "grasp", "synflow", "random", "lottery ticket (chapter 3)"],
-    "chapter 5": ["fine-tuned", "Scratch-E", "Scratch-B", "uniform Scratch-B", "dense, as long as Scratch-B"],
+    "chapter 5": ["dense", "fine-tuned", "Scratch-E", "Scratch-B", "uniform Scratch-B", "dense, as long as Scratch-B"],
+    "chapter 5, unstructured": ["dense", "fine-tuned", "fine-tuned, gradual", "Scratch-E", "Scratch-B",
+                                "Scratch-E, dense-scale init"],
     "chapter 6": ["small-dense", "AGP", "static", "SET", "RigL"],
     "chapter 7, LeNet": ["global", "local", "row", "DPP", "random k per neuron"],
     "chapter 7, SmallVGG": ["dense", "DPP (feature-map)", "DPP (kernel)", "L1 filters", "half-width"],
@@ -62,7 +64,8 @@ def test_every_method_of_the_course_has_its_own_look():
     for name, look in plots.METHOD_STYLES.items():
         looks.setdefault(look, []).append(name)
     shared = [names for names in looks.values() if len(names) > 1]
-    aliases = [{"magnitude + fine-tune", "global", "fine-tuned", "unstructured (global)"}, {"ticket", "lottery ticket"},
+    aliases = [{"magnitude + fine-tune", "global", "fine-tuned", "unstructured (global)"}, {"ticket", "lottery ticket"}, {"AGP", "fine-tuned, gradual"},
+               {"random re-init", "Scratch-E, dense-scale init"},
                {"random mask", "random", "random k per neuron"},
                {"DPP", "feature-map DPP", "DPP (feature-map)", "DPP 2:4"}]
     assert all(set(names) in aliases for names in shared), f"different methods look alike: {shared}"
@@ -86,7 +89,7 @@ def test_a_label_takes_the_style_of_the_longest_name_it_starts_with():
 
 
 def test_the_pareto_front_keeps_what_nothing_beats_on_both_axes():
-    cost = pd.Series({"cheap": 0.1, "cheap but worse": 0.1, "dominated": 0.5, "best": 1.0, "costly": 2.0})
+    cost = pd.Series({"cheap": 0.1, "cheap but worse": 0.1001, "dominated": 0.5, "best": 1.0, "costly": 2.0})
     accuracy = pd.Series({"cheap": 80.0, "cheap but worse": 79.0, "dominated": 79.5, "best": 85.0, "costly": 85.0})
     assert plots.pareto_front(cost, accuracy) == ["cheap", "best"]
 

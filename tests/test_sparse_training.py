@@ -141,15 +141,24 @@ def test_sparse_trainers_start_from_fan_in_scaled_weights_unless_told_not_to():
     assert stds[True] / stds[False] == pytest.approx(0.05 ** -0.5, rel=0.05)
 
 
-@pytest.mark.parametrize("target", [27_030, 13_720, 5_734])
+@pytest.mark.parametrize("target", [27_030, 13_720])
 def test_small_dense_has_the_parameter_count_of_the_sparse_network(target):
     model = lenet300_of_size(target, seed=0)
-    h1 = model.net.fc1.out_features
-    assert abs(count_parameters(model) - target) <= h1 + 800  # one unit more or less changes the count by ~795
-    assert model.net.fc1.out_features == pytest.approx(3 * model.net.fc2.out_features, abs=2)
+    assert abs(count_parameters(model) - target) <= 800  # one unit more or less changes the count by ~795
+    assert min(model.net.fc1.out_features, model.net.fc2.out_features) >= 10  # no layer narrower than the classes
     assert torch.equal(lenet300_of_size(target, seed=0).net.fc1.weight, model.net.fc1.weight)
     with pytest.raises(ValueError, match="at least 1"):
         lenet300_of_size(0)
+
+
+def test_small_dense_keeps_its_widths_to_one_factor_until_the_floor():
+    wide = lenet300_of_size(27_030)  # 90 %: both layers far above the floor
+    assert wide.net.fc1.out_features == pytest.approx(3 * wide.net.fc2.out_features, abs=2)
+    tiny = lenet300_of_size(5_734)  # 98 %: below any two-layer network of 10 units, which it gets instead
+    assert (tiny.net.fc1.out_features, tiny.net.fc2.out_features) == (10, 10)
+    assert count_parameters(tiny) == 8_070
+    bottleneck = lenet300_of_size(5_734, min_width=1)  # the old rule: a 2-unit layer before 10 classes
+    assert bottleneck.net.fc2.out_features < 10
 
 
 def test_rank_correlation_by_hand_with_ties():

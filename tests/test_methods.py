@@ -102,7 +102,8 @@ def test_structured_methods_return_a_smaller_network_with_its_costs(name, tmp_pa
     else:
         assert result.macs < 0.5 * dense_macs and result.measured_sparsity > 0.3  # half the filters, and their inputs
     if name == "Scratch-B":
-        assert result.train_flops > 1.0  # the dense phase that found the architecture, then the stretched budget
+        # the predefined architecture needs no dense phase: only its own training, stretched to one dense run's compute
+        assert 0.7 < result.train_flops < 1.3 and result.train_epochs > protocol.epochs, result
 
 
 def test_a_new_method_is_one_registration_and_the_capstone_runs_it(protocol, tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from course_lib.data import DataSplits, load_splits
 from course_lib.masks import apply_masks, get_masks
 from course_lib.models import SmallVGG, build_model
 from course_lib.profiles import Profile, by_profile, derive_seed
-from course_lib.pruning.procedures import finetune, magnitude, one_shot, units
+from course_lib.pruning.procedures import finetune, gradual_pruning, magnitude, one_shot, units
 from course_lib.pruning.rethinking import epochs_of, reinitialized, scratch_b_config, total_macs
 from course_lib.pruning.slimming import BatchNormL1, batchnorm_scales, slim
 from course_lib.pruning.surgery import shrink
@@ -113,14 +113,25 @@ def dense_baseline(model_name: str, data: DataSplits, config: TrainConfig, seed:
 def l1_filter_runs(data: DataSplits, config: TrainConfig, keep_ratios: Sequence[float], seed: int,
                    progress: bool = True) -> list[dict[str, object]]:
     """L1-norm filter pruning (Li et al. 2017) of SmallVGG-BN at predefined per-layer keep ratios,
-    then fine-tuned, Scratch-E and Scratch-B. One seed."""
+    then fine-tuned, Scratch-E and Scratch-B, and the dense network trained as long as Scratch-B. One seed."""
     dense = dense_baseline("vgg", data, config, seed, progress)
     rows = [{"keep": 1.0, **result_row("dense", dense, data, float(config.epochs))}]
     for keep in keep_ratios:
         pruned = shrink(one_shot(dense, 1.0 - keep, units("l1", "local")).model)
         rows += [{"keep": keep, **row} for row in retrain_three_ways(pruned, dense, data, config, seed,
                                                                        progress=progress)]
+        rows.append({"keep": keep, **dense_as_long(data, config, scratch_b_config(config, len(data.train), dense,
+                                                                                   pruned), seed, progress)})
     return rows
+
+
+def dense_as_long(data: DataSplits, config: TrainConfig, budget: TrainConfig, seed: int,
+                  progress: bool = True) -> dict[str, object]:
+    """The dense SmallVGG-BN trained for Scratch-B's ``budget`` of steps (its step schedule stretched alike): how
+    much of Scratch-B's lead over fine-tuning more epochs alone would buy, without any pruning. One row."""
+    model = build_model("vgg", seed=seed)
+    train(model, data, replace(budget, seed=seed), progress=progress, desc="dense, as long as Scratch-B")
+    return result_row("dense, as long as Scratch-B", model, data, epochs_of(budget, len(data.train)))
 
 
 def slimming_trained(data: DataSplits, config: TrainConfig, strength: float, seed: int,
@@ -196,13 +207,19 @@ def slimming_runs(data: DataSplits, config: TrainConfig, strength: float, prune_
 
 def unstructured_runs(data: DataSplits, config: TrainConfig, sparsities: Sequence[float], seed: int,
                       cap: float = 2.0, progress: bool = True) -> list[dict[str, object]]:
-    """Global magnitude pruning of LeNet-300-100, then fine-tuned, Scratch-E and Scratch-B (capped). One seed."""
+    """Global magnitude pruning of LeNet-300-100, then fine-tuned, Scratch-E and Scratch-B (capped); a gradual
+    (AGP) fine-tuning arm on the fine-tuning budget; and chapter 3's dense-scale re-initialisation. One seed."""
     dense = dense_baseline("lenet300", data, config, seed, progress)
     rows = [{"sparsity": 0.0, **result_row("dense", dense, data, float(config.epochs))}]
     for sparsity in sparsities:
         pruned = one_shot(dense, sparsity, magnitude("global")).model
         rows += [{"sparsity": sparsity, **row}
                  for row in retrain_three_ways(pruned, dense, data, config, seed, cap=cap, progress=progress)]
+        # A gentler fine-tuning arm: the same budget, the sparsity raised gradually (AGP) instead of in one cut.
+        ft = replace(finetune_config(config), seed=seed)
+        gradual = gradual_pruning(dense, data, sparsity, magnitude("global"), ft, progress=progress).model
+        rows.append({"sparsity": sparsity, **result_row("fine-tuned, gradual", gradual, data,
+                                                         epochs_of(ft, len(data.train)))})
         # Chapter 3's control: the same mask, drawn at the *dense* network's initial scale.
         plain = reinitialized(pruned, seed=derive_seed(seed, "fresh init"), scale_to_fan_in=False)
         finetune(plain, data, replace(config, seed=seed), progress=progress, desc="Scratch-E, dense-scale init")

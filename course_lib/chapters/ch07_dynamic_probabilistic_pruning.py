@@ -19,6 +19,9 @@ not the choice of mask. SmallVGG's classifier stays dense too.
 ``local``          the same share of every layer, by magnitude (chapter 1)
 ``row``            the same k of every output unit, by magnitude: DPP's structure
 ``DPP``            learned k-of-n masks (weight granularity)
+``random row``     a random k of every output unit, fixed, trained from scratch: DPP without the learning
+``half-width``     SmallVGG-BN with half the filters in every layer, trained from scratch: what a fixed
+                   k-of-n feature maps per layer amounts to
 ``ASP 2:4``        one-shot magnitude 2:4 of the trained network, then retrained (NVIDIA's recipe, equal budget)
 ``DPP 2:4``        DPP with tiles of 4 keeping 2
 =================  ================================================================
@@ -46,7 +49,7 @@ from course_lib.pruning.procedures import MaskFn, budgets, finetune, magnitude, 
 from course_lib.pruning.selection import n_of_m_masks
 from course_lib.masks import prunable_weights
 from course_lib.quantization import add_fake_quantization
-from course_lib.training import TrainConfig, evaluate
+from course_lib.training import TrainConfig, evaluate, train
 
 MAGNITUDE_SCOPES = ("global", "local", "row")
 QUANTIZED_SPARSITY = 0.9  # where the chapter compares float32, post-training and joint quantization
@@ -129,8 +132,19 @@ def post_training_quantized(model: nn.Module, data: DataSplits, bits: Sequence[i
     return accuracies
 
 
+def _random_row_run(data: DataSplits, config: TrainConfig, sparsity: float) -> tuple[dict[str, Any], nn.Module]:
+    """DPP's structure without its learning: a random k of every output unit's inputs, fixed, trained from the
+    same initial weights and for the same epochs as DPP. What DPP gains over it is what learning the mask bought."""
+    started = time.perf_counter()
+    model = build_model("lenet300", seed=config.seed)
+    apply_masks(model, magnitude("row", criterion="random", exclude=LENET_CLASSIFIER, seed=config.seed)(model, sparsity))
+    finetune(model, data, config, progress=False)
+    return _row("random row", sparsity, model, data, started), model
+
+
 def weight_runs(data: DataSplits, epochs: int, sparsities: Sequence[float], seed: int) -> list[dict[str, Any]]:
-    """Magnitude (global, local, row) from one dense network per seed, and DPP from scratch, at each sparsity.
+    """Magnitude (global, local, row) from one dense network per seed, DPP from scratch, and a random k per neuron
+    trained from scratch (DPP's control), at each sparsity.
 
     Every row also holds the test accuracy after post-training quantization
     (``quantized``, by bits), for the joint-quantization comparison.
@@ -146,6 +160,7 @@ def weight_runs(data: DataSplits, epochs: int, sparsities: Sequence[float], seed
             rows.append({**row, "quantized": post_training_quantized(model, data)})
         row, model = _dpp_row("DPP", sparsity, data, plan["dpp"], dpp_hook(sparsity, data, plan["dpp"], seed, LENET_CLASSIFIER))
         rows.append({**row, "quantized": post_training_quantized(model, data)})
+        rows.append(_random_row_run(data, plan["dpp"], sparsity)[0])
     return rows
 
 
@@ -178,7 +193,12 @@ def joint_quantization_run(data: DataSplits, epochs: int, sparsity: float, seed:
 
 
 def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -> list[dict[str, Any]]:
-    """SmallVGG-BN: dense; L1 filters + fine-tuning; feature-map DPP; kernel DPP. One seed.
+    """SmallVGG-BN: dense; L1 filters + fine-tuning; feature-map DPP; kernel DPP; the half-width network from
+    scratch. One seed.
+
+    Filters of a fresh network are interchangeable, so feature-map DPP's "k of n filters per layer" fixes the
+    architecture before training: the ``half-width`` row (every layer's width times 1 - ``sparsity``, trained from
+    scratch for the whole budget) is that architecture without the learned choice.
 
     The feature-map row keeps its ``state_dict`` so that the notebook can
     shrink the network physically and time it.
@@ -196,4 +216,12 @@ def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -
         if granularity == "feature_map":
             row["state_dict"] = {n: t.cpu() for n, t in model.state_dict().items()}
         rows.append(row)
+    started = time.perf_counter()
+    widths = [m.out_channels for m in build_model("vgg").modules() if isinstance(m, nn.Conv2d)]
+    stages = tuple(max(1, round((1.0 - sparsity) * w)) for w in widths)
+    narrow = build_model("vgg", seed=seed, stages=stages)
+    train(narrow, data, plan["dpp"], progress=False)
+    rows.append({"method": "half-width", "sparsity": sparsity, "val_acc": evaluate(narrow, data.val),
+                 "test_acc": evaluate(narrow, data.test), "measured_sparsity": float("nan"),
+                 "seconds": time.perf_counter() - started, "masks": {}, "stages": stages})
     return rows

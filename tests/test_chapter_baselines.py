@@ -1,0 +1,51 @@
+"""The baselines chapters 5-7 compare their methods with: each is what its docstring says, on toy data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib.chapters import ch05_rethinking_pruning as ch5
+from course_lib.chapters import ch06_sparse_training as ch6
+from course_lib.chapters import ch07_dynamic_probabilistic_pruning as ch7
+from course_lib.training import TrainConfig
+from tests.test_updaters import _toy_data
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+
+
+def test_small_dense_gets_the_rate_that_trains_it_best_on_validation(monkeypatch):
+    monkeypatch.setattr(ch6, "LEARNING_RATES", (1e-9, 1e-2))  # a rate that cannot train, and one that can
+    data = _toy_data(n=256)
+    config = TrainConfig(epochs=2, batch_size=32, lr=3e-3)
+    assert ch6.small_dense_lr(data, config, 0.9) == 1e-2
+
+
+def test_the_small_dense_target_counts_the_kept_weights_and_every_bias():
+    weights, biases = 784 * 300 + 300 * 100 + 100 * 10, 300 + 100 + 10
+    assert ch6.small_dense_parameters(0.9) == round(0.1 * weights) + biases
+
+
+def test_the_random_row_control_keeps_k_of_every_row_at_random():
+    data = _toy_data(n=64)
+    row, model = ch7._random_row_run(data, TrainConfig(epochs=1, batch_size=32, seed=3), 0.9)
+    assert row["method"] == "random row" and set(row["masks"]) == {"net.fc1.weight", "net.fc2.weight"}
+    for name, mask in row["masks"].items():
+        kept = mask.sum(dim=1)
+        assert (kept == round(0.1 * mask.shape[1])).all(), name  # exactly k per neuron, as DPP
+    first = row["masks"]["net.fc1.weight"]
+    assert not torch.equal(first[0], first[1])  # not the same k for every neuron: drawn at random per row
+
+
+def test_the_dense_run_as_long_as_scratch_b_trains_the_full_network_for_that_budget():
+    data = _toy_data(n=64)
+    config = TrainConfig(epochs=1, batch_size=32)
+    longer = TrainConfig(epochs=1, batch_size=32, steps=6)
+    row = ch5.dense_as_long(data, config, longer, seed=0, progress=False)
+    assert row["method"] == "dense, as long as Scratch-B" and row["epochs"] == pytest.approx(3.0)
+    assert row["weights_kept"] == sum(m.weight.numel() for m in ch5.build_model("vgg").modules()
+                                      if isinstance(m, (nn.Conv2d, nn.Linear)))

@@ -467,6 +467,42 @@ def pareto_front(cost: pd.Series, accuracy: pd.Series) -> list:
     return front
 
 
+def accuracy_vs_length(summary: pd.DataFrame, baseline_epochs: int, ax: Axes | None = None,
+                       title: str = "Accuracy against training length") -> Figure:
+    """Mean test accuracy (± std over seeds) against training length, one line per method.
+
+    ``summary`` is :func:`course_lib.experiments.mean_std` grouped by ``["method", "length"]``, the length a
+    multiple of ``baseline_epochs``.
+    """
+    fig, ax = _axes(ax, (6.5, 4))
+    styles = _styles(list(dict.fromkeys(summary.index.get_level_values("method"))))
+    for method, rows in summary.groupby(level="method", sort=False):
+        lengths = rows.index.get_level_values("length")
+        ax.errorbar([baseline_epochs * n for n in lengths], rows["mean"], yerr=rows["std"], capsize=3, label=method,
+                    **styles[method])
+    ax.set(xlabel="training length (epochs)", ylabel="test accuracy (%)", title=title)
+    return _finish(fig, ax)
+
+
+def setting_sweep(runs: pd.DataFrame, setting: str, panels: Mapping[str, str], log_x: bool = True,
+                  title: str = "What one setting changes") -> Figure:
+    """One panel per measured column: its mean (± std over the runs' seeds) against the values of ``setting``.
+
+    ``runs`` has one row per run, a column ``setting`` and the columns named by ``panels`` (column -> axis label).
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (column, label) in zip(axes[0], panels.items()):
+        stats = runs.groupby(setting)[column].agg(["mean", "std"]).fillna(0.0)
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3, color="black")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set(xlabel=setting.replace("_", " "), ylabel=label, title=label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def mask_metrics(trace: pd.DataFrame, steps_per_epoch: int, title: str = "How the learned masks settle") -> Figure:
     """Three panels over training: each layer's confidence, each layer's diversity, and each run's temperature.
 

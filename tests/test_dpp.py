@@ -315,3 +315,13 @@ def test_short_rows_get_exact_inclusion_probabilities():
     logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
     exact = torch.stack([inclusion_probabilities(row, 2).double() for row in logits])
     assert torch.allclose(metrics._exact_inclusion(logits.double(), 2), exact, atol=1e-12)
+
+
+def test_a_mask_is_decided_when_its_confidence_first_reaches_most_of_its_end():
+    from course_lib.dpp.metrics import decided_after
+
+    trace = [{"step": s, "layer": "fc1", "confidence": c, "temperature": 2.0 - s / 100}
+             for s, c in [(0, 0.0), (25, 0.5), (50, 0.75), (75, 0.79), (100, 0.8)]]
+    assert decided_after(trace) == {"fc1": (0.5, 1.5)}  # 0.75 >= 0.9 * 0.8 first at step 50
+    with pytest.raises(ValueError, match="empty"):
+        decided_after([])

@@ -102,3 +102,16 @@ def test_ranked_dots_and_the_cost_plot_draw_every_method_at_every_sparsity():
     points = summary.rename(columns={"mean": "test_acc"}).assign(train_flops=[0.1, 0.05, 0.2, 0.1, 0.6, 0.5])
     fig = plots.accuracy_vs_cost(points)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4  # three methods and the front
+
+
+def test_accuracy_vs_length_puts_each_method_at_its_epochs():
+    index = pd.MultiIndex.from_product([["SET", "RigL"], [1, 3]], names=["method", "length"])
+    summary = pd.DataFrame({"mean": [85, 86, 84, 86.5], "std": 0.2, "seeds": 2}, index=index)
+    fig = plots.accuracy_vs_length(summary, baseline_epochs=4)
+    assert [list(c.lines[0].get_xdata()) for c in fig.axes[0].containers] == [[4, 12], [4, 12]]
+
+
+def test_setting_sweep_draws_the_mean_of_each_setting():
+    runs = pd.DataFrame({"rate": [0.01, 0.01, 0.3, 0.3], "acc": [80.0, 82.0, 84.0, 84.0], "share": 0.5})
+    fig = plots.setting_sweep(runs, "rate", {"acc": "test accuracy (%)", "share": "share of training"})
+    assert list(fig.axes[0].containers[0].lines[0].get_ydata()) == [81.0, 84.0] and len(fig.axes) == 2

@@ -54,13 +54,18 @@ class Budget:
     Attributes:
         epochs: every run (dense, small-dense, AGP, static, SET, RigL) trains for the same steps.
         sparsities: the sparsities the methods are compared at.
+        lengths: the regime experiment's training lengths, as multiples of ``epochs`` (Evci et al. found RigL's
+            lead over SET grows with training time and report RigL at 5x).
     """
 
     epochs: int
     sparsities: tuple[float, ...]
+    lengths: tuple[int, ...]
 
 
-BUDGETS = {"quick": Budget(epochs=3, sparsities=(0.9, 0.95)), "full": Budget(epochs=4, sparsities=(0.9, 0.95, 0.98))}
+REGIME_SPARSITY = 0.95  # where SET and RigL are trained for longer (in both profiles' list of sparsities)
+BUDGETS = {"quick": Budget(epochs=3, sparsities=(0.9, 0.95), lengths=(1, 3)),
+           "full": Budget(epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5))}
 
 
 def budget(profile: Profile) -> Budget:
@@ -185,4 +190,26 @@ def sparsity_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: 
             updater = trainer(sparsity, distribution, update_every=delta_t, end_fraction=END_FRACTION, seed=seed)
             tracker = _train_tracked(model, data, config, [updater], delta_t, f"{method} ({distribution})", progress)
             rows.append(run_row(method, distribution, sparsity, model, data, tracker))
+    return rows
+
+
+def length_runs(data: DataSplits, config: TrainConfig, sparsity: float, lengths: Sequence[int], seed: int,
+                progress: bool = True) -> list[dict[str, object]]:
+    """SET and RigL with ERK densities trained ``length`` times the recipe's epochs, for each of ``lengths``. One
+    seed.
+
+    The mask schedule stretches with the run (the same 25 updates before T_end, so ΔT grows with the length), as
+    Evci et al.'s RigL 2x/5x runs stretch theirs. Length 1 is the chapter's own run (:func:`sparsity_runs` has it);
+    the row's ``length`` says which.
+    """
+    rows = []
+    for length in lengths:
+        longer = replace(config, epochs=config.epochs * length, seed=seed)
+        delta_t = update_every(longer, len(data.train))
+        for method in ("SET", "RigL"):
+            model = build_model("lenet300", seed=seed)
+            updater = SPARSE_TRAINERS[method](sparsity, "erk", update_every=delta_t, end_fraction=END_FRACTION,
+                                               seed=seed)
+            tracker = _train_tracked(model, data, longer, [updater], delta_t, f"{method} (erk), {length}x", progress)
+            rows.append({**run_row(method, "erk", sparsity, model, data, tracker), "length": length})
     return rows

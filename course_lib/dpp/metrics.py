@@ -1,8 +1,12 @@
 """How sure is a layer of its mask, and how different are its rows? The course's own definitions.
 
 The DPP paper measures each layer's mask *confidence* and *diversity* with
-information-theoretic metrics; its exact formulas were not available to us,
-so the course defines its own, documented here and in chapter 7.
+information-theoretic metrics of its own; the course does not reproduce them.
+The authors' released code computes only the entropy of softmax(logits) per
+row (a regulariser), the distribution of a *single* pick: a row settled on a
+fixed set of k entries still has entropy log k there. The course's metrics,
+documented here and in chapter 7, are built on the k-of-n inclusion
+probabilities instead.
 
 Both start from a row's **inclusion probabilities** ``pi_i``: the chance that
 entry i is among the row's k Gumbel-top-k picks. They lie in [0, 1] and sum to
@@ -45,6 +49,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -137,3 +143,26 @@ def confidence_and_diversity(logits: torch.Tensor, k: int) -> tuple[float, float
     """Both metrics of one layer, computing its inclusion probabilities once."""
     q = _kept_entry_distributions(logits, k)
     return _confidence(q, k), _diversity(q)
+
+
+def decided_after(trace: Sequence[Mapping[str, Any]], share: float = 0.9) -> dict[str, tuple[float, float]]:
+    """When each layer's mask was decided: ``layer -> (share of training, temperature then)``.
+
+    ``trace`` is a run's records (:attr:`course_lib.dpp.pruner.DPP.trace`: ``step``, ``layer``,
+    ``confidence``, ``temperature``). A layer counts as decided at the first record whose confidence reaches
+    ``share`` of the layer's final confidence; the share of training is that step over the last recorded step.
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share}.")
+    by_layer: dict[str, list[Mapping[str, Any]]] = {}
+    for record in sorted(trace, key=lambda r: r["step"]):
+        by_layer.setdefault(str(record["layer"]), []).append(record)
+    if not by_layer:
+        raise ValueError("the trace is empty: was the DPP hook created with record_every?")
+    last = max(r["step"] for r in trace)
+    result = {}
+    for layer, records in by_layer.items():
+        target = share * records[-1]["confidence"]
+        first = next(r for r in records if r["confidence"] >= target)
+        result[layer] = (first["step"] / last, float(first["temperature"]))
+    return result

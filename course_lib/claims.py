@@ -127,6 +127,10 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
     "``first`` ahead on every seed", "``second`` ahead on every seed", or "not separated: the seeds disagree".
     For a comparison the chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
 
+    "Every seed" is weak evidence with few seeds: a difference that is pure noise falls on the same side for two
+    seeds half of the time, for three seeds a quarter of the time. Read a verdict with the size of the
+    differences it prints, and trust it more where the full profile's three seeds agree.
+
     Args:
         differences: seed -> ``first`` minus ``second`` (e.g. a pandas Series indexed by seed).
         first, second: the two methods' names, as the line should print them.

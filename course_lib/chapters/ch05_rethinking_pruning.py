@@ -87,17 +87,22 @@ def result_row(method: str, model: nn.Module, data: DataSplits, epochs: float) -
 
 def retrain_three_ways(pruned: nn.Module, dense: nn.Module, data: DataSplits, config: TrainConfig, seed: int,
                        cap: float | None = None, progress: bool = True) -> list[dict[str, object]]:
-    """Fine-tuned, Scratch-E and Scratch-B of one pruned network (shrunk, or masked), one row each.
+    """Fine-tuned, Scratch-E and Scratch-B of one pruned network (shrunk, or masked), one row each, and a fourth:
+    fine-tuning for as many steps as Scratch-B (Liu et al.'s check that Scratch-B's lead is not just its epochs).
 
     ``config`` is the dense run's; ``epochs`` in the rows counts each method's own
     training (fine-tuning also needed the dense run before it).
     """
-    tuned = copy.deepcopy(pruned)
-    ft = replace(finetune_config(config), seed=seed)
-    finetune(tuned, data, ft, progress=progress, desc="fine-tuned")
-    rows = [result_row("fine-tuned", tuned, data, epochs_of(ft, len(data.train)))]
-    budgets = {"Scratch-E": config, "Scratch-B": scratch_b_config(config, len(data.train), dense, pruned, cap)}
-    for method, budget in budgets.items():
+    scratch_b = scratch_b_config(config, len(data.train), dense, pruned, cap)
+    tunings = {"fine-tuned": replace(finetune_config(config), seed=seed),
+               "fine-tuned, as long as Scratch-B": replace(finetune_config(config), epochs=scratch_b.epochs,
+                                                           steps=scratch_b.steps, seed=seed)}
+    rows = []
+    for method, tuning in tunings.items():
+        tuned = copy.deepcopy(pruned)
+        finetune(tuned, data, tuning, progress=progress, desc=method)
+        rows.append(result_row(method, tuned, data, epochs_of(tuning, len(data.train))))
+    for method, budget in {"Scratch-E": config, "Scratch-B": scratch_b}.items():
         scratch = reinitialized(pruned, seed=derive_seed(seed, "fresh init"))
         finetune(scratch, data, replace(budget, seed=seed), progress=progress, desc=method)
         rows.append(result_row(method, scratch, data, epochs_of(budget, len(data.train))))
@@ -238,6 +243,7 @@ def ticket_vs_reinit_runs(data: DataSplits, config: TrainConfig, learning_rates:
     for lr in learning_rates:
         run = replace(config, lr=lr, seed=seed)
         dense = dense_baseline("lenet300", data, run, seed, progress)
+        rows.append({"lr": lr, **result_row("dense", dense, data, float(run.epochs))})  # the reference at this rate
         masks = get_masks(one_shot(dense, sparsity, magnitude("global")).model)
         ticket = build_model("lenet300", seed=seed)  # theta_0 of the dense run
         apply_masks(ticket, masks)

@@ -124,8 +124,8 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
 
     Each seed's two runs share their data order and their initial weights, so the seed-by-seed difference removes
     what the seed does to both. The verdict names the direction only when every seed agrees on it:
-    "``first`` ahead on every seed", "``second`` ahead on every seed", or "not separated: the seeds disagree".
-    For a comparison the chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
+    "``first`` ahead on all n seeds", "``second`` ahead on all n seeds", or "not separated" (the seeds disagree,
+    or one ties). For a comparison the chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
 
     "Every seed" is weak evidence with few seeds: a difference that is pure noise falls on the same side for two
     seeds half of the time, for three seeds a quarter of the time. Read a verdict with the size of the
@@ -141,9 +141,11 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
         raise ValueError(f"{first} minus {second}: need finite per-seed differences, got {values}; a NaN usually "
                          "means a method missing from the table.")
     if all(v > 0 for v in values):
-        word = f"{first} ahead on every seed"
+        word = f"{first} ahead on all {len(values)} seeds"
     elif all(v < 0 for v in values):
-        word = f"{second} ahead on every seed"
+        word = f"{second} ahead on all {len(values)} seeds"
+    elif any(v == 0 for v in values):
+        word = "not separated: a seed ties (the two runs gave the same accuracy)"
     else:
         word = "not separated: the seeds disagree"
     per_seed = ", ".join(f"{v:+.2f}" for v in values)

@@ -55,8 +55,9 @@ def test_a_measured_interval_decides_on_both_ends(capsys):
 
 
 def test_a_paired_verdict_names_a_direction_only_when_every_seed_agrees():
-    assert claims.paired_verdict({0: 0.4, 1: 0.1}, "SET", "static").endswith("SET ahead on every seed")
-    assert claims.paired_verdict({0: -0.4, 1: -0.1}, "SET", "static").endswith("static ahead on every seed")
+    assert claims.paired_verdict({0: 0.4, 1: 0.1}, "SET", "static").endswith("SET ahead on all 2 seeds")
+    assert claims.paired_verdict({0: -0.4, 1: -0.1, 2: -0.2}, "SET", "static").endswith("static ahead on all 3 seeds")
+    assert "a seed ties" in claims.paired_verdict({0: 0.4, 1: 0.0}, "SET", "static")
     line = claims.paired_verdict({0: 0.4, 1: -0.1}, "SET", "static")
     assert "mean +0.15 points" in line and line.endswith("not separated: the seeds disagree")
     with pytest.raises(ValueError, match="finite"):

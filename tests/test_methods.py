@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -129,3 +130,13 @@ def test_a_new_method_is_one_registration_and_the_capstone_runs_it(protocol, tmp
     assert row["train_epochs"] == pytest.approx(protocol.epochs) and row["train_flops"] == pytest.approx(1.0)
     assert row["train_flops_total"] > 0 and row["bytes"] == 4 * row["parameters"]
     assert "magnitude, no fine-tuning" not in methods.METHODS
+
+
+def test_the_ranking_separates_neighbours_seed_by_seed_when_it_has_the_seeds():
+    summary = pd.DataFrame({"mean": [80.0, 79.5, 70.0], "std": [2.0, 2.0, 0.1]}, index=["A", "B", "C"])
+    per_seed = pd.DataFrame({"A": [82.0, 78.1], "B": [81.0, 78.0], "C": [70.1, 69.9]}, index=[0, 1])
+    by_std = capstone.ranking(summary)
+    by_seed = capstone.ranking(summary, per_seed)
+    assert list(by_std.separated_from_next[:2]) == [False, True]  # 0.5 < 2.0; 9.5 > 2.0
+    assert list(by_seed.separated_from_next[:2]) == [True, True]  # A beats B on both seeds, B beats C on both
+    assert pd.isna(by_seed.separated_from_next.iloc[-1])

@@ -39,13 +39,17 @@ class Budget:
         train_size: training images of every run (about a dozen networks per seed; a smaller split keeps
             the chapter in budget).
         epochs: epochs of the dense runs (Scratch-E trains as many, Scratch-B more, fine-tuning half).
+        keeps: the predefined shares of filters kept per layer for L1-norm filter pruning (the claim is at the
+            smallest; ``quick`` runs only that one).
     """
 
     train_size: int
     epochs: int
+    keeps: tuple[float, ...]
 
 
-BUDGETS = {"quick": Budget(train_size=6_000, epochs=2), "full": Budget(train_size=12_000, epochs=4)}
+BUDGETS = {"quick": Budget(train_size=6_000, epochs=2, keeps=(0.5,)),
+           "full": Budget(train_size=12_000, epochs=4, keeps=(0.75, 0.5))}
 
 
 def budget(profile: Profile) -> Budget:

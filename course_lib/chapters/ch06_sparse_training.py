@@ -65,7 +65,7 @@ class Budget:
 
 
 REGIME_SPARSITY = 0.95  # where SET and RigL are trained for longer (in both profiles' list of sparsities)
-BUDGETS = {"quick": Budget(epochs=3, sparsities=(0.9, 0.95), lengths=(1, 3)),
+BUDGETS = {"quick": Budget(epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2)),
            "full": Budget(epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5))}
 
 

@@ -106,16 +106,25 @@ def dense_reference(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ranking(summary: pd.DataFrame) -> pd.DataFrame:
-    """Methods by mean accuracy, best first, and whether each is separated from the next by more than the spread.
+def ranking(summary: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Methods by mean accuracy, best first, and whether each is separated from the next one down.
 
-    ``summary`` is :func:`course_lib.experiments.mean_std` of one setting, indexed by method. "Separated" means
-    the gap to the next method down exceeds the larger of the two standard deviations over seeds.
+    ``summary`` is :func:`course_lib.experiments.mean_std` of one setting, indexed by method. With ``per_seed`` (one
+    row per seed, one column per method: each seed's methods share their data order and initialization), a method
+    is separated from the next when it is ahead of it on every seed — the rule of
+    :func:`course_lib.claims.paired_verdict`. Without it, when the gap to the next exceeds the larger of the two
+    standard deviations over seeds.
     """
     ordered = summary.sort_values("mean", ascending=False)
     gaps = ordered["mean"] - ordered["mean"].shift(-1)
-    spreads = pd.concat([ordered["std"], ordered["std"].shift(-1)], axis=1).max(axis=1)
-    separated = (gaps > spreads).astype("boolean").mask(gaps.isna())  # the last method has no next: <NA>
+    if per_seed is None:
+        spreads = pd.concat([ordered["std"], ordered["std"].shift(-1)], axis=1).max(axis=1)
+        separated = (gaps > spreads).astype("boolean")
+    else:
+        names = list(ordered.index)
+        ahead = [bool((per_seed[a] > per_seed[b]).all()) for a, b in zip(names, names[1:])] + [False]
+        separated = pd.Series(ahead, index=ordered.index).astype("boolean")
+    separated = separated.mask(gaps.isna())  # the last method has no next: <NA>
     return ordered.assign(rank=range(1, len(ordered) + 1), gap_to_next=gaps, separated_from_next=separated)
 
 

@@ -22,16 +22,20 @@ mask snapshots the chapter's figures and widget read.
 
 from __future__ import annotations
 
+import argparse
 import functools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import pandas as pd
 from torch import nn
 
 from course_lib.cache import cached_run
-from course_lib.data import DataSplits
+from course_lib.data import DataSplits, load_splits
 from course_lib.models import build_model, lenet300_of_size
-from course_lib.profiles import Profile, by_profile
+from course_lib.experiments import over_seeds
+from course_lib.profiles import Profile, by_profile, get_profile
 from course_lib.pruning.procedures import gradual_pruning, magnitude
 from course_lib.costs import layer_costs
 from course_lib.sparse.densities import Distribution
@@ -53,25 +57,32 @@ class Budget:
     """What chapter 6 spends in one profile.
 
     Attributes:
+        train_size: training images of every run (the full profile's 55,000 made the chapter take 35 minutes).
         epochs: every run (dense, small-dense, AGP, static, SET, RigL) trains for the same steps.
         sparsities: the sparsities the methods are compared at.
         lengths: the regime experiment's training lengths, as multiples of ``epochs`` (Evci et al. found RigL's
             lead over SET grows with training time and report RigL at 5x).
     """
 
+    train_size: int
     epochs: int
     sparsities: tuple[float, ...]
     lengths: tuple[int, ...]
 
 
 REGIME_SPARSITY = 0.95  # where SET and RigL are trained for longer (in both profiles' list of sparsities)
-BUDGETS = {"quick": Budget(epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2)),
-           "full": Budget(epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5))}
+BUDGETS = {"quick": Budget(train_size=20_000, epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2)),
+           "full": Budget(train_size=20_000, epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5))}
 
 
 def budget(profile: Profile) -> Budget:
     """This chapter's :class:`Budget` for ``profile``."""
     return by_profile(profile, BUDGETS)
+
+
+def sparse_splits(profile: Profile) -> DataSplits:
+    """The profile's data with the chapter's ``train_size`` training images (the same validation and test sets)."""
+    return load_splits(profile, train_size=budget(profile).train_size)
 
 
 def sparse_recipe(profile: Profile) -> TrainConfig:
@@ -226,3 +237,33 @@ def length_runs(data: DataSplits, config: TrainConfig, sparsity: float, lengths:
             tracker = _train_tracked(model, data, longer, [updater], delta_t, f"{method} (erk), {length}x", progress)
             rows.append({**run_row(method, "erk", sparsity, model, data, tracker), "length": length})
     return rows
+
+
+def length_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
+                      progress: bool = True) -> pd.DataFrame:
+    """The regime experiment of the profile, through the run cache: :func:`length_runs` at :data:`REGIME_SPARSITY`
+    for every length but 1, every seed. The notebook and ``python -m course_lib.chapters.ch06_sparse_training``
+    share its cache entries (the key names this module's code, not the caller's)."""
+    lengths = [n for n in budget(profile).lengths if n != 1]
+    return over_seeds("ch6-lengths", {"data": data.key(), "config": config, "sparsity": REGIME_SPARSITY,
+                                      "lengths": lengths},
+                      lambda seed: length_runs(data, config, REGIME_SPARSITY, lengths, seed, progress=progress),
+                      profile.seeds(), progress=progress, code=__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Fill the run cache with the chapter's regime experiment, the longest part of a cold chapter
+    (``python -m course_lib.chapters.ch06_sparse_training --help``)."""
+    parser = argparse.ArgumentParser(description="Train SET and RigL for longer (chapter 6's regime experiment) "
+                                                 "and cache the results.")
+    parser.add_argument("--profile", choices=["quick", "full"], default="full")
+    args = parser.parse_args(argv)
+    profile = get_profile(args.profile)
+    data = sparse_splits(profile)
+    started = time.perf_counter()
+    runs = length_experiment(profile, data, tuned_recipe(profile, data))
+    print(f"{len(runs)} runs of profile {profile.name} cached in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from course_lib.masks import prunable_weights, trainable_tensor
 from course_lib.pruning.slimming import BatchNormL1
 from course_lib.sparse.densities import layer_densities, random_masks, raw_density
 from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction
+from course_lib.sparse.tracking import MaskTracker
 from course_lib.sparse.updaters import AGP, RigL, SET, Static
 from course_lib.training import Hook, TrainConfig, TrainContext, train
 
@@ -126,6 +127,38 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
             k = int(grown.sum())
             threshold = candidates.topk(k).values.min()
             assert torch.all(grad[grown].abs() >= threshold - 1e-12)
+
+
+def test_rigl_sums_the_dense_gradients_of_grad_batches_batches():
+    grads: dict[int, dict[str, torch.Tensor]] = {}
+    model = build_model("lenet300")
+    rigl = RigL(sparsity=0.9, distribution="uniform", update_every=5, drop_fraction=0.2, grad_batches=3)
+    tracker = MaskTracker(snapshot_every=5)
+
+    class SpyFirst(Hook):  # sees each batch's dense gradient before RigL adds it up (or updates)
+        def after_backward(self, ctx):
+            if len(grads) < 3 and all(m.dense_grad is not None for m in mask_layers(ctx.model).values()):
+                grads[ctx.step + 1] = {n: m.dense_grad.clone() for n, m in mask_layers(ctx.model).items()}
+                if len(grads) == 3:
+                    grads["mask"] = {n: m.hard_mask().clone() for n, m in mask_layers(ctx.model).items()}
+
+        def after_step(self, ctx):
+            if "mask" in grads and "after" not in grads:
+                grads["after"] = {n: m.hard_mask().clone() for n, m in mask_layers(ctx.model).items()}
+
+    train(model, _toy_data(), TrainConfig(epochs=1, batch_size=32), hooks=[SpyFirst(), rigl, tracker],
+          progress=False, device=torch.device("cpu"))
+    assert [k for k in grads if isinstance(k, int)] == [3, 4, 5], "the update at step 5 sums steps 3, 4 and 5"
+    for name in grads["mask"]:
+        before, after = grads["mask"][name].bool(), grads["after"][name].bool()
+        score = (grads[3][name] + grads[4][name] + grads[5][name]).abs()
+        grown = after & ~before
+        assert grown.any()
+        threshold = score[~before].topk(int(grown.sum())).values.min()
+        assert torch.all(score[grown] >= threshold - 1e-12)
+    assert tracker.trace.dense_weight_gradient_steps == 3 * len(rigl.history)
+    with pytest.raises(ValueError, match="grad_batches"):
+        RigL(sparsity=0.9, grad_batches=0)
 
 
 def test_erk_densities_by_hand_and_on_budget():

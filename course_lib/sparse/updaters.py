@@ -280,12 +280,45 @@ class RigL(DropAndGrow):
     The mask's parametrization passes only masked gradients to the weights, so
     on an update step the masks keep the gradient of the whole weight
     (``WeightMask.capture_dense_grad``) for this score.
+
+    Args:
+        grad_batches: how many batches' dense gradients the grow score sums: the update step's own
+            (1, RigL's rule) or also those of the ``grad_batches - 1`` ordinary steps before it. One
+            batch is a noisy estimate of the gradient when batches are small; each extra batch costs one
+            more dense weight gradient (the tracker counts it). The other arguments are
+            :class:`DropAndGrow`'s.
     """
 
     needs_dense_grad = True
+
+    def __init__(self, *args: object, grad_batches: int = 1, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if grad_batches < 1:
+            raise ValueError(f"grad_batches must be at least 1 (the update step's own batch), got {grad_batches}.")
+        self.grad_batches = grad_batches
+        self._grad_sums: dict[str, torch.Tensor] = {}
+
+    def _collecting(self, step: int) -> bool:
+        """Does the dense gradient of ``step`` (counted from 1) go into the next update's grow score?"""
+        return any(self.is_due(step + ahead) for ahead in range(self.grad_batches))
+
+    def before_forward(self, ctx: TrainContext) -> None:
+        if self._collecting(ctx.step + 1):
+            for mask in mask_layers(ctx.model).values():
+                mask.capture_dense_grad = True
+
+    def after_backward(self, ctx: TrainContext) -> None:
+        if self._collecting(ctx.step + 1) and not self.is_due(ctx.step + 1):
+            for name, mask in mask_layers(ctx.model).items():  # an earlier batch: add, then train as usual
+                if mask.dense_grad is not None:
+                    previous = self._grad_sums.get(name)
+                    self._grad_sums[name] = mask.dense_grad if previous is None else previous + mask.dense_grad
+                mask.capture_dense_grad, mask.dense_grad = False, None
+        super().after_backward(ctx)
 
     def grow_scores(self, name: str, weight: torch.Tensor, mask: WeightMask) -> torch.Tensor:
         if mask.dense_grad is None:
             raise RuntimeError(f"No dense gradient was kept for {name!r}: RigL must run as a training hook, "
                                "so that it can ask the masks for it before the forward pass.")
-        return mask.dense_grad.abs()
+        earlier = self._grad_sums.pop(name, None)
+        return (mask.dense_grad if earlier is None else earlier + mask.dense_grad).abs()

@@ -281,6 +281,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     # chapter 5: the same architecture trained three ways
     "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),
+    "fine-tuned, as long as Scratch-B": ("#08306b", "s"), "fine-tuned from the long dense": ("#9ecae1", "D"),
     "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#fdae6b", "v"),
     # pruning at initialization (chapter 4)
     "magnitude": ("#6baed6", "o"), "SNIP": ("#e377c2", "P"), "GraSP": ("#c49c94", "<"), "SynFlow": ("#8c564b", "X"),

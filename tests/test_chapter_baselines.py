@@ -41,11 +41,13 @@ def test_the_random_row_control_keeps_k_of_every_row_at_random():
     assert not torch.equal(first[0], first[1])  # not the same k for every neuron: drawn at random per row
 
 
-def test_the_dense_run_as_long_as_scratch_b_trains_the_full_network_for_that_budget():
+def test_the_dense_run_as_long_as_scratch_b_trains_the_full_network_then_prunes_and_fine_tunes_it():
     data = _toy_data(n=64)
     config = TrainConfig(epochs=1, batch_size=32)
     longer = TrainConfig(epochs=1, batch_size=32, steps=6)
-    row = ch5.dense_as_long(data, config, longer, seed=0, progress=False)
-    assert row["method"] == "dense, as long as Scratch-B" and row["epochs"] == pytest.approx(3.0)
-    assert row["weights_kept"] == sum(m.weight.numel() for m in ch5.build_model("vgg").modules()
-                                      if isinstance(m, (nn.Conv2d, nn.Linear)))
+    dense, tuned = ch5.dense_as_long(data, config, longer, keep=0.5, seed=0, progress=False)
+    assert dense["method"] == "dense, as long as Scratch-B" and dense["epochs"] == pytest.approx(3.0)
+    full = sum(m.weight.numel() for m in ch5.build_model("vgg").modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    assert dense["weights_kept"] == full and dense["keep"] == tuned["keep"] == 0.5
+    assert tuned["method"] == "fine-tuned from the long dense" and tuned["epochs"] == pytest.approx(1.0)
+    assert tuned["weights_kept"] < 0.5 * full  # half the filters of every convolution: about a quarter of the weights

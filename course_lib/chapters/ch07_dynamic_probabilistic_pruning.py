@@ -29,22 +29,25 @@ not the choice of mask. SmallVGG's classifier stays dense too.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
 from course_lib.data import DataSplits, load_splits
 from course_lib.dpp.masks import is_n_m_sparse
 from course_lib.cache import trained_baseline
-from course_lib.dpp.pruner import DPP, dpp_hook, exactly_k_per_row, train_dpp
+from course_lib.dpp.pruner import DPP, LOGITS_LR, dpp_hook, exactly_k_per_row, train_dpp
+from course_lib.experiments import over_seeds
 from course_lib.masks import apply_masks, get_masks, mask_sparsity, weight_masks
 from course_lib.models import LENET_CLASSIFIER, VGG_CLASSIFIER, build_model
-from course_lib.profiles import Profile, by_profile
+from course_lib.profiles import Profile, by_profile, get_profile
 from course_lib.pruning.procedures import MaskFn, budgets, finetune, magnitude, units
 from course_lib.pruning.selection import n_of_m_masks
 from course_lib.masks import prunable_weights
@@ -185,6 +188,20 @@ def logits_lr_runs(data: DataSplits, epochs: int, sparsity: float, logits_lrs: S
     return rows
 
 
+def logits_lr_experiment(profile: Profile, data: DataSplits, progress: bool = True) -> pd.DataFrame:
+    """The regime experiment of the profile, through the run cache: :func:`logits_lr_runs` at
+    :data:`QUANTIZED_SPARSITY` for every rate of ``budget(profile).logits_lrs`` but the chapter's own
+    (``pruner.LOGITS_LR``, whose runs section 2 has), every seed. The notebook and ``python -m
+    course_lib.chapters.ch07_dynamic_probabilistic_pruning`` share its cache entries (the key names this module's
+    code, not the caller's)."""
+    plan = budget(profile)
+    rates = [rate for rate in plan.logits_lrs if rate != LOGITS_LR]
+    return over_seeds("ch7-logits-lr", {"data": data.key(), "epochs": plan.epochs, "sparsity": QUANTIZED_SPARSITY,
+                                        "rates": rates},
+                      lambda seed: logits_lr_runs(data, plan.epochs, QUANTIZED_SPARSITY, rates, seed),
+                      profile.seeds(), progress=progress, code=__name__)
+
+
 def n_m_runs(data: DataSplits, epochs: int, seed: int, n: int = 2, m: int = 4) -> list[dict[str, Any]]:
     """N:M three ways at the same 1 - n/m sparsity: ASP (magnitude N:M + retraining), DPP with tiles, unstructured."""
     plan = budgets(epochs, seed)
@@ -246,3 +263,20 @@ def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -
                  "test_acc": evaluate(narrow, data.test), "measured_sparsity": float("nan"),
                  "seconds": time.perf_counter() - started, "masks": {}, "stages": stages})
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Fill the run cache with the chapter's regime experiment, DPP at slower logits rates: the longest part of a
+    cold full-profile chapter (``python -m course_lib.chapters.ch07_dynamic_probabilistic_pruning --help``)."""
+    parser = argparse.ArgumentParser(description="Train DPP with slower logits learning rates (chapter 7's regime "
+                                                 "experiment) and cache the results.")
+    parser.add_argument("--profile", choices=["quick", "full"], default="full")
+    args = parser.parse_args(argv)
+    profile = get_profile(args.profile)
+    started = time.perf_counter()
+    runs = logits_lr_experiment(profile, dpp_splits(profile))
+    print(f"{len(runs)} runs of profile {profile.name} cached in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

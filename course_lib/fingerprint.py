@@ -19,6 +19,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -83,8 +84,19 @@ def _imported_names(importer: str, is_package: bool, level: int, module: str, na
     return [module, *(f"{module}.{name}" for name in names)]
 
 
+def _run_as(name: str) -> str:
+    """The module's own name, also when it runs as ``python -m package.module`` (then ``__name__`` is ``"__main__"``
+    and the import system keeps the real name in ``__spec__``): a chapter's command and the notebook that imports
+    the chapter must fingerprint the same code, or the command fills cache entries the notebook never finds."""
+    if name == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name:
+            return spec.name
+    return name
+
+
 def _module_name(module: str | ModuleType) -> str:
-    name = module.__name__ if isinstance(module, ModuleType) else module
+    name = _run_as(module.__name__ if isinstance(module, ModuleType) else module)
     if _source_file(name) is None:
         raise ValueError(f"The code to fingerprint names {name!r}, but no Python source of such a module was "
                          f"found. Pass modules written in Python, by name (e.g. 'course_lib.masks') or as objects.")
@@ -146,7 +158,7 @@ def default_code(compute: Callable[..., Any]) -> list[str]:
     cache cannot see - by the whole ``course_lib`` package: a change anywhere
     in the library recomputes it, so it is never stale.
     """
-    module = getattr(compute, "__module__", None) or ""
+    module = _run_as(getattr(compute, "__module__", None) or "")
     if module.split(".")[0] == PACKAGE and _source_file(module) is not None:
         return [module]
     return package_modules(PACKAGE)

@@ -1,5 +1,10 @@
 """The code fingerprint: a result is keyed by the code that computes it, and by nothing of its comments or layout."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -143,8 +148,36 @@ def test_the_baseline_is_keyed_by_the_training_loop_and_all_it_imports():
 
 
 @pytest.mark.parametrize("name", ["course_lib.trainig", "__main__", "sys"])
-def test_a_module_without_source_is_named_in_the_error(name, tmp_path):
+def test_a_module_without_source_is_named_in_the_error(name, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # a notebook's: no module spec
     with pytest.raises(ValueError, match=f"names '{name}'.*course_lib.masks"):
         cache.cached_run("exp", {}, lambda: 1, code=["course_lib.masks", name], directory=tmp_path)
     with pytest.raises(ValueError, match="at least one module"):
         fingerprint.code_fingerprint()
+
+
+def test_a_module_run_with_python_m_has_the_fingerprint_it_has_when_imported(tmp_path, monkeypatch):
+    """``python -m course_lib.chapters.ch06_sparse_training`` fills the cache the notebook reads: same keys."""
+    package = tmp_path / "toy_job"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "job.py").write_text("from course_lib import fingerprint\n\n"
+                                    "if __name__ == '__main__':\n    print(fingerprint.code_fingerprint(__name__))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent.parent)])}
+    printed = subprocess.run([sys.executable, "-m", "toy_job.job"], env=env, capture_output=True, text=True,
+                             check=True).stdout.strip()
+    monkeypatch.syspath_prepend(tmp_path)
+    assert printed == fingerprint.code_fingerprint("toy_job.job")
+
+
+def test_a_function_of_a_module_run_with_python_m_is_keyed_by_that_module(monkeypatch):
+    main = types.ModuleType("__main__")
+    main.__spec__ = importlib.util.find_spec("course_lib.masks")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+    def compute() -> int:
+        return 1
+
+    compute.__module__ = "__main__"  # as in ``python -m course_lib.masks``
+    assert fingerprint.default_code(compute) == ["course_lib.masks"]
+    assert fingerprint.code_fingerprint("__main__") == fingerprint.code_fingerprint("course_lib.masks")

@@ -119,13 +119,24 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
     return room
 
 
-def paired_verdict(differences: Mapping[int, float], first: str, second: str, unit: str = "points") -> str:
+TEST_NOISE = 0.25  # points: the smallest per-seed accuracy difference a verdict reads as a direction (see paired_verdict)
+
+
+def paired_verdict(differences: Mapping[int, float], first: str, second: str, unit: str = "points",
+                   noise: float | None = None) -> str:
     """A one-line verdict on paired per-seed differences ``first - second`` that asserts nothing.
 
     Each seed's two runs share their data order and their initial weights, so the seed-by-seed difference removes
-    what the seed does to both. The verdict names the direction only when every seed agrees on it:
-    "``first`` ahead on all n seeds", "``second`` ahead on all n seeds", or "not separated" (the seeds disagree,
-    or one ties). For a comparison the chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
+    what the seed does to both. The verdict names the direction only when every seed agrees on it *by more than
+    the test set's noise*: "``first`` ahead on all n seeds", "``second`` ahead on all n seeds", or "not
+    separated" (the seeds disagree, or one ties, or a difference is within the noise). For a comparison the
+    chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
+
+    **The noise floor.** Two networks scored on the same 10,000 test images that disagree on a share d of them
+    have an accuracy difference whose standard error is about 100·sqrt(d / 10,000) points: 0.22 to 0.32 points
+    for the 5-10 % our networks disagree on. A per-seed difference below :data:`TEST_NOISE` (0.25 points) could
+    be the test images the seed happened to get right, so it names no direction. Accuracy differences (``unit``
+    "points") get this floor by default; pass ``noise`` for another unit.
 
     "Every seed" is weak evidence with few seeds: a difference that is pure noise falls on the same side for two
     seeds half of the time, for three seeds a quarter of the time. Read a verdict with the size of the
@@ -135,15 +146,20 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
         differences: seed -> ``first`` minus ``second`` (e.g. a pandas Series indexed by seed).
         first, second: the two methods' names, as the line should print them.
         unit: the unit of the differences.
+        noise: the smallest per-seed difference that counts (default: :data:`TEST_NOISE` for "points", else 0).
     """
     values = [float(v) for v in dict(differences).values()]
     if not values or not all(math.isfinite(v) for v in values):
         raise ValueError(f"{first} minus {second}: need finite per-seed differences, got {values}; a NaN usually "
                          "means a method missing from the table.")
-    if all(v > 0 for v in values):
-        word = f"{first} ahead on all {len(values)} seeds"
-    elif all(v < 0 for v in values):
-        word = f"{second} ahead on all {len(values)} seeds"
+    floor = (TEST_NOISE if unit == "points" else 0.0) if noise is None else noise
+    if all(v > 0 for v in values) or all(v < 0 for v in values):
+        leader = first if values[0] > 0 else second
+        if all(abs(v) > floor for v in values):
+            word = f"{leader} ahead on all {len(values)} seeds"
+        else:
+            word = (f"not separated: {leader} ahead on every seed, but by less than the test set's noise "
+                    f"({floor:g}{_unit(unit)}) on one")
     elif any(v == 0 for v in values):
         word = "not separated: a seed ties (the two runs gave the same accuracy)"
     else:

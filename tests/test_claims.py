@@ -55,10 +55,18 @@ def test_a_measured_interval_decides_on_both_ends(capsys):
 
 
 def test_a_paired_verdict_names_a_direction_only_when_every_seed_agrees():
-    assert claims.paired_verdict({0: 0.4, 1: 0.1}, "SET", "static").endswith("SET ahead on all 2 seeds")
-    assert claims.paired_verdict({0: -0.4, 1: -0.1, 2: -0.2}, "SET", "static").endswith("static ahead on all 3 seeds")
+    assert claims.paired_verdict({0: 0.4, 1: 0.3}, "SET", "static").endswith("SET ahead on all 2 seeds")
+    assert claims.paired_verdict({0: -0.4, 1: -0.3, 2: -1.2}, "SET", "static").endswith("static ahead on all 3 seeds")
     assert "a seed ties" in claims.paired_verdict({0: 0.4, 1: 0.0}, "SET", "static")
     line = claims.paired_verdict({0: 0.4, 1: -0.1}, "SET", "static")
     assert "mean +0.15 points" in line and line.endswith("not separated: the seeds disagree")
     with pytest.raises(ValueError, match="finite"):
         claims.paired_verdict({0: float("nan")}, "SET", "static")
+
+
+def test_a_paired_verdict_reads_a_difference_within_the_test_sets_noise_as_no_direction():
+    line = claims.paired_verdict({0: 0.4, 1: 0.1}, "SET", "static")  # 0.1 points: ten of 10,000 test images
+    assert "not separated: SET ahead on every seed, but by less than the test set's noise (0.25 points)" in line
+    assert "static ahead on every seed" in claims.paired_verdict({0: -0.02, 1: -0.9}, "SET", "static")
+    assert claims.paired_verdict({0: 0.04, 1: 0.02}, "RigL", "SET", unit="").endswith("RigL ahead on all 2 seeds")
+    assert "noise (0.05)" in claims.paired_verdict({0: 0.04, 1: 0.2}, "RigL", "SET", unit="", noise=0.05)

@@ -134,9 +134,11 @@ def test_a_new_method_is_one_registration_and_the_capstone_runs_it(protocol, tmp
 
 def test_the_ranking_separates_neighbours_seed_by_seed_when_it_has_the_seeds():
     summary = pd.DataFrame({"mean": [80.0, 79.5, 70.0], "std": [2.0, 2.0, 0.1]}, index=["A", "B", "C"])
-    per_seed = pd.DataFrame({"A": [82.0, 78.1], "B": [81.0, 78.0], "C": [70.1, 69.9]}, index=[0, 1])
+    per_seed = pd.DataFrame({"A": [82.0, 78.4], "B": [81.0, 78.0], "C": [70.1, 69.9]}, index=[0, 1])
     by_std = capstone.ranking(summary)
     by_seed = capstone.ranking(summary, per_seed)
     assert list(by_std.separated_from_next[:2]) == [False, True]  # 0.5 < 2.0; 9.5 > 2.0
     assert list(by_seed.separated_from_next[:2]) == [True, True]  # A beats B on both seeds, B beats C on both
     assert pd.isna(by_seed.separated_from_next.iloc[-1])
+    per_seed.loc[1, "A"] = 78.1  # ahead of B on seed 1 by 0.1 points: within the test set's noise
+    assert not capstone.ranking(summary, per_seed).separated_from_next.iloc[0]

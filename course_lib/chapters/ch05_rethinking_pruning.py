@@ -32,7 +32,7 @@ from course_lib.pruning.rethinking import epochs_of, reinitialized, scratch_b_co
 from course_lib.pruning.slimming import BatchNormL1, batchnorm_scales, slim
 from course_lib.pruning.surgery import shrink
 from course_lib.training import TrainConfig, evaluate, train
-from course_lib.training.config import STEP_DECAY
+from course_lib.training.config import STEP_DECAY, STEP_MILESTONES
 
 
 @dataclass(frozen=True)
@@ -266,9 +266,12 @@ def unstructured_runs(data: DataSplits, config: TrainConfig, sparsities: Sequenc
         pruned = one_shot(dense, sparsity, magnitude("global")).model
         rows += [{"sparsity": sparsity, **row}
                  for row in retrain_three_ways(pruned, dense, data, config, seed, cap=cap, progress=progress)]
-        # A gentler fine-tuning arm: the same budget, the sparsity raised gradually (AGP) instead of in one cut.
+        # A gentler fine-tuning arm: the same budget, the sparsity raised gradually (AGP) instead of in one cut. It
+        # reaches the target at half the run, before the step schedule's first decay, so that the pruning happens at
+        # the fine-tuning rate's peak and the second half recovers (ending at 75 %, the last cut met a rate of 1e-4).
         ft = replace(finetune_config(config), seed=seed)
-        gradual = gradual_pruning(dense, data, sparsity, magnitude("global"), ft, progress=progress).model
+        gradual = gradual_pruning(dense, data, sparsity, magnitude("global"), ft, end_fraction=STEP_MILESTONES[0],
+                                  progress=progress).model
         rows.append({"sparsity": sparsity, **result_row("fine-tuned, gradual", gradual, data,
                                                          epochs_of(ft, len(data.train)))})
         # Chapter 3's control: the same mask, drawn at the *dense* network's initial scale.

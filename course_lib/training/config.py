@@ -24,7 +24,8 @@ from torch import nn
 
 from course_lib.profiles import Profile
 
-STEP_DECAY = 0.1  # the "step" schedule multiplies the learning rate by this at 50 % and again at 75 %
+STEP_DECAY = 0.1  # the "step" schedule multiplies the learning rate by this at each of STEP_MILESTONES
+STEP_MILESTONES = (0.5, 0.75)  # fractions of the run's steps where the "step" schedule decays
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if config.schedule == "step":
-        milestones = [total_steps // 2, (3 * total_steps) // 4]
+        milestones = [int(fraction * total_steps) for fraction in STEP_MILESTONES]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=STEP_DECAY)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

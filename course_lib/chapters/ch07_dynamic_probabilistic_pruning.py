@@ -82,7 +82,7 @@ class Budget:
     logits_lrs: tuple[float, ...]
 
 
-BUDGETS = {"quick": Budget(train_size=6_000, epochs=6, vgg_epochs=2, sparsities=(0.8, 0.9), logits_lrs=(0.01, 0.3)),
+BUDGETS = {"quick": Budget(train_size=6_000, epochs=6, vgg_epochs=2, sparsities=(0.8, 0.9), logits_lrs=(0.1, 0.3)),
            "full": Budget(train_size=20_000, epochs=6, vgg_epochs=4, sparsities=(0.8, 0.9, 0.95),
                           logits_lrs=(0.01, 0.03, 0.1, 0.3))}
 

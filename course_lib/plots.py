@@ -418,11 +418,12 @@ def ranked_dots(summary: pd.DataFrame, dense: tuple[float, float] | None = None,
             ax.errorbar(row["mean"], y, xerr=row["std"], capsize=3, linestyle="none", **styles[method])
         ax.set_yticks(range(len(ranked)), ranked.index)
         if dense is not None:
-            ax.axvspan(dense[0] - dense[1], dense[0] + dense[1], color="black", alpha=0.1)
-            ax.axvline(dense[0], color="black", linewidth=1)
+            grey = METHOD_STYLES["dense"][0]
+            ax.axvspan(dense[0] - dense[1], dense[0] + dense[1], color=grey, alpha=0.25)
+            ax.axvline(dense[0], color=grey, linewidth=1.5)
         ax.set(xlabel="test accuracy (%)", title=f"{sparsity:.0%} sparsity")
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle(title + ("" if dense is None else " (grey: dense, mean ± std)"))
+    fig.suptitle(title + ("" if dense is None else " (grey line and band: dense, mean ± std)"))
     fig.tight_layout()
     return fig
 

@@ -154,7 +154,8 @@ def _best_lr(name: str, data: DataSplits, config: TrainConfig, sparsity: float,
 
 def tuned_recipe(profile: Profile, data: DataSplits) -> TrainConfig:
     """:func:`sparse_recipe` with the peak rate chosen on validation: SET with ERK densities at the chapter's middle
-    sparsity, seed 0, over :data:`LEARNING_RATES` (cached). Every run of the chapter but small-dense uses it."""
+    sparsity, seed 0, over :data:`LEARNING_RATES` (cached). Every run of the chapter uses it but small-dense and AGP, which get rates of their own
+    (:func:`small_dense_lr`, :func:`agp_lr`)."""
     config = sparse_recipe(profile)
     sparsities = budget(profile).sparsities
     middle = sparsities[len(sparsities) // 2]

@@ -320,13 +320,15 @@ def test_drop_and_grow_mistakes_are_named():
                 "not a new connection")
 
 
-def _my_rigl(capture=True, reset=True, skip=True, call_library=False):
+def _my_rigl(capture=True, reset=True, skip=True, call_library=False, library_capture=False):
     """A student's RigL update step (task 4) with switchable slips, on the library's drop_and_grow."""
     from course_lib.masks import mask_layers
     from course_lib.sparse import updaters
 
     class MyRigL(updaters.RigL):
         def before_forward(self, ctx):
+            if library_capture:
+                return super().before_forward(ctx)
             if capture and self.is_due(ctx.step + 1):
                 for mask in mask_layers(ctx.model).values():
                     mask.capture_dense_grad = True
@@ -361,6 +363,7 @@ def test_rigl_update_step_slips_are_named():
     _fails_with(checks.check_rigl_update, _my_rigl(reset=False), "optimizer state")
     _fails_with(checks.check_rigl_update, _my_rigl(skip=False), "skip_step")
     _fails_with(checks.check_rigl_update, _my_rigl(call_library=True), "write the update step yourself")
+    _fails_with(checks.check_rigl_update, _my_rigl(library_capture=True), "write the update step yourself")
     _fails_with(checks.check_rigl_update, lambda *a: None, "subclass of updaters.RigL")
 
 

@@ -148,6 +148,7 @@ class DropAndGrow(MaskUpdater):
     """
 
     needs_dense_grad = False
+    grad_batches = 1  # batches whose dense gradient an update reads: its own (RigL can take more)
 
     def __init__(self, sparsity: float, distribution: Distribution = "erk", update_every: int = 100,
                  drop_fraction: float = 0.3, end_fraction: float = 0.75, exclude: tuple[str, ...] = (),
@@ -183,8 +184,13 @@ class DropAndGrow(MaskUpdater):
         """Higher = grow first."""
         raise NotImplementedError
 
+    def collecting(self, step: int) -> bool:
+        """Does step ``step`` (counted from 1) keep its dense gradient for an update: the update's own, or one of the
+        ``grad_batches - 1`` steps before it?"""
+        return any(self.is_due(step + ahead) for ahead in range(self.grad_batches))
+
     def before_forward(self, ctx: TrainContext) -> None:
-        if self.needs_dense_grad and self.is_due(ctx.step + 1):
+        if self.needs_dense_grad and self.collecting(ctx.step + 1):
             for mask in mask_layers(ctx.model).values():
                 mask.capture_dense_grad = True
 
@@ -298,17 +304,8 @@ class RigL(DropAndGrow):
         self.grad_batches = grad_batches
         self._grad_sums: dict[str, torch.Tensor] = {}
 
-    def _collecting(self, step: int) -> bool:
-        """Does the dense gradient of ``step`` (counted from 1) go into the next update's grow score?"""
-        return any(self.is_due(step + ahead) for ahead in range(self.grad_batches))
-
-    def before_forward(self, ctx: TrainContext) -> None:
-        if self._collecting(ctx.step + 1):
-            for mask in mask_layers(ctx.model).values():
-                mask.capture_dense_grad = True
-
     def after_backward(self, ctx: TrainContext) -> None:
-        if self._collecting(ctx.step + 1) and not self.is_due(ctx.step + 1):
+        if self.collecting(ctx.step + 1) and not self.is_due(ctx.step + 1):
             for name, mask in mask_layers(ctx.model).items():  # an earlier batch: add, then train as usual
                 if mask.dense_grad is not None:
                     previous = self._grad_sums.get(name)

@@ -122,6 +122,12 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
 TEST_NOISE = 0.25  # points: the smallest per-seed accuracy difference a verdict reads as a direction (see paired_verdict)
 
 
+def ahead_on_every_seed(differences: Mapping[int, float], noise: float = TEST_NOISE) -> bool:
+    """Is ``first`` ahead of ``second`` on every seed by more than ``noise``, given seed -> ``first - second``?
+    The rule of :func:`paired_verdict` and of the capstone's rankings."""
+    return all(float(v) > noise for v in dict(differences).values())
+
+
 def paired_verdict(differences: Mapping[int, float], first: str, second: str, unit: str = "points",
                    noise: float | None = None) -> str:
     """A one-line verdict on paired per-seed differences ``first - second`` that asserts nothing.
@@ -153,13 +159,13 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
         raise ValueError(f"{first} minus {second}: need finite per-seed differences, got {values}; a NaN usually "
                          "means a method missing from the table.")
     floor = (TEST_NOISE if unit == "points" else 0.0) if noise is None else noise
-    if all(v > 0 for v in values) or all(v < 0 for v in values):
-        leader = first if values[0] > 0 else second
-        if all(abs(v) > floor for v in values):
-            word = f"{leader} ahead on all {len(values)} seeds"
-        else:
-            word = (f"not separated: {leader} ahead on every seed, but by less than the test set's noise "
-                    f"({floor:g}{_unit(unit)}) on one")
+    if ahead_on_every_seed(dict(enumerate(values)), floor):
+        word = f"{first} ahead on all {len(values)} seeds"
+    elif ahead_on_every_seed({seed: -v for seed, v in enumerate(values)}, floor):
+        word = f"{second} ahead on all {len(values)} seeds"
+    elif all(v > 0 for v in values) or all(v < 0 for v in values):
+        word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but by less than the "
+                f"test set's noise ({floor:g}{_unit(unit)}) on one")
     elif any(v == 0 for v in values):
         word = "not separated: a seed ties (the two runs gave the same accuracy)"
     else:

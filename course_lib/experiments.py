@@ -23,6 +23,8 @@ library recomputes it; name the modules it calls, as in
 
 from __future__ import annotations
 
+import argparse
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +33,7 @@ from tqdm.auto import tqdm
 
 from course_lib.cache import cached_run
 from course_lib.fingerprint import Code, default_code
+from course_lib.profiles import Profile, get_profile
 
 Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
@@ -66,3 +69,17 @@ def mean_std(table: pd.DataFrame, by: str | Sequence[str], value: str) -> pd.Dat
         raise ValueError(f"The table has no column {sorted(missing)}; its columns are {list(table.columns)}.")
     grouped = table.groupby(by, sort=False)[value]
     return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1).fillna(0.0), "seeds": grouped.size()})
+
+
+def cache_command(description: str, fill: Callable[[Profile], pd.DataFrame],
+                  argv: Sequence[str] | None = None) -> None:
+    """A chapter's command that fills the run cache with its longest experiments, on any machine, before a lecture:
+    ``--profile`` (``full`` by default) chooses the profile, ``fill(profile)`` runs the experiments through the
+    cache, and the number of runs and the seconds they took are printed. The chapter's notebook then reads the same
+    cache entries (their keys name the chapter module's code, not the command's)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--profile", choices=["quick", "full"], default="full")
+    profile = get_profile(parser.parse_args(argv).profile)
+    started = time.perf_counter()
+    runs = fill(profile)
+    print(f"{len(runs)} runs of profile {profile.name} cached in {time.perf_counter() - started:.0f} s")

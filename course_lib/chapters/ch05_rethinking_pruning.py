@@ -9,10 +9,8 @@ plain rows, for :func:`course_lib.experiments.over_seeds` and its cache.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -25,8 +23,8 @@ from course_lib.costs import layer_costs, prunable_layers
 from course_lib.data import DataSplits, load_splits
 from course_lib.masks import apply_masks, get_masks
 from course_lib.models import SmallVGG, build_model
-from course_lib.experiments import over_seeds
-from course_lib.profiles import Profile, by_profile, derive_seed, get_profile
+from course_lib.experiments import cache_command, over_seeds
+from course_lib.profiles import Profile, by_profile, derive_seed
 from course_lib.pruning.procedures import finetune, gradual_pruning, magnitude, one_shot, units
 from course_lib.pruning.rethinking import epochs_of, reinitialized, scratch_b_config, total_macs
 from course_lib.pruning.slimming import BatchNormL1, batchnorm_scales, slim
@@ -154,15 +152,10 @@ def dense_long_experiment(profile: Profile, data: DataSplits, config: TrainConfi
 def main(argv: Sequence[str] | None = None) -> None:
     """Fill the run cache with the chapter's longest control (``python -m course_lib.chapters.ch05_rethinking_pruning
     --help``)."""
-    parser = argparse.ArgumentParser(description="Train the dense network as long as Scratch-B, then prune "
-                                                 "and fine-tune it (chapter 5's epochs controls), and cache the "
-                                                 "results.")
-    parser.add_argument("--profile", choices=["quick", "full"], default="full")
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    started = time.perf_counter()
-    runs = dense_long_experiment(profile, rethinking_splits(profile), rethinking_recipe(profile))
-    print(f"{len(runs)} runs of profile {profile.name} cached in {time.perf_counter() - started:.0f} s")
+    cache_command("Train the dense network as long as Scratch-B, then prune and fine-tune it (chapter 5's epochs "
+                  "controls), and cache the results.",
+                  lambda profile: dense_long_experiment(profile, rethinking_splits(profile), rethinking_recipe(profile)),
+                  argv)
 
 
 def dense_as_long(data: DataSplits, config: TrainConfig, budget: TrainConfig, keep: float, seed: int,

@@ -22,9 +22,7 @@ mask snapshots the chapter's figures and widget read.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -34,8 +32,8 @@ from torch import nn
 from course_lib.cache import cached_run
 from course_lib.data import DataSplits, load_splits
 from course_lib.models import build_model, lenet300_of_size
-from course_lib.experiments import over_seeds
-from course_lib.profiles import Profile, by_profile, get_profile
+from course_lib.experiments import cache_command, over_seeds
+from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.procedures import gradual_pruning, magnitude
 from course_lib.costs import layer_costs
 from course_lib.sparse.densities import Distribution
@@ -154,8 +152,8 @@ def _best_lr(name: str, data: DataSplits, config: TrainConfig, sparsity: float,
 
 def tuned_recipe(profile: Profile, data: DataSplits) -> TrainConfig:
     """:func:`sparse_recipe` with the peak rate chosen on validation: SET with ERK densities at the chapter's middle
-    sparsity, seed 0, over :data:`LEARNING_RATES` (cached). Every run of the chapter uses it but small-dense and AGP, which get rates of their own
-    (:func:`small_dense_lr`, :func:`agp_lr`)."""
+    sparsity, seed 0, over :data:`LEARNING_RATES` (cached). Every run of the chapter uses it but small-dense
+    and AGP, which get rates of their own (:func:`small_dense_lr`, :func:`agp_lr`)."""
     config = sparse_recipe(profile)
     sparsities = budget(profile).sparsities
     middle = sparsities[len(sparsities) // 2]
@@ -284,17 +282,13 @@ def grow_gradient_experiment(profile: Profile, data: DataSplits, config: TrainCo
 def main(argv: Sequence[str] | None = None) -> None:
     """Fill the run cache with the chapter's regime experiments, the longest part of a cold chapter
     (``python -m course_lib.chapters.ch06_sparse_training --help``)."""
-    parser = argparse.ArgumentParser(description="Train SET and RigL for longer, and RigL with a grow gradient "
-                                                 "summed over several batches (chapter 6's regime experiments), "
-                                                 "and cache the results.")
-    parser.add_argument("--profile", choices=["quick", "full"], default="full")
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    data = sparse_splits(profile)
-    started = time.perf_counter()
-    config = tuned_recipe(profile, data)
-    runs = pd.concat([length_experiment(profile, data, config), grow_gradient_experiment(profile, data, config)])
-    print(f"{len(runs)} runs of profile {profile.name} cached in {time.perf_counter() - started:.0f} s")
+    def fill(profile: Profile) -> pd.DataFrame:
+        data = sparse_splits(profile)
+        config = tuned_recipe(profile, data)
+        return pd.concat([length_experiment(profile, data, config), grow_gradient_experiment(profile, data, config)])
+
+    cache_command("Train SET and RigL for longer, and RigL with a grow gradient summed over several batches "
+                  "(chapter 6's regime experiments), and cache the results.", fill, argv)
 
 
 if __name__ == "__main__":

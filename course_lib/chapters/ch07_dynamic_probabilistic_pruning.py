@@ -29,7 +29,6 @@ not the choice of mask. SmallVGG's classifier stays dense too.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 from collections.abc import Sequence
@@ -44,10 +43,10 @@ from course_lib.data import DataSplits, load_splits
 from course_lib.dpp.masks import is_n_m_sparse
 from course_lib.cache import trained_baseline
 from course_lib.dpp.pruner import DPP, LOGITS_LR, dpp_hook, exactly_k_per_row, train_dpp
-from course_lib.experiments import over_seeds
+from course_lib.experiments import cache_command, over_seeds
 from course_lib.masks import apply_masks, get_masks, mask_sparsity, weight_masks
 from course_lib.models import LENET_CLASSIFIER, VGG_CLASSIFIER, build_model
-from course_lib.profiles import Profile, by_profile, get_profile
+from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.procedures import MaskFn, budgets, finetune, magnitude, units
 from course_lib.pruning.selection import n_of_m_masks
 from course_lib.masks import prunable_weights
@@ -268,14 +267,8 @@ def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -
 def main(argv: Sequence[str] | None = None) -> None:
     """Fill the run cache with the chapter's regime experiment, DPP at slower logits rates: the longest part of a
     cold full-profile chapter (``python -m course_lib.chapters.ch07_dynamic_probabilistic_pruning --help``)."""
-    parser = argparse.ArgumentParser(description="Train DPP with slower logits learning rates (chapter 7's regime "
-                                                 "experiment) and cache the results.")
-    parser.add_argument("--profile", choices=["quick", "full"], default="full")
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    started = time.perf_counter()
-    runs = logits_lr_experiment(profile, dpp_splits(profile))
-    print(f"{len(runs)} runs of profile {profile.name} cached in {time.perf_counter() - started:.0f} s")
+    cache_command("Train DPP with slower logits learning rates (chapter 7's regime experiment) and cache the "
+                  "results.", lambda profile: logits_lr_experiment(profile, dpp_splits(profile)), argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from course_lib.cache import cached_run
-from course_lib.claims import TEST_NOISE
+from course_lib.claims import ahead_on_every_seed
 from course_lib.data import load_splits
 from course_lib.devices import DEVICE_ENV_VAR, default_device
 from course_lib.methods import KEEP, METHODS, Family, Ledger, Protocol, dense_trained, run_method
@@ -123,7 +123,7 @@ def ranking(summary: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> pd.D
         separated = (gaps > spreads).astype("boolean")
     else:
         names = list(ordered.index)
-        ahead = [bool((per_seed[a] - per_seed[b] > TEST_NOISE).all()) for a, b in zip(names, names[1:])] + [False]
+        ahead = [ahead_on_every_seed(per_seed[a] - per_seed[b]) for a, b in zip(names, names[1:])] + [False]
         separated = pd.Series(ahead, index=ordered.index).astype("boolean")
     separated = separated.mask(gaps.isna())  # the last method has no next: <NA>
     return ordered.assign(rank=range(1, len(ordered) + 1), gap_to_next=gaps, separated_from_next=separated)

@@ -124,7 +124,8 @@ def layer_costs(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     positions = _output_positions(model, input_shape_of(model, input_shape))
     rows = []
     for name, layer in prunable_layers(model).items():
-        weight = layer.weight.detach()
+        with torch.no_grad():  # reading a mask's value, not training it: a DPP mask gives its kept top-k, no sample
+            weight = layer.weight
         nonzero = int(torch.count_nonzero(weight))
         rows.append({
             "layer": name,

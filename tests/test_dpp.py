@@ -16,6 +16,7 @@ from course_lib.masks import WeightMask, get_masks, mask_layers
 from course_lib.models import build_model
 from course_lib.pruning.selection import keep_per_row
 from course_lib.pruning.surgery import shrink
+from course_lib.sparse.tracking import MaskTracker
 from course_lib.training import TrainConfig, train
 from tests.test_updaters import _toy_data
 
@@ -115,6 +116,20 @@ def test_the_hook_trains_the_logits_anneals_and_freezes_to_exact_k():
         assert torch.all(weight[mask == 0] == 0)
     with pytest.raises(ValueError, match="no DPP masks"):
         freeze(model)
+
+
+def test_a_mask_tracker_beside_dpp_leaves_the_run_unchanged():
+    """The capstone counts a DPP run's FLOPs with a MaskTracker; reading the layers' costs must not draw a mask
+    sample (which advanced the sampler and made the capstone's DPP differ from chapter 7's on the same seed)."""
+    def trained(extra: list) -> nn.Module:
+        model = build_model("vgg", seed=0)
+        dpp = DPP(0.5, granularity="feature_map", exclude=("net.fc",), seed=0)
+        train(model, _toy_data(n=64), TrainConfig(epochs=1, batch_size=32, seed=0), hooks=[dpp, *extra],
+              progress=False, device=CPU)
+        return model
+    alone, watched = trained([]), trained([MaskTracker(snapshot_every=1)])
+    for (name, a), (_, b) in zip(alone.state_dict().items(), watched.state_dict().items()):
+        assert torch.equal(a, b), f"{name} differs when a MaskTracker watches the run"
 
 
 def test_feature_map_dpp_freezes_to_units_that_surgery_removes():

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from course_lib import methods
+from course_lib.chapters import ch07_dynamic_probabilistic_pruning as chapter7
 from course_lib.chapters import ch08_capstone as capstone
 from course_lib.costs import layer_costs
-from course_lib.models import build_model
+from course_lib.dpp.pruner import dpp_hook
+from course_lib.models import LENET_CLASSIFIER, build_model
 from course_lib.devices import DEVICE_ENV_VAR, default_device
 from tests.test_updaters import _toy_data
 
@@ -59,6 +61,16 @@ def test_the_ledger_counts_dense_pretraining_and_sparse_phases(protocol, tmp_pat
     assert ticket.train_epochs == pytest.approx(6.0) and ticket.train_flops == pytest.approx(1 + density, rel=0.02)
     # A sampled mask needs the gradient of every entry: forward and input gradient sparse, weight gradient dense.
     assert dpp.train_flops == pytest.approx((2 * density + 1) / 3, rel=0.02)
+
+
+def test_the_capstones_dpp_is_chapter_7s_run_on_the_same_protocol(protocol, tmp_path, monkeypatch):
+    """The ledger watches the capstone's runs; chapter 7 trains the same DPP without it. Same seed, same run."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    ours = methods.run_method("DPP", protocol, 0.9, seed=1)
+    config = methods.budgets(protocol.epochs, 1)["dpp"]
+    hook = dpp_hook(0.9, protocol.data, config, 1, LENET_CLASSIFIER)
+    row, _ = chapter7._dpp_row("DPP", 0.9, protocol.data, config, hook)
+    assert (ours.val_acc, ours.test_acc) == (row["val_acc"], row["test_acc"])
 
 
 def test_runs_are_cached_and_the_plan_covers_every_method_per_seed(protocol, tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ other seeds and see that its claims are not luck: ``COURSE_SEED=100 make lab``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -127,6 +127,19 @@ def seed_shift() -> int:
 def shifted_seed(seed: int) -> int:
     """``seed`` shifted by ``COURSE_SEED``: every random generator of the course is seeded through this."""
     return seed + seed_shift()
+
+
+def seeds_label(seeds: Sequence[int]) -> str:
+    """How a chapter names its seeds: ``"seeds [0, 1]"``, and under ``COURSE_SEED`` the seeds its generators used.
+
+    Tables and titles keep the unshifted seeds (0, 1, ...), so that runs under
+    different ``COURSE_SEED`` line up; this line says what they stand for.
+    """
+    shift = seed_shift()
+    label = f"seeds {list(seeds)}"
+    if shift:
+        label += f" (COURSE_SEED={shift}: the generators were seeded {[shifted_seed(s) for s in seeds]})"
+    return label
 
 
 T = TypeVar("T")

@@ -25,3 +25,11 @@ def test_quick_is_smaller_than_full_everywhere():
     assert quick.train_size < 60_000 - full.val_size if full.train_size is None else full.train_size
     assert all(quick.epochs[m] <= full.epochs[m] for m in full.epochs)
     assert all(quick.accuracy_bar[m] < full.accuracy_bar[m] for m in full.accuracy_bar)
+
+
+def test_the_seeds_label_says_which_seeds_the_generators_used(monkeypatch):
+    from course_lib.profiles import SEED_ENV_VAR, seeds_label
+    monkeypatch.delenv(SEED_ENV_VAR, raising=False)
+    assert seeds_label([0, 1]) == "seeds [0, 1]"
+    monkeypatch.setenv(SEED_ENV_VAR, "3")
+    assert seeds_label([0, 1]) == "seeds [0, 1] (COURSE_SEED=3: the generators were seeded [3, 4])"

@@ -217,6 +217,23 @@ def sparsity_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: 
     return rows
 
 
+def comparison_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
+                          sparsities: Sequence[float] | None = None, progress: bool = True) -> pd.DataFrame:
+    """The chapter's main comparison through the run cache (code-keyed): the dense network, then
+    :func:`sparsity_runs` at each of ``sparsities`` (default: the profile's), every seed; one table.
+
+    The capstone reads the same entries to set chapter 6's verdicts beside its own.
+    """
+    key, seeds = {"data": data.key(), "config": config}, profile.seeds()
+    tables = [over_seeds("ch6-dense", key, lambda seed: dense_run(data, config, seed, progress), seeds,
+                         progress=progress, code=__name__)]
+    for sparsity in budget(profile).sparsities if sparsities is None else sparsities:
+        tables.append(over_seeds(f"ch6-sparsity-{sparsity:g}", {**key, "sparsity": sparsity},
+                                 lambda seed, s=sparsity: sparsity_runs(data, config, s, seed, progress=progress),
+                                 seeds, progress=progress, code=__name__))
+    return pd.concat(tables, ignore_index=True)
+
+
 def length_runs(data: DataSplits, config: TrainConfig, sparsity: float, lengths: Sequence[int], seed: int,
                 progress: bool = True) -> list[dict[str, object]]:
     """SET and RigL with ERK densities trained ``length`` times the recipe's epochs, for each of ``lengths``. One

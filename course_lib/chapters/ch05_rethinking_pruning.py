@@ -196,7 +196,8 @@ def slimming_trained(data: DataSplits, config: TrainConfig, strength: float, see
 
 def choose_strength(data: DataSplits, config: TrainConfig, strengths: Sequence[float], prune_fraction: float,
                     min_channels: int, seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
-    """For each L1 strength: validation accuracy after sparsity training, and after slimming (no fine-tuning).
+    """For each L1 strength: validation accuracy after sparsity training, and after slimming (no fine-tuning),
+    with the widths the global threshold left (``channels``, e.g. ``"6-7-19"``: a layer cut to the floor shows).
 
     The strength to use is the one whose slimmed network keeps the best
     validation accuracy: chosen on validation, never on the test set.
@@ -208,7 +209,7 @@ def choose_strength(data: DataSplits, config: TrainConfig, strengths: Sequence[f
         scales = torch.cat(list(batchnorm_scales(model).values()))
         rows.append({"lambda": strength, "val_acc_trained": evaluate(model, data.val),
                      "val_acc_slimmed": evaluate(small, data.val), "share_below_0.05": float((scales < 0.05).float().mean()),
-                     "macs": total_macs(small)})
+                     "macs": total_macs(small), "channels": "-".join(map(str, channels(small).values()))})
     return rows
 
 

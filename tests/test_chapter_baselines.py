@@ -51,3 +51,15 @@ def test_the_dense_run_as_long_as_scratch_b_trains_the_full_network_then_prunes_
     assert dense["weights_kept"] == full and dense["keep"] == tuned["keep"] == 0.5
     assert tuned["method"] == "fine-tuned from the long dense" and tuned["epochs"] == pytest.approx(1.0)
     assert tuned["weights_kept"] < 0.5 * full  # half the filters of every convolution: about a quarter of the weights
+
+
+def test_the_dense_classifier_control_keeps_as_many_weights_as_uniform_and_erk():
+    rows = ch6.classifier_runs(_toy_data(n=128), TrainConfig(epochs=1, batch_size=32), 0.95, seed=0, progress=False)
+    total = 784 * 300 + 300 * 100 + 100 * 10
+    for row in rows:
+        trace = row["trace"]
+        assert trace.densities[-1]["net.fc3"] == 1.0, row["method"]  # the classifier stays dense
+        assert trace.densities[-1]["net.fc1"] == pytest.approx(trace.densities[-1]["net.fc2"], abs=0.01)  # uniform
+        kept = sum(trace.densities[-1][n] * trace.weights[n] for n in trace.layers)
+        assert kept == pytest.approx(0.05 * total, rel=0.005), row["method"]  # as many weights as the other arms
+    assert [r["method"] for r in rows] == list(ch6.SPARSE_TRAINERS)

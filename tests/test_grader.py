@@ -1,8 +1,9 @@
 """The class grader (tools/grade.py) on a synthetic class of exercise 6: what each kind of submission scores, and why.
 
-Six students hand in exercise 6 (four tasks): a correct one, one with a typical mistake in every task, one
-whose first task crashes, one whose third task loops forever, one that "fixes" its check cells by hand, and
-one that hands in the unsolved exercise. The grader must give each the points its code earns, with a reason.
+Four students hand in exercise 6 (four tasks): a correct one; one with a typical mistake in every task who also
+"fixes" the check cells by hand (and deletes one); one whose first task crashes and whose third loops forever; and
+one who hands in the unsolved exercise. The grader must give each the points its code earns, with a reason. (Each
+submission is a whole execution of the exercise, so the troubles share students: the suite stays short.)
 """
 
 from __future__ import annotations
@@ -47,17 +48,15 @@ def _submissions() -> dict[str, nbformat.NotebookNode]:
     _with_task(mistakes, "task2", rigl.replace("    new_weight[new_mask & ~active] = 0.0\n", ""))  # no reset
     _with_task(mistakes, "task3", cosine.replace(") / 2", ")"))  # forgets the halving
     _with_task(mistakes, "task4", step.replace("        ctx.skip_step = True\n", ""))  # takes the step's update too
-    crashes = _with_task(_solution(), "task1", "raise RuntimeError('I broke my notebook')\n" + erk)
-    loops = _with_task(_solution(), "task3", cosine.replace("    ### BEGIN SOLUTION\n",
-                                                          "    ### BEGIN SOLUTION\n    while True:\n        pass\n"))
-    edits_checks = _with_task(_solution(), "task2", rigl.replace("    new_weight[new_mask & ~active] = 0.0\n", ""))
-    for cell in edits_checks.cells:
+    for cell in mistakes.cells:  # ... and makes every check pass by editing it
         if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
             cell.source = 'print("✓ all good")'
-    edits_checks.cells = [c for c in edits_checks.cells  # and deletes the last check altogether
-                          if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != "task3-check"]
-    return {"correct": _solution(), "mistakes": mistakes, "crashes": crashes, "loops": loops,
-            "edits_checks": edits_checks, "empty": nbformat.read(ROOT / "exercises" / EXERCISE, as_version=4)}
+    mistakes.cells = [c for c in mistakes.cells  # and deletes the last check altogether
+                      if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != "task3-check"]
+    breaks = _with_task(_solution(), "task1", "raise RuntimeError('I broke my notebook')\n" + erk)
+    _with_task(breaks, "task3", cosine.replace("    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    while True:\n        pass\n"))
+    return {"correct": _solution(), "mistakes_edits_checks": mistakes, "crashes_loops": breaks,
+            "empty": nbformat.read(ROOT / "exercises" / EXERCISE, as_version=4)}
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +74,17 @@ def graded(tmp_path_factory) -> tuple[dict[tuple[str, str], dict[str, str]], Pat
 
 EXPECTED = {  # (student, task): (points, a word of the reason)
     ("correct", "Task 1"): (1, "passed"), ("correct", "Task 2"): (1, "passed"), ("correct", "Task 3"): (1, "passed"),
-    ("mistakes", "Task 1"): (0, "above 1"), ("mistakes", "Task 2"): (0, "start at exactly zero"),
-    ("mistakes", "Task 3"): (0, "division by 2"),
-    ("crashes", "Task 1"): (0, "I broke my notebook"), ("crashes", "Task 2"): (1, "passed"),
-    ("crashes", "Task 3"): (1, "passed"),
-    ("loops", "Task 1"): (1, "passed"), ("loops", "Task 2"): (1, "passed"), ("loops", "Task 3"): (0, "did not finish"),
-    ("edits_checks", "Task 1"): (1, "passed"), ("edits_checks", "Task 2"): (0, "start at exactly zero"),
-    ("edits_checks", "Task 3"): (1, "passed"),
+    # the edited and deleted checks are put back from the solution, so the mistakes are still found
+    ("mistakes_edits_checks", "Task 1"): (0, "above 1"), ("mistakes_edits_checks", "Task 2"): (0, "start at exactly zero"),
+    ("mistakes_edits_checks", "Task 3"): (0, "division by 2"),
+    # a crash and an endless loop cost their own task only
+    ("crashes_loops", "Task 1"): (0, "I broke my notebook"), ("crashes_loops", "Task 2"): (1, "passed"),
+    ("crashes_loops", "Task 3"): (0, "did not finish"),
     ("empty", "Task 1"): (0, "not attempted"), ("empty", "Task 2"): (0, "not attempted"),
     ("empty", "Task 3"): (0, "not attempted"),
     # Task 4 (2 points) trains the student's update step, built on their own drop_and_grow of task 2.
-    # In the course's loop pruned weights are zeroed after every step, so task 2's missing reset does not show
-    # in task 4's run (the check of task 2 catches it on a stale weight).
-    ("correct", "Task 4"): (2, "passed"), ("mistakes", "Task 4"): (0, "skip_step"),
-    ("crashes", "Task 4"): (2, "passed"), ("loops", "Task 4"): (2, "passed"),
-    ("edits_checks", "Task 4"): (2, "passed"), ("empty", "Task 4"): (0, "not attempted"),
+    ("correct", "Task 4"): (2, "passed"), ("mistakes_edits_checks", "Task 4"): (0, "skip_step"),
+    ("crashes_loops", "Task 4"): (2, "passed"), ("empty", "Task 4"): (0, "not attempted"),
 }
 MAX_POINTS = {"Task 1": 1, "Task 2": 1, "Task 3": 1, "Task 4": 2}
 
@@ -107,12 +102,12 @@ def test_every_student_gets_a_feedback_file_with_the_checks_messages(graded):
     _, out = graded
     files = sorted(p.stem for p in (out / "feedback").glob("*.md"))
     assert files == sorted({student for student, _ in EXPECTED})
-    mistakes = (out / "feedback" / "mistakes.md").read_text()
+    mistakes = (out / "feedback" / "mistakes_edits_checks.md").read_text()
     assert "0 / 5 points" in mistakes and "start at exactly zero" in mistakes
 
 
 def test_a_rebuilt_notebook_takes_every_locked_cell_from_the_solution():
-    student = _submissions()["edits_checks"]
+    student = _submissions()["mistakes_edits_checks"]
     rebuilt = grade.rebuild(student, _solution())
     checks = [c.source for c in rebuilt.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert checks == [c.source for c in _solution().cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]

@@ -31,11 +31,11 @@ from torch import nn
 
 from course_lib.cache import cached_run
 from course_lib.data import DataSplits, load_splits
-from course_lib.models import build_model, lenet300_of_size
+from course_lib.models import LENET_CLASSIFIER, build_model, lenet300_of_size
 from course_lib.experiments import cache_command, over_seeds
 from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.procedures import gradual_pruning, magnitude
-from course_lib.costs import layer_costs
+from course_lib.costs import layer_costs, prunable_layers
 from course_lib.sparse.densities import Distribution
 from course_lib.sparse.flops import training_step_flops
 from course_lib.sparse.schedules import END_FRACTION, MASK_UPDATES, update_every
@@ -69,6 +69,7 @@ class Budget:
 
 
 REGIME_SPARSITY = 0.95  # where SET and RigL are trained for longer (in both profiles' list of sparsities)
+DENSE_CLASSIFIER = "uniform, classifier dense"  # the distribution label of classifier_runs
 GROW_BATCHES = 8  # the gradient experiment's RigL sums the dense gradients of this many batches (128 images each)
 BUDGETS = {"quick": Budget(train_size=20_000, epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2)),
            "full": Budget(train_size=20_000, epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5))}
@@ -232,6 +233,45 @@ def comparison_experiment(profile: Profile, data: DataSplits, config: TrainConfi
                                  lambda seed, s=sparsity: sparsity_runs(data, config, s, seed, progress=progress),
                                  seeds, progress=progress, code=__name__))
     return pd.concat(tables, ignore_index=True)
+
+
+def hidden_sparsity(sparsity: float) -> float:
+    """The uniform sparsity of LeNet-300-100's hidden layers that, with the classifier dense, keeps as many weights
+    in all as ``sparsity`` of every layer does (0.95 -> about 0.954)."""
+    weights = {name: layer.weight.numel() for name, layer in prunable_layers(build_model("lenet300")).items()}
+    classifier = sum(weights[name] for name in LENET_CLASSIFIER)
+    hidden = sum(weights.values()) - classifier
+    return 1.0 - ((1.0 - sparsity) * sum(weights.values()) - classifier) / hidden
+
+
+def classifier_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,
+                    progress: bool = True) -> list[dict[str, object]]:
+    """Static, SET and RigL with uniform densities in the hidden layers and the classifier left dense. One seed.
+
+    Uniform prunes the 100x10 output layer as hard as the others (at 95 %, 50 of its 1,000 weights are left),
+    while ERK keeps it nearly dense. These runs ask whether ERK's lead over uniform is that one layer (Evci et
+    al.'s uniform leaves the first layer dense for a similar reason). The hidden layers are pruned a little
+    harder (:func:`hidden_sparsity`), so that the network keeps as many weights in all as ERK's and uniform's.
+    """
+    config = replace(config, seed=seed)
+    delta_t = update_every(config, len(data.train))
+    rows = []
+    for method, trainer in SPARSE_TRAINERS.items():
+        model = build_model("lenet300", seed=seed)
+        updater = trainer(hidden_sparsity(sparsity), "uniform", update_every=delta_t, end_fraction=END_FRACTION,
+                          seed=seed, exclude=LENET_CLASSIFIER)
+        tracker = _train_tracked(model, data, config, [updater], delta_t, f"{method} (uniform, classifier dense)",
+                                 progress)
+        rows.append(run_row(method, DENSE_CLASSIFIER, sparsity, model, data, tracker))
+    return rows
+
+
+def classifier_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
+                          progress: bool = True) -> pd.DataFrame:
+    """:func:`classifier_runs` at :data:`REGIME_SPARSITY` for every seed, through the run cache (code-keyed)."""
+    return over_seeds("ch6-dense-classifier", {"data": data.key(), "config": config, "sparsity": REGIME_SPARSITY},
+                      lambda seed: classifier_runs(data, config, REGIME_SPARSITY, seed, progress=progress),
+                      profile.seeds(), progress=progress, code=__name__)
 
 
 def length_runs(data: DataSplits, config: TrainConfig, sparsity: float, lengths: Sequence[int], seed: int,

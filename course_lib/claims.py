@@ -128,6 +128,18 @@ def ahead_on_every_seed(differences: Mapping[int, float], noise: float = TEST_NO
     return all(float(v) > noise for v in dict(differences).values())
 
 
+def leader(differences: Mapping[int, float], first: str, second: str, noise: float = TEST_NOISE) -> str | None:
+    """The name of the method ahead on every seed by more than ``noise`` (``first`` or ``second``), or None when
+    the seeds do not separate them: the direction of :func:`paired_verdict`, for code that reads it."""
+    if not dict(differences):
+        return None
+    if ahead_on_every_seed(differences, noise):
+        return first
+    if ahead_on_every_seed({seed: -float(v) for seed, v in dict(differences).items()}, noise):
+        return second
+    return None
+
+
 def paired_verdict(differences: Mapping[int, float], first: str, second: str, unit: str = "points",
                    noise: float | None = None) -> str:
     """A one-line verdict on paired per-seed differences ``first - second`` that asserts nothing.
@@ -159,10 +171,9 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
         raise ValueError(f"{first} minus {second}: need finite per-seed differences, got {values}; a NaN usually "
                          "means a method missing from the table.")
     floor = (TEST_NOISE if unit == "points" else 0.0) if noise is None else noise
-    if ahead_on_every_seed(dict(enumerate(values)), floor):
-        word = f"{first} ahead on all {len(values)} seeds"
-    elif ahead_on_every_seed({seed: -v for seed, v in enumerate(values)}, floor):
-        word = f"{second} ahead on all {len(values)} seeds"
+    ahead = leader(dict(enumerate(values)), first, second, floor)
+    if ahead is not None:
+        word = f"{ahead} ahead on all {len(values)} seeds"
     elif all(v > 0 for v in values) or all(v < 0 for v in values):
         word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but by less than the "
                 f"test set's noise ({floor:g}{_unit(unit)}) on one")

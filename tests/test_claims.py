@@ -70,3 +70,12 @@ def test_a_paired_verdict_reads_a_difference_within_the_test_sets_noise_as_no_di
     assert "static ahead on every seed" in claims.paired_verdict({0: -0.02, 1: -0.9}, "SET", "static")
     assert claims.paired_verdict({0: 0.04, 1: 0.02}, "RigL", "SET", unit="").endswith("RigL ahead on all 2 seeds")
     assert "noise (0.05)" in claims.paired_verdict({0: 0.04, 1: 0.2}, "RigL", "SET", unit="", noise=0.05)
+
+
+def test_the_leader_is_the_verdicts_direction_for_code_to_read():
+    from course_lib.claims import leader
+    assert leader({0: 1.0, 1: 0.5}, "A", "B") == "A"
+    assert leader({0: -1.0, 1: -0.5}, "A", "B") == "B"
+    assert leader({0: 1.0, 1: 0.1}, "A", "B") is None  # one seed within the test set's noise
+    assert leader({0: 1.0, 1: -1.0}, "A", "B") is None
+    assert leader({}, "A", "B") is None

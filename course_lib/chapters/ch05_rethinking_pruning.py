@@ -52,6 +52,9 @@ class Budget:
 
 BUDGETS = {"quick": Budget(train_size=6_000, epochs=2, keeps=(0.5,)),
            "full": Budget(train_size=12_000, epochs=4, keeps=(0.75, 0.5))}
+SLIMMING_STRENGTHS = (0.0, 1e-2, 3e-2, 1e-1)  # network slimming's L1 strengths tried; 0 is the control, not a candidate
+PRUNE_FRACTION = 0.5  # slimming removes half of all channels, where its one global threshold puts them
+MIN_CHANNELS = 2  # and leaves every layer at least this many
 
 
 def budget(profile: Profile) -> Budget:
@@ -150,12 +153,16 @@ def dense_long_experiment(profile: Profile, data: DataSplits, config: TrainConfi
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Fill the run cache with the chapter's longest control (``python -m course_lib.chapters.ch05_rethinking_pruning
-    --help``)."""
+    """Fill the run cache with the chapter's two longest experiments, the long dense control and network slimming
+    (``python -m course_lib.chapters.ch05_rethinking_pruning --help``)."""
+    def fill(profile: Profile) -> pd.DataFrame:
+        data, config = rethinking_splits(profile), rethinking_recipe(profile)
+        strength = chosen_strength(strength_table(data, config))
+        return pd.concat([dense_long_experiment(profile, data, config),
+                          slimming_experiment(profile, data, config, strength)], ignore_index=True)
+
     cache_command("Train the dense network as long as Scratch-B, then prune and fine-tune it (chapter 5's epochs "
-                  "controls), and cache the results.",
-                  lambda profile: dense_long_experiment(profile, rethinking_splits(profile), rethinking_recipe(profile)),
-                  argv)
+                  "controls), and network slimming's runs over seeds, and cache the results.", fill, argv)
 
 
 def dense_as_long(data: DataSplits, config: TrainConfig, budget: TrainConfig, keep: float, seed: int,
@@ -211,6 +218,28 @@ def choose_strength(data: DataSplits, config: TrainConfig, strengths: Sequence[f
                      "val_acc_slimmed": evaluate(small, data.val), "share_below_0.05": float((scales < 0.05).float().mean()),
                      "macs": total_macs(small), "channels": "-".join(map(str, channels(small).values()))})
     return rows
+
+
+def strength_table(data: DataSplits, config: TrainConfig, progress: bool = True) -> pd.DataFrame:
+    """:func:`choose_strength` over :data:`SLIMMING_STRENGTHS` (seed 0), one row per λ, indexed by λ."""
+    rows = choose_strength(data, config, SLIMMING_STRENGTHS, PRUNE_FRACTION, MIN_CHANNELS, progress=progress)
+    return pd.DataFrame(rows).set_index("lambda")
+
+
+def chosen_strength(table: pd.DataFrame) -> float:
+    """The candidate λ (λ = 0, ordinary training, is the control) whose slimmed network keeps the best validation
+    accuracy in ``table`` (:func:`strength_table`)."""
+    return float(table.drop(index=0.0)["val_acc_slimmed"].idxmax())
+
+
+def slimming_experiment(profile: Profile, data: DataSplits, config: TrainConfig, strength: float,
+                        progress: bool = True) -> pd.DataFrame:
+    """:func:`slimming_runs` at ``strength`` for every seed, through the run cache (code-keyed): the notebook and
+    ``python -m course_lib.chapters.ch05_rethinking_pruning`` share its entries."""
+    return over_seeds("ch5-slimming", {"data": data.key(), "config": config, "lambda": strength,
+                                       "prune": PRUNE_FRACTION, "floor": MIN_CHANNELS},
+                      lambda seed: slimming_runs(data, config, strength, PRUNE_FRACTION, MIN_CHANNELS, seed, progress),
+                      profile.seeds(), progress=progress, code=__name__)
 
 
 def channels(model: nn.Module) -> dict[str, int]:

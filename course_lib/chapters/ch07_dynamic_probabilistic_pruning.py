@@ -264,11 +264,30 @@ def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -
     return rows
 
 
+STRUCTURED_SPARSITY = 0.5  # section 3: half of the filters (feature maps) or of the kernels
+
+
+def structured_experiment(profile: Profile, data: DataSplits, progress: bool = True) -> pd.DataFrame:
+    """:func:`structured_runs` on SmallVGG-BN at :data:`STRUCTURED_SPARSITY` for every seed, through the run cache
+    (code-keyed): the notebook and ``python -m course_lib.chapters.ch07_dynamic_probabilistic_pruning`` share its
+    entries."""
+    epochs = budget(profile).vgg_epochs
+    return over_seeds("ch7-structured", {"data": data.key(), "epochs": epochs, "sparsity": STRUCTURED_SPARSITY},
+                      lambda seed: structured_runs(data, epochs, STRUCTURED_SPARSITY, seed),
+                      profile.seeds(), progress=progress, code=__name__)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Fill the run cache with the chapter's regime experiment, DPP at slower logits rates: the longest part of a
-    cold full-profile chapter (``python -m course_lib.chapters.ch07_dynamic_probabilistic_pruning --help``)."""
-    cache_command("Train DPP with slower logits learning rates (chapter 7's regime experiment) and cache the "
-                  "results.", lambda profile: logits_lr_experiment(profile, dpp_splits(profile)), argv)
+    """Fill the run cache with the two longest parts of a cold full-profile chapter: the regime experiment (DPP at
+    slower logits rates) and the SmallVGG-BN runs of section 3
+    (``python -m course_lib.chapters.ch07_dynamic_probabilistic_pruning --help``)."""
+    def fill(profile: Profile) -> pd.DataFrame:
+        data = dpp_splits(profile)
+        return pd.concat([logits_lr_experiment(profile, data), structured_experiment(profile, data)],
+                         ignore_index=True)
+
+    cache_command("Train DPP with slower logits learning rates (chapter 7's regime experiment) and the SmallVGG-BN "
+                  "runs of section 3, and cache the results.", fill, argv)
 
 
 if __name__ == "__main__":

@@ -483,6 +483,7 @@ def gumbel_top_k_explorer(logits: torch.Tensor, draws: int = 2000, seed: int = 0
         for bars, values in ((exact_bars, exact), (seen_bars, seen), (hard_bars, hard), (soft_bars, soft)):
             for bar, value in zip(bars, values.tolist()):
                 bar.set_height(value)
+        right.set_ylim(0, max(1.05, 1.1 * float(soft.max())))  # a relaxed entry can exceed 1: never clip it
         show_in(figure, fig)
         caption.value = (f"<b>k = {k}, τ = {tau.value:.2f}</b>: largest gap between frequency and probability "
                          f"{float((seen - exact).abs().max()):.3f}; the soft mask sums to {float(soft.sum()):.2f} "

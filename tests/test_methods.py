@@ -136,6 +136,7 @@ def test_a_new_method_is_one_registration_and_the_capstone_runs_it(protocol, tmp
 
         assert ("magnitude, no fine-tuning", 0.9, 0) in capstone.plan(list(methods.METHODS), (0.9,), (0,))
         row = capstone.run("magnitude, no fine-tuning", protocol, 0.9, seed=0)
+        assert not list(tmp_path.glob("capstone-*")), "a runner outside course_lib was cached: an edit would go unseen"
     finally:
         methods.METHODS.pop("magnitude, no fine-tuning", None)  # the example is not shipped
     assert row["measured_sparsity"] == pytest.approx(0.9, abs=0.005)

@@ -28,6 +28,7 @@ from course_lib.cache import cached_run
 from course_lib.claims import ahead_on_every_seed
 from course_lib.data import load_splits
 from course_lib.devices import DEVICE_ENV_VAR, default_device
+from course_lib.fingerprint import PACKAGE
 from course_lib.methods import KEEP, METHODS, Family, Ledger, Protocol, dense_trained, run_method
 from course_lib.profiles import Profile, by_profile, get_profile
 from course_lib.training import evaluate
@@ -60,10 +61,22 @@ def budget(profile: Profile) -> Budget:
 
 
 def run(name: str, protocol: Protocol, sparsity: float, seed: int) -> dict[str, Any]:
-    """:func:`run_method` through the run cache: a row (a plain dict) of the capstone's tables."""
-    settings = METHODS[name].settings if name in METHODS else {}
-    return cached_run("capstone", {**protocol.key(), "method": name, "settings": settings, "sparsity": sparsity,
-                                   "seed": seed}, lambda: asdict(run_method(name, protocol, sparsity, seed)))
+    """:func:`run_method` through the run cache: a row (a plain dict) of the capstone's tables.
+
+    The key names the code that computes the run - the registry (:mod:`course_lib.methods`) and the runner's own
+    module - not this chapter's, so a change to how the chapter ranks or prints leaves the cached runs valid. A
+    runner registered outside ``course_lib`` (typed in a notebook) runs every time and is never cached: the cache
+    cannot read its code, so a stored row could outlive an edit of it.
+    """
+    def compute() -> dict[str, Any]:
+        return asdict(run_method(name, protocol, sparsity, seed))
+
+    runner = METHODS[name].runner if name in METHODS else None
+    if runner is None or not runner.__module__.startswith(f"{PACKAGE}."):
+        return compute()  # an unknown name gets run_method's error; a notebook's runner is not cached
+    return cached_run("capstone", {**protocol.key(), "method": name, "settings": METHODS[name].settings,
+                                   "sparsity": sparsity, "seed": seed}, compute,
+                      code=sorted({run_method.__module__, runner.__module__}))
 
 
 def protocols(profile: Profile) -> dict[str, Protocol]:

@@ -41,3 +41,13 @@ def test_cosine_drop_fraction_decays_from_alpha_to_zero():
     assert cosine_drop_fraction(50, 0.3, 0, 100) == pytest.approx(0.15)
     assert cosine_drop_fraction(100, 0.3, 0, 100) == pytest.approx(0.0, abs=1e-12)
     assert cosine_drop_fraction(500, 0.3, 0, 100) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("steps, every", [(628, 19), (1884, 57), (96, 3), (10, 20)])
+def test_the_update_count_is_what_a_trainer_does(steps, every):
+    from course_lib.sparse.schedules import drop_and_grow_updates
+    from course_lib.sparse.updaters import SET
+
+    updater = SET(0.9, update_every=every)
+    updater.end_step = round(0.75 * steps)  # what on_start sets for a run of `steps`
+    assert drop_and_grow_updates(steps, every) == sum(updater.is_due(t) for t in range(1, steps + 1))

@@ -122,6 +122,15 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
 TEST_NOISE = 0.25  # points: the smallest per-seed accuracy difference a verdict reads as a direction (see paired_verdict)
 
 
+def accuracy_noise(images: int) -> float:
+    """The noise floor of an accuracy difference measured on ``images`` images: :data:`TEST_NOISE` is the one for
+    10,000 test images, and the standard error grows as 1/sqrt(images) (about 0.56 points for 2,000 validation
+    images). Pass it as ``noise`` to :func:`paired_verdict` for a split other than the test set."""
+    if images < 1:
+        raise ValueError(f"need a positive number of images, got {images}.")
+    return TEST_NOISE * (10_000 / images) ** 0.5
+
+
 def ahead_on_every_seed(differences: Mapping[int, float], noise: float = TEST_NOISE) -> bool:
     """Is ``first`` ahead of ``second`` on every seed by more than ``noise``, given seed -> ``first - second``?
     The rule of :func:`paired_verdict` and of the capstone's rankings."""

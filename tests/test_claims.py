@@ -79,3 +79,11 @@ def test_the_leader_is_the_verdicts_direction_for_code_to_read():
     assert leader({0: 1.0, 1: 0.1}, "A", "B") is None  # one seed within the test set's noise
     assert leader({0: 1.0, 1: -1.0}, "A", "B") is None
     assert leader({}, "A", "B") is None
+
+
+def test_the_noise_floor_grows_for_a_smaller_split():
+    from course_lib.claims import TEST_NOISE, accuracy_noise
+    assert accuracy_noise(10_000) == pytest.approx(TEST_NOISE)
+    assert accuracy_noise(2_000) == pytest.approx(TEST_NOISE * 5 ** 0.5)
+    with pytest.raises(ValueError, match="positive"):
+        accuracy_noise(0)

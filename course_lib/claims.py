@@ -184,8 +184,9 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
     if ahead is not None:
         word = f"{ahead} ahead on all {len(values)} seeds"
     elif all(v > 0 for v in values) or all(v < 0 for v in values):
-        word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but by less than the "
-                f"test set's noise ({floor:g}{_unit(unit)}) on one")
+        floor_name = "the test set's noise" if noise is None else "the noise floor"
+        word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but by less than "
+                f"{floor_name} ({floor:.2g}{_unit(unit)}) on one")
     elif any(v == 0 for v in values):
         word = "not separated: a seed ties (the two runs gave the same accuracy)"
     else:

@@ -69,7 +69,7 @@ def test_a_paired_verdict_reads_a_difference_within_the_test_sets_noise_as_no_di
     assert "not separated: SET ahead on every seed, but by less than the test set's noise (0.25 points)" in line
     assert "static ahead on every seed" in claims.paired_verdict({0: -0.02, 1: -0.9}, "SET", "static")
     assert claims.paired_verdict({0: 0.04, 1: 0.02}, "RigL", "SET", unit="").endswith("RigL ahead on all 2 seeds")
-    assert "noise (0.05)" in claims.paired_verdict({0: 0.04, 1: 0.2}, "RigL", "SET", unit="", noise=0.05)
+    assert "noise floor (0.05)" in claims.paired_verdict({0: 0.04, 1: 0.2}, "RigL", "SET", unit="", noise=0.05)
 
 
 def test_the_leader_is_the_verdicts_direction_for_code_to_read():

@@ -185,8 +185,10 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
         word = f"{ahead} ahead on all {len(values)} seeds"
     elif all(v > 0 for v in values) or all(v < 0 for v in values):
         floor_name = "the test set's noise" if noise is None else "the noise floor"
+        within = sum(abs(v) <= floor for v in values)
+        where = "one" if within == 1 else f"{within} of {len(values)}"
         word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but by less than "
-                f"{floor_name} ({floor:.2g}{_unit(unit)}) on one")
+                f"{floor_name} ({floor:.2g}{_unit(unit)}) on {where}")
     elif any(v == 0 for v in values):
         word = "not separated: a seed ties (the two runs gave the same accuracy)"
     else:

@@ -87,3 +87,8 @@ def test_the_noise_floor_grows_for_a_smaller_split():
     assert accuracy_noise(2_000) == pytest.approx(TEST_NOISE * 5 ** 0.5)
     with pytest.raises(ValueError, match="positive"):
         accuracy_noise(0)
+
+
+def test_a_verdict_counts_the_seeds_within_the_noise():
+    line = claims.paired_verdict({0: -0.19, 1: -0.23}, "slimming", "uniform")
+    assert line.endswith("uniform ahead on every seed, but by less than the test set's noise (0.25 points) on 2 of 2")

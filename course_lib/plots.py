@@ -283,6 +283,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),
     "fine-tuned, as long as Scratch-B": ("#08306b", "s"), "fine-tuned from the long dense": ("#9ecae1", "D"),
     "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#fdae6b", "v"),
+    "LR-rewound, as long as Scratch-B": ("#8c6d31", "d"),
     # pruning at initialization (chapter 4)
     "magnitude": ("#6baed6", "o"), "SNIP": ("#e377c2", "P"), "GraSP": ("#c49c94", "<"), "SynFlow": ("#8c564b", "X"),
     # sparse training (chapter 6)

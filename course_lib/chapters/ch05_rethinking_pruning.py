@@ -96,8 +96,10 @@ def result_row(method: str, model: nn.Module, data: DataSplits, epochs: float) -
 
 def retrain_three_ways(pruned: nn.Module, dense: nn.Module, data: DataSplits, config: TrainConfig, seed: int,
                        cap: float | None = None, progress: bool = True) -> list[dict[str, object]]:
-    """Fine-tuned, Scratch-E and Scratch-B of one pruned network (shrunk, or masked), one row each, and a fourth:
-    fine-tuning for as many steps as Scratch-B (Liu et al.'s check that Scratch-B's lead is not just its epochs).
+    """Fine-tuned, Scratch-E and Scratch-B of one pruned network (shrunk, or masked), one row each, and two arms
+    that keep the pruned weights for as many steps as Scratch-B: fine-tuning (Liu et al.'s check that Scratch-B's
+    lead is not just its epochs) and learning-rate rewinding (Renda et al. 2020: Scratch-B's whole schedule, from
+    the peak rate, so that the kept weights and the fresh ones differ in nothing else).
 
     ``config`` is the dense run's; ``epochs`` in the rows counts each method's own
     training (fine-tuning also needed the dense run before it).
@@ -105,7 +107,8 @@ def retrain_three_ways(pruned: nn.Module, dense: nn.Module, data: DataSplits, co
     scratch_b = scratch_b_config(config, len(data.train), dense, pruned, cap)
     tunings = {"fine-tuned": replace(finetune_config(config), seed=seed),
                "fine-tuned, as long as Scratch-B": replace(finetune_config(config), epochs=scratch_b.epochs,
-                                                           steps=scratch_b.steps, seed=seed)}
+                                                           steps=scratch_b.steps, seed=seed),
+               "LR-rewound, as long as Scratch-B": replace(scratch_b, seed=seed)}
     rows = []
     for method, tuning in tunings.items():
         tuned = copy.deepcopy(pruned)
@@ -203,33 +206,43 @@ def slimming_trained(data: DataSplits, config: TrainConfig, strength: float, see
 
 def choose_strength(data: DataSplits, config: TrainConfig, strengths: Sequence[float], prune_fraction: float,
                     min_channels: int, seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
-    """For each L1 strength: validation accuracy after sparsity training, and after slimming (no fine-tuning),
-    with the widths the global threshold left (``channels``, e.g. ``"6-7-19"``: a layer cut to the floor shows).
+    """For each L1 strength: validation accuracy after sparsity training, after slimming, and after slimming and
+    fine-tuning (the chapter's fine-tuning budget), with the widths the global threshold left (``channels``, e.g.
+    ``"6-7-19"``: a layer cut to the floor shows).
 
-    The strength to use is the one whose slimmed network keeps the best
-    validation accuracy: chosen on validation, never on the test set.
+    The strength to use is the one whose slimmed network is best on validation
+    *after fine-tuning*: the λ that serves the fine-tuned pipeline best, so that
+    a strong penalty which damages the network cannot hand Scratch-B a weak
+    fine-tuning rival. Chosen on validation, never on the test set.
     """
     rows = []
     for strength in strengths:
         model = slimming_trained(data, config, strength, seed, progress)
         small = slim(model, prune_fraction, min_channels)
         scales = torch.cat(list(batchnorm_scales(model).values()))
-        rows.append({"lambda": strength, "val_acc_trained": evaluate(model, data.val),
-                     "val_acc_slimmed": evaluate(small, data.val), "share_below_0.05": float((scales < 0.05).float().mean()),
+        row = {"lambda": strength, "val_acc_trained": evaluate(model, data.val), "val_acc_slimmed": evaluate(small, data.val)}
+        finetune(small, data, replace(finetune_config(config), seed=seed), progress=progress,
+                 desc=f"fine-tuned, lambda={strength:g}")
+        rows.append({**row, "val_acc_finetuned": evaluate(small, data.val),
+                     "share_below_0.05": float((scales < 0.05).float().mean()),
                      "macs": total_macs(small), "channels": "-".join(map(str, channels(small).values()))})
     return rows
 
 
 def strength_table(data: DataSplits, config: TrainConfig, progress: bool = True) -> pd.DataFrame:
-    """:func:`choose_strength` over :data:`SLIMMING_STRENGTHS` (seed 0), one row per λ, indexed by λ."""
-    rows = choose_strength(data, config, SLIMMING_STRENGTHS, PRUNE_FRACTION, MIN_CHANNELS, progress=progress)
+    """:func:`choose_strength` over :data:`SLIMMING_STRENGTHS` (seed 0) through the run cache, one row per λ,
+    indexed by λ."""
+    rows = cached_run("ch5-strengths", {"data": data.key(), "config": config, "strengths": SLIMMING_STRENGTHS,
+                                        "prune": PRUNE_FRACTION, "floor": MIN_CHANNELS},
+                      lambda: choose_strength(data, config, SLIMMING_STRENGTHS, PRUNE_FRACTION, MIN_CHANNELS,
+                                              progress=progress), code=__name__)
     return pd.DataFrame(rows).set_index("lambda")
 
 
 def chosen_strength(table: pd.DataFrame) -> float:
-    """The candidate λ (λ = 0, ordinary training, is the control) whose slimmed network keeps the best validation
-    accuracy in ``table`` (:func:`strength_table`)."""
-    return float(table.drop(index=0.0)["val_acc_slimmed"].idxmax())
+    """The candidate λ (λ = 0, ordinary training, is the control) whose slimmed network is best on validation
+    after fine-tuning in ``table`` (:func:`strength_table`)."""
+    return float(table.drop(index=0.0)["val_acc_finetuned"].idxmax())
 
 
 def slimming_experiment(profile: Profile, data: DataSplits, config: TrainConfig, strength: float,

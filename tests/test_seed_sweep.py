@@ -39,6 +39,20 @@ def test_the_report_names_failed_runs_and_thin_claims():
     assert "1 failed under some seed; 2 with a smallest margin below the spread" in text
 
 
+def test_one_course_seed_falls_back_on_the_spread_each_claim_printed():
+    # One COURSE_SEED run has no spread over runs; a claim that printed its spread over the seeds inside the run
+    # (claim(..., spread=...)) is still marked thin when its margin is below that spread.
+    thin, wide = _claim("1", "ERK minus uniform", 0.25, 0.0), _claim("2", "ever active", 4.0, 0.0)
+    thin["spread"], wide["spread"] = 0.58, 0.3
+    runs = [{"notebook": "06_sparse_training.ipynb", "seed": 4, "seconds": 60.0, "error": None,
+             "claims": [thin, wide, _claim("3", "no spread given", 0.1, 0.0)]}]
+    table = seed_sweep.margins_table(runs).set_index(["notebook", "claim"])
+    assert bool(table.loc[("06", "1"), "thin"]) and table.loc[("06", "1"), "spread"] == 0.58
+    assert not bool(table.loc[("06", "2"), "thin"])
+    assert table.loc[("06", "1"), "spread from"] == "seeds in the run"
+    assert table.loc[("06", "3"), "spread from"] == "none given" and not bool(table.loc[("06", "3"), "thin"])
+
+
 def _notebook(tmp_path: Path, *sources: str) -> Path:
     import nbformat
 

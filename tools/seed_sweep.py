@@ -6,7 +6,9 @@ what every ``course_lib.claims.claim`` printed (through ``COURSE_CLAIMS_LOG``). 
 
 * every run that failed, with the failing claim's message (or any other error);
 * one row per claim: its margin under each seed, the smallest margin, and the spread (std) of the measured
-  value over the seeds. A smallest margin below that spread is a claim the next seed may break.
+  value: over the COURSE_SEED runs when there are several, else the spread the claim itself printed (the std over
+  the profile's seeds inside the one run; ``spread from`` says which). A smallest margin below that spread is a
+  claim the next seed may break.
 
 The report is also written to ``OUT/report.md`` and ``OUT/claims.csv``, with each executed notebook beside
 them (read the answers in ``<details>`` against the numbers those runs printed).
@@ -161,9 +163,15 @@ def run_with_retry(*task) -> dict:
 
 
 def margins_table(runs: list[dict]) -> pd.DataFrame:
-    """One row per claim: margin per seed, the smallest margin, the value's std over seeds, and the verdicts."""
+    """One row per claim: margin per seed, the smallest margin, the value's spread, and the verdicts.
+
+    The spread is the std of the value over the COURSE_SEED runs when there are two or more; with one run it is
+    the largest spread the claim printed itself (``claim(..., spread=...)``: the std over the profile's seeds
+    inside the run), and missing when the claim gave none.
+    """
     rows = [{"notebook": r["notebook"].split("_")[0], "claim": c["label"], "what": c["text"], "seed": r["seed"],
-             "margin": c["margin"], "value": c["value"], "unit": c["unit"], "held": c["held"]}
+             "margin": c["margin"], "value": c["value"], "unit": c["unit"], "held": c["held"],
+             "own spread": c.get("spread")}
             for r in runs for c in r["claims"]]
     if not rows:
         return pd.DataFrame()
@@ -172,12 +180,15 @@ def margins_table(runs: list[dict]) -> pd.DataFrame:
     per_seed = claims.pivot_table(index=keys, columns="seed", values="margin", aggfunc="min")
     per_seed.columns = [f"margin seed {s}" for s in per_seed.columns]
     grouped = claims.groupby(keys)
+    over_runs, own = grouped.value.std(ddof=1), grouped["own spread"].max()
     summary = pd.DataFrame({"smallest margin": grouped.margin.min(),
-                            "value std over seeds": grouped.value.std(ddof=1),
+                            "spread": over_runs.fillna(own),
+                            "spread from": over_runs.notna().map({True: "COURSE_SEED runs", False: "seeds in the run"})
+                                           .where(over_runs.notna() | own.notna(), "none given"),
                             "failed": grouped.held.apply(lambda h: int((h == False).sum())),  # noqa: E712
                             "undecided": grouped.held.apply(lambda h: int(h.isna().sum()))})
     table = per_seed.join(summary).reset_index()
-    table["thin"] = table["smallest margin"] < table["value std over seeds"].fillna(0.0)
+    table["thin"] = table["smallest margin"] < table["spread"].fillna(0.0)
     return table.sort_values(["notebook", "smallest margin"])
 
 

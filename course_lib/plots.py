@@ -7,6 +7,7 @@ and returns the ``Figure``, so a notebook cell can show it or save it.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -429,10 +430,19 @@ def ranked_dots(summary: pd.DataFrame, dense: tuple[float, float] | None = None,
     return fig
 
 
+def _two_and_five(value: float, _: object = None) -> str:
+    """A log axis's minor tick label, for 2 and 5 times a power of ten only (0.2, 0.5, 2...): enough to read a value
+    off, few enough not to collide."""
+    leading = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(leading) in (2, 5) and abs(leading - round(leading)) < 1e-6 else ""
+
+
 def accuracy_vs_cost(points: pd.DataFrame, title: str = "Accuracy against training compute") -> Figure:
     """One panel per sparsity: mean test accuracy against training FLOPs (× one dense run, log scale), one dot per
     method, and the Pareto front — the methods no other method beats on both accuracy and cost — joined by a line.
 
+    Methods of the same cost (to three digits: e.g. the fixed masks, which all train at the density) are drawn side
+    by side, a few percent apart, so that none hides another; the front joins the true positions.
     ``points`` is indexed by ``["method", "sparsity"]`` with columns ``test_acc`` and ``train_flops``.
     """
     sparsities = list(dict.fromkeys(points.index.get_level_values("sparsity")))
@@ -441,13 +451,18 @@ def accuracy_vs_cost(points: pd.DataFrame, title: str = "Accuracy against traini
                              sharey=False)
     for ax, sparsity in zip(axes[0], sparsities):
         here = points.xs(sparsity, level="sparsity")
-        for method, row in here.iterrows():
-            ax.plot(row["train_flops"], row["test_acc"], linestyle="none", markersize=8, label=method,
-                    **styles[method])
+        same_cost = here.groupby(here["train_flops"].map(lambda v: f"{v:.3g}"), sort=False)
+        for _, group in same_cost:
+            dodge = {method: 1.0 + 0.05 * (i - (len(group) - 1) / 2) for i, method in enumerate(group.index)}
+            for method, row in group.iterrows():
+                ax.plot(row["train_flops"] * dodge[method], row["test_acc"], linestyle="none", markersize=8,
+                        alpha=0.85, label=method, **styles[method])
         front = pareto_front(here["train_flops"], here["test_acc"])
         ax.plot(here.loc[front, "train_flops"], here.loc[front, "test_acc"], color="black", linewidth=1,
                 linestyle=":", drawstyle="steps-post", zorder=0, label="Pareto front")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.1 and 1, not 10⁻¹ and 10⁰
+        ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))
         ax.set(xlabel="training FLOPs (× one dense run, log)", ylabel="test accuracy (%)",
                title=f"{sparsity:.0%} sparsity")
         ax.grid(alpha=0.3)

@@ -9,6 +9,7 @@ from torch import nn
 from course_lib.chapters import ch05_rethinking_pruning as ch5
 from course_lib.chapters import ch06_sparse_training as ch6
 from course_lib.chapters import ch07_dynamic_probabilistic_pruning as ch7
+from course_lib.masks import get_masks
 from course_lib.training import TrainConfig
 from tests.test_updaters import _toy_data
 
@@ -63,3 +64,13 @@ def test_the_dense_classifier_control_keeps_as_many_weights_as_uniform_and_erk()
         kept = sum(trace.densities[-1][n] * trace.weights[n] for n in trace.layers)
         assert kept == pytest.approx(0.05 * total, rel=0.005), row["method"]  # as many weights as the other arms
     assert [r["method"] for r in rows] == list(ch6.SPARSE_TRAINERS)
+
+
+def test_agp_prunes_the_hidden_layers_and_keeps_as_many_weights_as_the_sparse_trainers():
+    # Global magnitude over all three layers starved the 100x10 classifier (claim 1's lesson); AGP leaves it dense.
+    model = ch6.agp_pruning(_toy_data(n=128), 0.95, TrainConfig(epochs=2, batch_size=32), seed=0).model
+    masks = get_masks(model)
+    assert "net.fc3.weight" not in masks  # the classifier has no mask: dense
+    total = 784 * 300 + 300 * 100 + 100 * 10
+    kept = sum(int(m.sum()) for m in masks.values()) + 100 * 10
+    assert kept == pytest.approx(0.05 * total, rel=0.005)

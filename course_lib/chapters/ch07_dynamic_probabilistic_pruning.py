@@ -14,17 +14,19 @@ learning rate) are the course's, in :mod:`course_lib.dpp.pruner`.
 leave each class 5 inputs, and the comparison would measure that starvation,
 not the choice of mask. SmallVGG's classifier stays dense too.
 
-=================  ================================================================
-``global``         one magnitude ranking over all pruned layers (chapter 1)
-``local``          the same share of every layer, by magnitude (chapter 1)
-``row``            the same k of every output unit, by magnitude: DPP's structure
-``DPP``            learned k-of-n masks (weight granularity)
-``random row``     a random k of every output unit, fixed, trained from scratch: DPP without the learning
-``half-width``     SmallVGG-BN with half the filters in every layer, trained from scratch: what a fixed
-                   k-of-n feature maps per layer amounts to
-``ASP 2:4``        one-shot magnitude 2:4 of the trained network, then retrained (NVIDIA's recipe, equal budget)
-``DPP 2:4``        DPP with tiles of 4 keeping 2
-=================  ================================================================
+====================  ================================================================
+``global``            one magnitude ranking over all pruned layers (chapter 1)
+``local``             the same share of every layer, by magnitude (chapter 1)
+``row``               the same k of every output unit, by magnitude: DPP's structure
+``DPP``               learned k-of-n masks (weight granularity)
+``DPP, late start``   DPP learning its masks on the magnitude rivals' trained dense network, for their fine-tuning
+                      part of the budget: the magnitude pipeline with a learned mask
+``random row``        a random k of every output unit, fixed, trained from scratch: DPP without the learning
+``half-width``        SmallVGG-BN with half the filters in every layer, trained from scratch: what a fixed
+                      k-of-n feature maps per layer amounts to
+``ASP 2:4``           one-shot magnitude 2:4 of the trained network, then retrained (NVIDIA's recipe, equal budget)
+``DPP 2:4``           DPP with tiles of 4 keeping 2
+====================  ================================================================
 """
 
 from __future__ import annotations

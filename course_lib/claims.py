@@ -156,7 +156,8 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
     Each seed's two runs share their data order and their initial weights, so the seed-by-seed difference removes
     what the seed does to both. The verdict names the direction only when every seed agrees on it *by more than
     the test set's noise*: "``first`` ahead on all n seeds", "``second`` ahead on all n seeds", or "not
-    separated" (the seeds disagree, or one ties, or a difference is within the noise). For a comparison the
+    separated" (the seeds disagree - said first, even when another seed ties - or one ties, or a difference is
+    within the noise). For a comparison the
     chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
 
     **The noise floor.** Two networks scored on the same 10,000 test images that disagree on a share d of them
@@ -189,10 +190,10 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
         where = "one" if within == 1 else f"{within} of {len(values)}"
         word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but by less than "
                 f"{floor_name} ({floor:.2g}{_unit(unit)}) on {where}")
-    elif any(v == 0 for v in values):
-        word = "not separated: a seed ties (the two runs gave the same accuracy)"
+    elif any(v > 0 for v in values) and any(v < 0 for v in values):  # a sign disagreement outranks a tie
+        word = "not separated: the seeds disagree" + (" (and a seed ties)" if any(v == 0 for v in values) else "")
     else:
-        word = "not separated: the seeds disagree"
+        word = "not separated: a seed ties (the two runs gave the same accuracy)"
     per_seed = ", ".join(f"{v:+.2f}" for v in values)
     return f"{first} minus {second}: mean {sum(values) / len(values):+.2f}{_unit(unit)} (per seed {per_seed}) -> {word}"
 

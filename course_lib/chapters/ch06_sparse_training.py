@@ -151,6 +151,18 @@ def _best_lr(name: str, data: DataSplits, config: TrainConfig, sparsity: float,
                       compute)
 
 
+def _erk_trial(trainer: type[DropAndGrow], sparsity: float, data: DataSplits) -> Callable[[TrainConfig], nn.Module]:
+    """One learning-rate trial for :func:`_best_lr`: ``trainer`` with ERK densities at ``sparsity``, seed 0's
+    weights, trained with the trial's recipe."""
+    def run(trial: TrainConfig) -> nn.Module:
+        model = build_model("lenet300", seed=0)
+        updater = trainer(sparsity, "erk", update_every=update_every(trial, len(data.train)), end_fraction=END_FRACTION)
+        train(model, data, trial, hooks=[updater], progress=False)
+        return model
+
+    return run
+
+
 def tuned_recipe(profile: Profile, data: DataSplits) -> TrainConfig:
     """:func:`sparse_recipe` with the peak rate chosen on validation: SET with ERK densities at the chapter's middle
     sparsity, seed 0, over :data:`LEARNING_RATES` (cached). Every run of the chapter uses it but small-dense
@@ -158,14 +170,7 @@ def tuned_recipe(profile: Profile, data: DataSplits) -> TrainConfig:
     config = sparse_recipe(profile)
     sparsities = budget(profile).sparsities
     middle = sparsities[len(sparsities) // 2]
-
-    def set_run(trial: TrainConfig) -> nn.Module:
-        model = build_model("lenet300", seed=0)
-        updater = SET(middle, "erk", update_every=update_every(trial, len(data.train)), end_fraction=END_FRACTION)
-        train(model, data, trial, hooks=[updater], progress=False)
-        return model
-
-    return replace(config, lr=_best_lr("ch6-recipe-lr", data, config, middle, set_run))
+    return replace(config, lr=_best_lr("ch6-recipe-lr", data, config, middle, _erk_trial(SET, middle, data)))
 
 
 def agp_pruning(data: DataSplits, sparsity: float, config: TrainConfig, seed: int, extra_hooks: Sequence[Hook] = (),
@@ -193,14 +198,7 @@ def rigl_lr(data: DataSplits, config: TrainConfig) -> float:
     """RigL's own peak learning rate: the best validation accuracy of :data:`LEARNING_RATES` for RigL with ERK
     densities at :data:`REGIME_SPARSITY`, seed 0 (cached). The chapter's shared rate was chosen for SET; a trainer
     that grows by the gradient may want another, and a comparison at a rival's rate is not a fair one."""
-    def rigl_run(trial: TrainConfig) -> nn.Module:
-        model = build_model("lenet300", seed=0)
-        updater = RigL(REGIME_SPARSITY, "erk", update_every=update_every(trial, len(data.train)),
-                       end_fraction=END_FRACTION)
-        train(model, data, trial, hooks=[updater], progress=False)
-        return model
-
-    return _best_lr("ch6-rigl-lr", data, config, REGIME_SPARSITY, rigl_run)
+    return _best_lr("ch6-rigl-lr", data, config, REGIME_SPARSITY, _erk_trial(RigL, REGIME_SPARSITY, data))
 
 
 def own_rate_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,

@@ -26,6 +26,22 @@ def test_small_dense_gets_the_rate_that_trains_it_best_on_validation(monkeypatch
     assert ch6.small_dense_lr(data, config, 0.9) == 1e-2
 
 
+def test_a_rate_search_scores_every_rate_once_and_chooses_the_best(monkeypatch):
+    monkeypatch.setattr(ch6, "LEARNING_RATES", (1e-9, 1e-2))
+    data, trials = _toy_data(n=256), []
+
+    def trial(config: TrainConfig) -> nn.Module:
+        trials.append(config.lr)
+        model = ch6.lenet300_of_size(ch6.small_dense_parameters(0.9), seed=config.seed)
+        ch6.train(model, data, config, progress=False)
+        return model
+
+    search = ch6.RateSearch("test-rate-search", data, TrainConfig(epochs=2, batch_size=32, seed=5), 0.9, trial)
+    scores = search.scores()
+    assert list(scores) == [1e-9, 1e-2] and search.best() == max(scores, key=scores.get) == 1e-2
+    assert trials == [1e-9, 1e-2]  # one run per rate: the second call read the cache
+
+
 def test_the_small_dense_target_counts_the_kept_weights_and_every_bias():
     weights, biases = 784 * 300 + 300 * 100 + 100 * 10, 300 + 100 + 10
     assert ch6.small_dense_parameters(0.9) == round(0.1 * weights) + biases

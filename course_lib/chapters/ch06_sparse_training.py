@@ -124,6 +124,18 @@ def _train_tracked(model: nn.Module, data: DataSplits, config: TrainConfig, hook
     return tracker
 
 
+def _sparse_row(method: str, distribution: str, sparsity: float, updater: DropAndGrow, data: DataSplits,
+                config: TrainConfig, desc: str, progress: bool) -> dict[str, object]:
+    """A fresh LeNet-300-100 (``config.seed``'s weights) trained under ``updater`` with a tracker: its row.
+
+    Every sparse run of the chapter is this: the trainers and their settings differ, the recipe of the
+    comparison does not.
+    """
+    model = build_model("lenet300", seed=config.seed)
+    tracker = _train_tracked(model, data, config, [updater], updater.update_every, desc, progress)
+    return run_row(method, distribution, sparsity, model, data, tracker)
+
+
 def dense_run(data: DataSplits, config: TrainConfig, seed: int, progress: bool = True) -> dict[str, object]:
     """The dense LeNet-300-100 of one seed, with the chapter's recipe and a tracker (for its FLOPs)."""
     config = replace(config, seed=seed)
@@ -140,19 +152,34 @@ def small_dense_parameters(sparsity: float) -> int:
     return round((1.0 - sparsity) * weights) + biases
 
 
-def _best_lr(name: str, data: DataSplits, config: TrainConfig, sparsity: float,
-             run: Callable[[TrainConfig], nn.Module]) -> float:
-    """The rate of :data:`LEARNING_RATES` whose run (seed 0) has the best validation accuracy; cached."""
-    def compute() -> float:
-        scores = {lr: evaluate(run(replace(config, lr=lr, seed=0)), data.val) for lr in LEARNING_RATES}
-        return max(scores, key=scores.get)
+@dataclass(frozen=True)
+class RateSearch:
+    """One learning-rate search of the chapter: ``trial`` (a run of seed 0's weights with the recipe it is given)
+    trained at every rate of :data:`LEARNING_RATES`, scored on validation. ``name`` keys its cache entry."""
 
-    return cached_run(name, {"data": data.key(), "config": config, "sparsity": sparsity, "lrs": LEARNING_RATES},
-                      compute)
+    name: str
+    data: DataSplits
+    config: TrainConfig
+    sparsity: float
+    trial: Callable[[TrainConfig], nn.Module]
+
+    def scores(self) -> dict[float, float]:
+        """Validation accuracy (%) at each rate (cached)."""
+        def compute() -> dict[float, float]:
+            return {lr: evaluate(self.trial(replace(self.config, lr=lr, seed=0)), self.data.val)
+                    for lr in LEARNING_RATES}
+
+        return cached_run(self.name, {"data": self.data.key(), "config": self.config, "sparsity": self.sparsity,
+                                      "lrs": LEARNING_RATES}, compute)
+
+    def best(self) -> float:
+        """The rate with the best validation accuracy (the first of equals)."""
+        scores = self.scores()
+        return max(scores, key=scores.get)
 
 
 def _erk_trial(trainer: type[DropAndGrow], sparsity: float, data: DataSplits) -> Callable[[TrainConfig], nn.Module]:
-    """One learning-rate trial for :func:`_best_lr`: ``trainer`` with ERK densities at ``sparsity``, seed 0's
+    """One learning-rate trial for a :class:`RateSearch`: ``trainer`` with ERK densities at ``sparsity``, seed 0's
     weights, trained with the trial's recipe."""
     def run(trial: TrainConfig) -> nn.Module:
         model = build_model("lenet300", seed=0)
@@ -163,14 +190,17 @@ def _erk_trial(trainer: type[DropAndGrow], sparsity: float, data: DataSplits) ->
     return run
 
 
+def _recipe_search(profile: Profile, data: DataSplits) -> RateSearch:
+    config, sparsities = sparse_recipe(profile), budget(profile).sparsities
+    middle = sparsities[len(sparsities) // 2]
+    return RateSearch("ch6-recipe-lr", data, config, middle, _erk_trial(SET, middle, data))
+
+
 def tuned_recipe(profile: Profile, data: DataSplits) -> TrainConfig:
     """:func:`sparse_recipe` with the peak rate chosen on validation: SET with ERK densities at the chapter's middle
     sparsity, seed 0, over :data:`LEARNING_RATES` (cached). Every run of the chapter uses it but small-dense
     and AGP, which get rates of their own (:func:`small_dense_lr`, :func:`agp_lr`)."""
-    config = sparse_recipe(profile)
-    sparsities = budget(profile).sparsities
-    middle = sparsities[len(sparsities) // 2]
-    return replace(config, lr=_best_lr("ch6-recipe-lr", data, config, middle, _erk_trial(SET, middle, data)))
+    return replace(sparse_recipe(profile), lr=_recipe_search(profile, data).best())
 
 
 def agp_pruning(data: DataSplits, sparsity: float, config: TrainConfig, seed: int, extra_hooks: Sequence[Hook] = (),
@@ -185,31 +215,38 @@ def agp_pruning(data: DataSplits, sparsity: float, config: TrainConfig, seed: in
                            progress=progress)
 
 
-def agp_lr(data: DataSplits, config: TrainConfig) -> float:
-    """AGP's own peak learning rate: the best validation accuracy of :data:`LEARNING_RATES` at 95 %, seed 0 (cached).
-    AGP starts dense and prunes as it goes; the recipe's rate was tuned for a sparse trainer."""
+def _agp_search(data: DataSplits, config: TrainConfig) -> RateSearch:
     def agp_run(trial: TrainConfig) -> nn.Module:
         return agp_pruning(data, REGIME_SPARSITY, trial, seed=0).model
 
-    return _best_lr("ch6-agp-lr", data, config, REGIME_SPARSITY, agp_run)
+    return RateSearch("ch6-agp-lr", data, config, REGIME_SPARSITY, agp_run)
+
+
+def agp_lr(data: DataSplits, config: TrainConfig) -> float:
+    """AGP's own peak learning rate: the best validation accuracy of :data:`LEARNING_RATES` at 95 %, seed 0 (cached).
+    AGP starts dense and prunes as it goes; the recipe's rate was tuned for a sparse trainer."""
+    return _agp_search(data, config).best()
 
 
 def rigl_lr(data: DataSplits, config: TrainConfig) -> float:
     """RigL's own peak learning rate: the best validation accuracy of :data:`LEARNING_RATES` for RigL with ERK
     densities at :data:`REGIME_SPARSITY`, seed 0 (cached). The chapter's shared rate was chosen for SET; a trainer
     that grows by the gradient may want another, and a comparison at a rival's rate is not a fair one."""
-    return _best_lr("ch6-rigl-lr", data, config, REGIME_SPARSITY, _erk_trial(RigL, REGIME_SPARSITY, data))
+    return _rigl_search(data, config).best()
+
+
+def _rigl_search(data: DataSplits, config: TrainConfig) -> RateSearch:
+    return RateSearch("ch6-rigl-lr", data, config, REGIME_SPARSITY, _erk_trial(RigL, REGIME_SPARSITY, data))
 
 
 def own_rate_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,
                   progress: bool = True) -> list[dict[str, object]]:
     """RigL (ERK) at its own learning rate (:func:`rigl_lr`), otherwise as in :func:`sparsity_runs`. One seed."""
     config = replace(config, lr=rigl_lr(data, replace(config, seed=0)), seed=seed)
-    delta_t = update_every(config, len(data.train))
-    model = build_model("lenet300", seed=seed)
-    updater = RigL(sparsity, "erk", update_every=delta_t, end_fraction=END_FRACTION, seed=seed)
-    tracker = _train_tracked(model, data, config, [updater], delta_t, f"RigL (erk), lr {config.lr:g}", progress)
-    return [{**run_row("RigL", "erk", sparsity, model, data, tracker), "lr": config.lr}]
+    updater = RigL(sparsity, "erk", update_every=update_every(config, len(data.train)), end_fraction=END_FRACTION,
+                   seed=seed)
+    return [{**_sparse_row("RigL", "erk", sparsity, updater, data, config, f"RigL (erk), lr {config.lr:g}", progress),
+             "lr": config.lr}]
 
 
 def own_rate_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
@@ -223,15 +260,32 @@ def own_rate_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
                       profile.seeds(), progress=progress, code=__name__)
 
 
-def small_dense_lr(data: DataSplits, config: TrainConfig, sparsity: float) -> float:
-    """Small-dense's own peak learning rate at ``sparsity``: the best validation accuracy of :data:`LEARNING_RATES`
-    on seed 0 (cached). The recipe's rate was tuned for a sparse trainer; a narrow dense network may want another."""
+def _small_dense_search(data: DataSplits, config: TrainConfig, sparsity: float) -> RateSearch:
     def small_run(trial: TrainConfig) -> nn.Module:
         model = lenet300_of_size(small_dense_parameters(sparsity), seed=0)
         train(model, data, trial, progress=False)
         return model
 
-    return _best_lr("ch6-small-dense-lr", data, config, sparsity, small_run)
+    return RateSearch("ch6-small-dense-lr", data, config, sparsity, small_run)
+
+
+def small_dense_lr(data: DataSplits, config: TrainConfig, sparsity: float) -> float:
+    """Small-dense's own peak learning rate at ``sparsity``: the best validation accuracy of :data:`LEARNING_RATES`
+    on seed 0 (cached). The recipe's rate was tuned for a sparse trainer; a narrow dense network may want another."""
+    return _small_dense_search(data, config, sparsity).best()
+
+
+def rate_searches(profile: Profile, data: DataSplits, config: TrainConfig) -> pd.DataFrame:
+    """Every learning-rate search of the chapter: validation accuracy (%, seed 0) at each rate of
+    :data:`LEARNING_RATES`, one row per search, and the rate it chose. ``config`` is :func:`tuned_recipe`'s.
+    The entries are the ones the runs read (cached): printing them trains nothing new."""
+    at_seed_0 = replace(config, seed=0)
+    searches = {f"SET, ERK {_recipe_search(profile, data).sparsity:.0%} (the shared rate)": _recipe_search(profile, data),
+                f"AGP {REGIME_SPARSITY:.0%}": _agp_search(data, at_seed_0),
+                f"RigL, ERK {REGIME_SPARSITY:.0%}": _rigl_search(data, at_seed_0),
+                **{f"small-dense {s:.0%}": _small_dense_search(data, at_seed_0, s) for s in budget(profile).sparsities}}
+    table = pd.DataFrame({name: search.scores() for name, search in searches.items()}).T
+    return table.assign(chosen=[search.best() for search in searches.values()]).rename_axis("search")
 
 
 def sparsity_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,
@@ -253,10 +307,9 @@ def sparsity_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: 
 
     for distribution in distributions:
         for method, trainer in SPARSE_TRAINERS.items():
-            model = build_model("lenet300", seed=seed)
             updater = trainer(sparsity, distribution, update_every=delta_t, end_fraction=END_FRACTION, seed=seed)
-            tracker = _train_tracked(model, data, config, [updater], delta_t, f"{method} ({distribution})", progress)
-            rows.append(run_row(method, distribution, sparsity, model, data, tracker))
+            rows.append(_sparse_row(method, distribution, sparsity, updater, data, config, f"{method} ({distribution})",
+                                    progress))
     return rows
 
 
@@ -297,15 +350,11 @@ def classifier_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed
     """
     config = replace(config, seed=seed)
     delta_t = update_every(config, len(data.train))
-    rows = []
-    for method, trainer in SPARSE_TRAINERS.items():
-        model = build_model("lenet300", seed=seed)
-        updater = trainer(hidden_sparsity(sparsity), "uniform", update_every=delta_t, end_fraction=END_FRACTION,
-                          seed=seed, exclude=LENET_CLASSIFIER)
-        tracker = _train_tracked(model, data, config, [updater], delta_t, f"{method} (uniform, classifier dense)",
-                                 progress)
-        rows.append(run_row(method, DENSE_CLASSIFIER, sparsity, model, data, tracker))
-    return rows
+    return [_sparse_row(method, DENSE_CLASSIFIER, sparsity,
+                        trainer(hidden_sparsity(sparsity), "uniform", update_every=delta_t, end_fraction=END_FRACTION,
+                                seed=seed, exclude=LENET_CLASSIFIER),
+                        data, config, f"{method} (uniform, classifier dense)", progress)
+            for method, trainer in SPARSE_TRAINERS.items()]
 
 
 def classifier_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
@@ -330,11 +379,10 @@ def length_runs(data: DataSplits, config: TrainConfig, sparsity: float, lengths:
         longer = replace(config, epochs=config.epochs * length, seed=seed)
         delta_t = update_every(longer, len(data.train))
         for method in ("SET", "RigL"):
-            model = build_model("lenet300", seed=seed)
             updater = SPARSE_TRAINERS[method](sparsity, "erk", update_every=delta_t, end_fraction=END_FRACTION,
                                                seed=seed)
-            tracker = _train_tracked(model, data, longer, [updater], delta_t, f"{method} (erk), {length}x", progress)
-            rows.append({**run_row(method, "erk", sparsity, model, data, tracker), "length": length})
+            rows.append({**_sparse_row(method, "erk", sparsity, updater, data, longer, f"{method} (erk), {length}x",
+                                       progress), "length": length})
     return rows
 
 
@@ -361,12 +409,10 @@ def grow_gradient_runs(data: DataSplits, config: TrainConfig, sparsity: float, s
     """
     config = replace(config, seed=seed)
     delta_t = update_every(config, len(data.train))
-    model = build_model("lenet300", seed=seed)
     rigl = RigL(sparsity, "erk", update_every=delta_t, end_fraction=END_FRACTION, seed=seed,
                 grad_batches=min(GROW_BATCHES, delta_t))
-    tracker = _train_tracked(model, data, config, [rigl], delta_t, f"RigL (erk), {rigl.grad_batches} batches",
-                             progress)
-    return [{**run_row("RigL", "erk", sparsity, model, data, tracker), "grad_batches": rigl.grad_batches}]
+    return [{**_sparse_row("RigL", "erk", sparsity, rigl, data, config, f"RigL (erk), {rigl.grad_batches} batches",
+                           progress), "grad_batches": rigl.grad_batches}]
 
 
 def grow_gradient_experiment(profile: Profile, data: DataSplits, config: TrainConfig,

@@ -1,5 +1,7 @@
 """Sparsity schedules: the AGP cubic, iterative rounds, and the gradual pruning hook."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from course_lib.pruning.procedures import magnitude
@@ -46,8 +48,8 @@ def test_cosine_drop_fraction_decays_from_alpha_to_zero():
 @pytest.mark.parametrize("steps, every", [(628, 19), (1884, 57), (96, 3), (10, 20)])
 def test_the_update_count_is_what_a_trainer_does(steps, every):
     from course_lib.sparse.schedules import drop_and_grow_updates
-    from course_lib.sparse.updaters import SET
+    from course_lib.sparse.updaters import SET, MaskUpdater
 
     updater = SET(0.9, update_every=every)
-    updater.end_step = round(0.75 * steps)  # what on_start sets for a run of `steps`
+    MaskUpdater.on_start(updater, SimpleNamespace(total_steps=steps))  # the end step a run of `steps` sets
     assert drop_and_grow_updates(steps, every) == sum(updater.is_due(t) for t in range(1, steps + 1))

@@ -76,11 +76,16 @@ MASK_UPDATES = 25  # mask updates before T_end in every SET/RigL run, whatever i
 END_FRACTION = 0.75  # T_end: no mask updates (and no more AGP pruning) in the last quarter of training
 
 
+def default_end_step(total_steps: int, end_fraction: float = END_FRACTION, begin_step: int = 0) -> int:
+    """T_end of a run of ``total_steps``: the step at ``end_fraction`` of it, and at least one after ``begin_step``.
+    Every mask updater takes it as its last update step when it is given no ``end_step``."""
+    return max(begin_step + 1, round(end_fraction * total_steps))
+
+
 def drop_and_grow_updates(total_steps: int, every: int, end_fraction: float = END_FRACTION) -> int:
     """How many mask updates SET and RigL make in a run of ``total_steps``: one every ``every`` steps, strictly
     before T_end. :func:`update_every` aims at :data:`MASK_UPDATES`; whole steps can make it one fewer or more."""
-    end_step = max(1, round(end_fraction * total_steps))
-    return len(range(every, end_step, every))
+    return len(range(every, default_end_step(total_steps, end_fraction), every))
 
 
 def update_every(config: TrainConfig, train_size: int, updates: int = MASK_UPDATES,

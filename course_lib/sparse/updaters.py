@@ -45,7 +45,7 @@ from course_lib.masks import Masks, WeightMask, apply_masks, mask_layers, scale_
 from course_lib.masks import check_sparsity, trainable_tensor
 from course_lib.profiles import shifted_seed
 from course_lib.sparse.densities import Distribution, layer_densities, random_masks
-from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction
+from course_lib.sparse.schedules import agp_sparsity, cosine_drop_fraction, default_end_step
 from course_lib.training.hooks import Hook, TrainContext
 
 
@@ -75,7 +75,7 @@ class MaskUpdater(Hook):
 
     def on_start(self, ctx: TrainContext) -> None:
         if self.end_step is None:
-            self.end_step = max(self.begin_step + 1, round(self.end_fraction * ctx.total_steps))
+            self.end_step = default_end_step(ctx.total_steps, self.end_fraction, self.begin_step)
 
     def is_due(self, step: int) -> bool:
         """Is ``step`` (counted from 1) an update step?"""

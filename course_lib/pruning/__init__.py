@@ -8,6 +8,7 @@
 ``at_init``        pruning at initialization: SNIP, GraSP, SynFlow
 ``slimming``       network slimming: L1 on BatchNorm scales, one global threshold, a floor, ``slim``
 ``rethinking``     Scratch-E and Scratch-B: re-initialising a pruned architecture, its compute budget
+``one_shot``       pruning a trained model once from calibration inputs: magnitude, Wanda, SparseGPT, N:M
 =================  ==============================================================
 
 Import the module you need: ``from course_lib.pruning import selection, procedures``.
@@ -15,6 +16,6 @@ Dependencies point one way: ``selection`` uses only the foundations (masks,
 costs, data); ``surgery`` adds selection's rule for which BatchNorm belongs to
 a layer (``following_batchnorm``); ``procedures`` (with AGP from
 :mod:`course_lib.sparse`), ``lottery``, ``at_init``, ``slimming`` and
-``rethinking`` build on them and on :mod:`course_lib.training`. The chapters'
+``rethinking`` build on them and on :mod:`course_lib.training`; ``one_shot`` needs only the masks. The chapters'
 experiments that use these methods live in :mod:`course_lib.chapters`.
 """

@@ -160,8 +160,10 @@ def _prune_jointly(scores: Mapping[str, torch.Tensor], sparsity: float, where: s
     return {n: part.reshape(scores[n].shape) for n, part in zip(names, parts)}
 
 
-def _prune_rows(scores: torch.Tensor, sparsity: float, where: str) -> torch.Tensor:
-    """Keep the ``keep_per_row(sparsity, n)`` highest scores of every row (output unit); ties: lower index pruned."""
+def row_keep_mask(scores: torch.Tensor, sparsity: float, where: str = "The scores") -> torch.Tensor:
+    """Keep the ``keep_per_row(sparsity, n)`` highest scores of every row (output unit); ties: lower index pruned.
+
+    A 0/1 mask of the scores' shape; ``-inf`` marks a weight already pruned, which stays pruned."""
     rows = scores.reshape(scores.shape[0], -1)
     pruned_per_row = rows.shape[1] - keep_per_row(sparsity, rows.shape[1])
     if int(torch.isinf(rows).sum(dim=1).max()) > pruned_per_row:
@@ -216,7 +218,7 @@ def masks_from_scores(
         layer_sparsity = sparsity * multipliers.get(n.removesuffix(".weight"), 1.0)
         check_sparsity(layer_sparsity, f"sparsity of {n} (sparsity x its rate multiplier)")
         if scope == "row":
-            masks[n] = _prune_rows(ranked[n], layer_sparsity, f"Layer {n}")
+            masks[n] = row_keep_mask(ranked[n], layer_sparsity, f"Layer {n}")
             continue
         masks[n] = _prune_pool(ranked[n].flatten(), layer_sparsity, f"Layer {n}").reshape(ranked[n].shape)
     return masks
@@ -282,6 +284,23 @@ def collapsed_layers(masks: Masks) -> list[str]:
             if name.endswith("weight") and mask.sum() == 0]
 
 
+def n_of_m_keep_mask(scores: torch.Tensor, n: int, m: int, where: str = "The scores") -> torch.Tensor:
+    """Keep the ``n`` highest of every ``m`` consecutive scores along the last dimension (the inputs): a 0/1 mask.
+
+    Prunes the ``m - n`` lowest of each group; a stable ascending sort puts ``-inf`` (already pruned) first and,
+    among equal scores, the lower index first.
+    """
+    if not 0 < n < m:
+        raise ValueError(f"need 0 < n < m (e.g. n=2, m=4 for 2:4), got n={n}, m={m}.")
+    inputs = scores.shape[-1]
+    if inputs % m:
+        raise ValueError(f"{where} has {inputs} inputs, not divisible by m={m}: choose another m.")
+    groups = scores.reshape(-1, m)
+    keep = torch.ones_like(groups, dtype=torch.float32)
+    keep.scatter_(1, torch.sort(groups, dim=1, stable=True).indices[:, :m - n], 0.0)
+    return keep.reshape(scores.shape)
+
+
 def n_of_m_masks(model: nn.Module, n: int = 2, m: int = 4, exclude: Iterable[str] = ()) -> Masks:
     """Keep the ``n`` largest-magnitude weights in every group of ``m`` consecutive inputs.
 
@@ -309,16 +328,10 @@ def n_of_m_masks(model: nn.Module, n: int = 2, m: int = 4, exclude: Iterable[str
         scores = w.masked_fill(alive == 0, float("-inf"))  # pruned weights rank below every survivor
         # Move the input dimension last: Linear (O, I); Conv2d (O, I, kh, kw) -> (O, kh, kw, I).
         moved = scores if w.dim() == 2 else scores.permute(0, 2, 3, 1)
-        inputs = moved.shape[-1]
-        if inputs % m:
-            raise ValueError(f"Layer {name} has {inputs} inputs, not divisible by m={m}: exclude it "
+        if moved.shape[-1] % m:
+            raise ValueError(f"Layer {name} has {moved.shape[-1]} inputs, not divisible by m={m}: exclude it "
                              f"(exclude=[{name.removesuffix('.weight')!r}]) or choose another m.")
-        groups = moved.reshape(-1, m)
-        keep = torch.ones_like(groups)
-        # Prune the m - n lowest of each group: a stable ascending sort puts the pruned (-inf) first
-        # and, among equal scores, the lower index first.
-        keep.scatter_(1, torch.sort(groups, dim=1, stable=True).indices[:, :m - n], 0.0)
-        keep = keep.reshape(moved.shape)
+        keep = n_of_m_keep_mask(moved, n, m)
         keep = keep if w.dim() == 2 else keep.permute(0, 3, 1, 2).contiguous()
         masks[name] = keep * alive  # a group with fewer than n survivors kept some -inf: switch them off
     return masks

@@ -40,7 +40,8 @@ Each chapter's runs, tables and budget (``BUDGETS``, quick and full), e.g.
 ``claims``               a chapter's claim checked with its margin printed (and logged for a seed sweep)
 ``quantization``         fake quantization of weights
 ``costs``                parameters, non-zeros, MACs, bytes, measured latency
-``models`` / ``data``    the course's networks; Fashion-MNIST / MNIST found offline first, split by sizes
+``text``                 plain English text found offline (Debian's fortunes), characters as tokens, sampling
+``models`` / ``data``    the course's networks (a character transformer too); Fashion-MNIST / MNIST found offline first, split by sizes
 ``devices``              CPU, CUDA or MPS: where tensors live, honest GPU timing
 ``profiles``             quick (CI) and full (lecture) profiles, ``COURSE_SEED``, ``derive_seed``
 ``fingerprint``          a hash of the code that computes a result (part of every cache key)

@@ -1,4 +1,4 @@
-"""The three networks of the course, all for 1x28x28 images and 10 classes.
+"""The networks of the course: three for 1x28x28 images and 10 classes, and one for text.
 
 * :class:`LeNet300100` - the fully connected network of the pruning papers
   (Han et al. 2015; Frankle & Carbin 2019): 784-300-100-10, 266 610 parameters.
@@ -6,6 +6,8 @@
   and three fully connected layers.
 * :class:`SmallVGG` - a VGG-style CNN with BatchNorm after every convolution,
   the shape that filter pruning and network slimming need (chapters 2 and 5).
+* :class:`CharTransformer` - a small decoder-only transformer over characters,
+  the language model that chapter 9 prunes in one shot.
 
 Every model is a plain ``nn.Sequential`` under ``self.net`` whose layers are
 named by kind and number, as a paper would: ``conv1``, ``bn1``, ``relu1``,
@@ -205,11 +207,12 @@ def build_model(name: str, seed: int = 0, **options: Any) -> nn.Module:
     constructor, e.g. ``build_model("vgg", stages=(4, 8, 16))`` for a SmallVGG
     at half width.
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    known = {**MODELS, **LANGUAGE_MODELS}
+    if name not in known:
+        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(known)}.")
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state untouched
         torch.manual_seed(shifted_seed(seed))
-        return MODELS[name](**options)
+        return known[name](**options)
 
 
 class ResidualBlock(nn.Module):
@@ -263,3 +266,84 @@ class SmallResNet(nn.Module):
 
 
 MODELS["resnet"] = SmallResNet
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which position t sees positions 0..t only.
+
+    Its two linear layers are ordinary ``nn.Linear`` modules (``qkv`` makes the queries, keys and values at once;
+    ``proj`` mixes the heads' outputs), so the course's masks and one-shot pruners treat them as any other layer.
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"the width ({width}) must split evenly into {heads} heads.")
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = (t.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+                   for t in self.qkv(x).split(width, dim=2))
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm block: ``x + attention(LN(x))``, then ``x + fc2(GELU(fc1(LN(x))))``."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(width), CausalSelfAttention(width, heads)
+        self.ln2 = nn.LayerNorm(width)
+        self.fc1, self.fc2 = nn.Linear(width, mlp_ratio * width), nn.Linear(mlp_ratio * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
+
+
+class CharTransformer(nn.Module):
+    """A small decoder-only (GPT-style) transformer over characters: chapter 9's language model.
+
+    Token and position embeddings, ``depth`` pre-LayerNorm blocks, a final LayerNorm and a linear head that gives
+    one score (logit) per character of the vocabulary at every position: ``[B, T]`` ids -> ``[B, T, vocab]``. With
+    the defaults (width 128, 4 blocks) the blocks hold about 0.8 M weights. :meth:`block_linears` names the layers
+    one-shot pruning prunes: every linear layer of the blocks, not the embeddings or the head (as the papers do).
+    """
+
+    def __init__(self, vocab_size: int, context: int = 128, width: int = 128, depth: int = 4, heads: int = 4) -> None:
+        super().__init__()
+        if min(vocab_size, context, width, depth, heads) < 1:
+            raise ValueError("vocab_size, context, width, depth and heads must all be positive.")
+        self.context, self.input_shape = context, (context,)  # one input: a sequence of `context` token ids
+        self.embed, self.position = nn.Embedding(vocab_size, width), nn.Embedding(context, width)
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads) for _ in range(depth))
+        self.ln, self.head = nn.LayerNorm(width), nn.Linear(width, vocab_size)
+        for module in self.modules():  # GPT-2's initialisation: small normal weights, zero biases
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.dim() != 2 or ids.is_floating_point():
+            raise ValueError(f"the model reads integer token ids of shape [batch, length]; got {ids.dtype} of shape "
+                             f"{list(ids.shape)}.")
+        if ids.shape[1] > self.context:
+            raise ValueError(f"the model reads at most {self.context} tokens at once (its context), got "
+                             f"{ids.shape[1]}: cut the input to its last {self.context} tokens.")
+        x = self.embed(ids) + self.position(torch.arange(ids.shape[1], device=ids.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x))
+
+    def block_linears(self) -> list[str]:
+        """The blocks' linear layers, from input to output: ``blocks.0.attn.qkv``, ..., ``blocks.3.fc2``."""
+        return [name for name, module in self.named_modules()
+                if isinstance(module, nn.Linear) and name.startswith("blocks.")]
+
+
+LANGUAGE_MODELS: dict[str, type[nn.Module]] = {"char-transformer": CharTransformer}  # build_model knows these too

@@ -319,7 +319,8 @@ def _styles(labels: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 def method_dots(summary: pd.DataFrame, anchors: Mapping[str, float] | None = None, group: str = "group",
-                title: str = "Test accuracy by method", ax: Axes | None = None) -> Figure:
+                title: str = "Test accuracy by method", ax: Axes | None = None,
+                anchor_source: str = "literature") -> Figure:
     """Mean test accuracy per method as a dot with the standard deviation over seeds as its error bar, one cluster
     of dots per group.
 
@@ -327,7 +328,7 @@ def method_dots(summary: pd.DataFrame, anchors: Mapping[str, float] | None = Non
     must either waste its height or cut its axis and make a half-point gap look large. A dot has no length.
     ``summary`` is :func:`course_lib.experiments.mean_std` grouped by ``[group, "method"]``. ``anchors`` (the
     literature's numbers, on other data) go into the legend, not onto the axis: they are not comparable with ours
-    in absolute terms.
+    in absolute terms; ``anchor_source`` says where they come from (e.g. ``"ResNet-34-A, ImageNet"``).
     """
     fig, ax = _axes(ax, (9.5, 3.8))
     groups = list(dict.fromkeys(summary.index.get_level_values(0)))
@@ -336,7 +337,7 @@ def method_dots(summary: pd.DataFrame, anchors: Mapping[str, float] | None = Non
     width = 0.7 / max(1, len(methods) - 1)
     for i, method in enumerate(methods):
         rows = [(g_i, summary.loc[(g, method)]) for g_i, g in enumerate(groups) if (g, method) in summary.index]
-        label = method if not anchors or method not in anchors else f"{method} (literature: {anchors[method]:g})"
+        label = method if not anchors or method not in anchors else f"{method} ({anchor_source}: {anchors[method]:g})"
         ax.errorbar([g_i + (i - (len(methods) - 1) / 2) * width for g_i, _ in rows], [r["mean"] for _, r in rows],
                     yerr=[r["std"] for _, r in rows], capsize=3, linestyle="none", markersize=7, label=label,
                     **styles[method])

@@ -149,6 +149,17 @@ def leader(differences: Mapping[int, float], first: str, second: str, noise: flo
     return None
 
 
+def who_leads(differences: Mapping[int, float], first: str, second: str, unit: str = "points") -> str:
+    """A headline-table entry for paired per-seed differences ``first - second``: the :func:`leader` with the size
+    of its lead ("SET, on every seed (mean 0.88 points, smallest 0.31)"), or "not separated"."""
+    winner = leader(differences, first, second)
+    if winner is None:
+        return "not separated"
+    values = [abs(float(v)) for v in dict(differences).values()]
+    return (f"{winner}, on every seed (mean {sum(values) / len(values):.2f}{_unit(unit)}, "
+            f"smallest {min(values):.2f})")
+
+
 def paired_verdict(differences: Mapping[int, float], first: str, second: str, unit: str = "points",
                    noise: float | None = None) -> str:
     """A one-line verdict on paired per-seed differences ``first - second`` that asserts nothing.

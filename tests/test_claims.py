@@ -61,6 +61,9 @@ def test_a_paired_verdict_names_a_direction_only_when_every_seed_agrees():
     # the other seeds disagreeing in sign is the news, not the tie (chapter 5, seed 5: -0.55, +0.18, 0.00)
     assert "the seeds disagree (and a seed ties)" in claims.paired_verdict({0: -0.55, 1: 0.18, 2: 0.0}, "a", "b")
     line = claims.paired_verdict({0: 0.4, 1: -0.1}, "SET", "static")
+    assert claims.who_leads({0: -0.4, 1: -0.3, 2: -1.2}, "SET", "static") == \
+        "static, on every seed (mean 0.63 points, smallest 0.30)"
+    assert claims.who_leads({0: 0.4, 1: 0.1}, "SET", "static") == "not separated"  # the leader rule, not the sign
     assert "mean +0.15 points" in line and line.endswith("not separated: the seeds disagree")
     with pytest.raises(ValueError, match="finite"):
         claims.paired_verdict({0: float("nan")}, "SET", "static")

@@ -279,8 +279,8 @@ def rate_searches(profile: Profile, data: DataSplits, config: TrainConfig) -> pd
     """Every learning-rate search of the chapter: validation accuracy (%, seed 0) at each rate of
     :data:`LEARNING_RATES`, one row per search, and the rate it chose. ``config`` is :func:`tuned_recipe`'s.
     The entries are the ones the runs read (cached): printing them trains nothing new."""
-    at_seed_0 = replace(config, seed=0)
-    searches = {f"SET, ERK {_recipe_search(profile, data).sparsity:.0%} (the shared rate)": _recipe_search(profile, data),
+    at_seed_0, recipe_search = replace(config, seed=0), _recipe_search(profile, data)
+    searches = {f"SET, ERK {recipe_search.sparsity:.0%} (the shared rate)": recipe_search,
                 f"AGP {REGIME_SPARSITY:.0%}": _agp_search(data, at_seed_0),
                 f"RigL, ERK {REGIME_SPARSITY:.0%}": _rigl_search(data, at_seed_0),
                 **{f"small-dense {s:.0%}": _small_dense_search(data, at_seed_0, s) for s in budget(profile).sparsities}}

@@ -250,9 +250,6 @@ def prune_one_shot(model: nn.Module, layers: Sequence[str], method: Method, batc
     for name in layers:
         if method != "magnitude" and sequential:
             stats.update(calibrate(model, [name], batches, forward))
-        keep = prune_layer(modules[name], method, stats.get(name), sparsity, nm)
-        masks[f"{name}.weight"] = keep
-        with torch.no_grad():  # pruned now, so that the next layer is calibrated on the pruned model
-            modules[name].weight.mul_(keep)
-    apply_masks(model, masks)
+        masks[f"{name}.weight"] = prune_layer(modules[name], method, stats.get(name), sparsity, nm)
+        apply_masks(model, {f"{name}.weight": masks[f"{name}.weight"]})  # now: the next layer calibrates on it
     return masks

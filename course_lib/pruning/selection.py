@@ -284,7 +284,7 @@ def collapsed_layers(masks: Masks) -> list[str]:
             if name.endswith("weight") and mask.sum() == 0]
 
 
-def n_of_m_keep_mask(scores: torch.Tensor, n: int, m: int, where: str = "The scores") -> torch.Tensor:
+def n_of_m_keep_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Keep the ``n`` highest of every ``m`` consecutive scores along the last dimension (the inputs): a 0/1 mask.
 
     Prunes the ``m - n`` lowest of each group; a stable ascending sort puts ``-inf`` (already pruned) first and,
@@ -294,7 +294,7 @@ def n_of_m_keep_mask(scores: torch.Tensor, n: int, m: int, where: str = "The sco
         raise ValueError(f"need 0 < n < m (e.g. n=2, m=4 for 2:4), got n={n}, m={m}.")
     inputs = scores.shape[-1]
     if inputs % m:
-        raise ValueError(f"{where} has {inputs} inputs, not divisible by m={m}: choose another m.")
+        raise ValueError(f"The scores have {inputs} inputs, not divisible by m={m}: choose another m.")
     groups = scores.reshape(-1, m)
     keep = torch.ones_like(groups, dtype=torch.float32)
     keep.scatter_(1, torch.sort(groups, dim=1, stable=True).indices[:, :m - n], 0.0)

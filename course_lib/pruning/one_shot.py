@@ -110,7 +110,7 @@ def magnitude_scores(weight: torch.Tensor) -> torch.Tensor:
 
 def wanda_scores(weight: torch.Tensor, calibration: Calibration) -> torch.Tensor:
     """``|W_ij| · ‖X_j‖₂`` (Sun et al. 2024, eq. 1): each weight times the size of the input it multiplies."""
-    return weight.detach().abs() * calibration.input_norms().to(weight.dtype)[None, :]
+    return weight.detach().abs() * calibration.input_norms().to(weight.device, weight.dtype)[None, :]  # stats: CPU
 
 
 def sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float | None = None, nm: NM | None = None,

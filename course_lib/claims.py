@@ -149,6 +149,26 @@ def leader(differences: Mapping[int, float], first: str, second: str, noise: flo
     return None
 
 
+def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOISE) -> str:
+    """Why paired per-seed differences name no direction (the "not separated" of :func:`paired_verdict`), as a
+    phrase for a reading line: "the seeds disagree", "ahead on every seed, but by less than the noise on one" or
+    "a seed ties"; "" when they do name one (:func:`leader` is not None).
+
+    "Not separated" covers two different situations, and a reading should say which: seeds that point opposite
+    ways (no direction at all on this run), or seeds that agree on a direction too small to tell from the test
+    images a seed happened to get right (a direction, but not a result). Only the second hints at what more
+    seeds might show."""
+    values = [float(v) for v in dict(differences).values()]
+    if leader(dict(enumerate(values)), "first", "second", noise) is not None:
+        return ""
+    if any(v > 0 for v in values) and any(v < 0 for v in values):  # a sign disagreement outranks a tie
+        return "the seeds disagree" + (" (and a seed ties)" if any(v == 0 for v in values) else "")
+    if any(v == 0 for v in values):
+        return "a seed ties (the two runs gave the same accuracy)"
+    within = sum(abs(v) <= noise for v in values)
+    return f"ahead on every seed, but by less than the noise on {'one' if within == 1 else f'{within} of {len(values)}'}"
+
+
 def who_leads(differences: Mapping[int, float], first: str, second: str, unit: str = "points") -> str:
     """A headline-table entry for paired per-seed differences ``first - second``: the :func:`leader` with the size
     of its lead ("SET, on every seed (mean 0.88 points, smallest 0.31)"), or "not separated"."""
@@ -197,14 +217,11 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
         word = f"{ahead} ahead on all {len(values)} seeds"
     elif all(v > 0 for v in values) or all(v < 0 for v in values):
         floor_name = "the test set's noise" if noise is None else "the noise floor"
-        within = sum(abs(v) <= floor for v in values)
-        where = "one" if within == 1 else f"{within} of {len(values)}"
-        word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but by less than "
-                f"{floor_name} ({floor:.2g}{_unit(unit)}) on {where}")
-    elif any(v > 0 for v in values) and any(v < 0 for v in values):  # a sign disagreement outranks a tie
-        word = "not separated: the seeds disagree" + (" (and a seed ties)" if any(v == 0 for v in values) else "")
+        word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but "
+                + why_not_separated(dict(enumerate(values)), floor).removeprefix("ahead on every seed, but ")
+                .replace("the noise", f"{floor_name} ({floor:.2g}{_unit(unit)})"))
     else:
-        word = "not separated: a seed ties (the two runs gave the same accuracy)"
+        word = "not separated: " + why_not_separated(dict(enumerate(values)), floor)
     per_seed = ", ".join(f"{v:+.2f}" for v in values)
     return f"{first} minus {second}: mean {sum(values) / len(values):+.2f}{_unit(unit)} (per seed {per_seed}) -> {word}"
 

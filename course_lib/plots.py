@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -574,23 +575,27 @@ def exploration(traces: Mapping[str, object], steps_per_epoch: int, ax: Axes | N
 
 def in_degree_images(images: Mapping[str, torch.Tensor], reference: tuple[str, torch.Tensor] | None = None,
                      shape: tuple[int, int] = (28, 28),
-                     title: str = "Active connections leaving each input pixel (first layer)") -> Figure:
+                     title: str = "Active connections leaving each input pixel (first layer)",
+                     reference_unit: str = "value") -> Figure:
     """One heat map per entry: each pixel's in-degree in the first layer, all on one colour scale.
 
     ``reference``: a ``(label, per-pixel values)`` map drawn first, on its own
-    grey scale (e.g. each pixel's spread over the training images).
+    grey scale with its own colour bar labelled ``reference_unit`` (e.g. each
+    pixel's spread over the training images).
     """
     panels = len(images) + (reference is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(2.6 * panels + 0.8, 2.9), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(2.6 * panels + 0.8, 3.6 if reference is not None else 2.9),
+                             squeeze=False)
     axes = list(axes[0])
     if reference is not None:
         label, values = reference
-        axes[0].imshow(values.float().reshape(shape).numpy(), cmap="gray")
-        axes[0].set_title(label, fontsize=9)
+        spread = axes[0].imshow(values.float().reshape(shape).numpy(), cmap="gray")
+        axes[0].set_title(textwrap.fill(label, 26), fontsize=9)
+        fig.colorbar(spread, ax=axes[0], location="bottom", shrink=0.9, pad=0.04, label=reference_unit)
     top = max(float(image.max()) for image in images.values())
     for ax, (label, image) in zip(axes[panels - len(images):], images.items()):
         shown = ax.imshow(image.float().reshape(shape).numpy(), cmap="viridis", vmin=0, vmax=top)
-        ax.set_title(label, fontsize=9)
+        ax.set_title(textwrap.fill(label, 26), fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -423,6 +423,7 @@ def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
     right.set_xticks(x, names)
     right.set(ylim=(0, 100), xlabel="layer", ylabel="% of the layer's weights", title="per-layer density")
     right.legend(loc="upper left", fontsize=8)
+    fig.suptitle(" ", fontsize=10)  # room for the method and step each redraw writes (what a static copy shows)
     fig.tight_layout()
     plt.close(fig)
 
@@ -434,6 +435,7 @@ def sparse_training_explorer(traces: dict[str, MaskTrace], steps_per_epoch: int,
             now.set_height(100 * trace.densities[i][layer])
             ever.set_height(100 * trace.ever_active[i][layer])
         step = trace.steps[i]
+        fig.suptitle(f"Sparse training masks: {method.value}, step {step} (epoch {step / steps_per_epoch:.2f})", fontsize=10)
         show_in(figure, fig)
         caption.value = (f"<b>{method.value}</b>, step {step} (epoch {step / steps_per_epoch:.2f}): "
                          f"{100 * trace.density_total[i]:.1f} % of the weights active, "

@@ -90,3 +90,65 @@ def test_agp_prunes_the_hidden_layers_and_keeps_as_many_weights_as_the_sparse_tr
     total = 784 * 300 + 300 * 100 + 100 * 10
     kept = sum(int(m.sum()) for m in masks.values()) + 100 * 10
     assert kept == pytest.approx(0.05 * total, rel=0.005)
+
+
+def test_the_random_n_of_m_control_keeps_n_of_every_group_at_random():
+    model = ch7.build_model("lenet300", seed=0)
+    masks = ch7.random_n_of_m_masks(model, 1, 4, seed=2)
+    assert set(masks) == {"net.fc1.weight", "net.fc2.weight"}  # the classifier stays dense, as for DPP's tiles
+    for name, mask in masks.items():
+        assert ch7.is_n_m_sparse(mask, 1, 4) and int(mask.sum()) == mask.numel() // 4, name
+    groups = masks["net.fc1.weight"].reshape(-1, 4)
+    assert len({tuple(g.tolist()) for g in groups}) == 4  # every position of the kept one occurs: not a fixed pattern
+    assert not torch.equal(masks["net.fc1.weight"], ch7.random_n_of_m_masks(model, 1, 4, seed=3)["net.fc1.weight"])
+
+
+@pytest.mark.parametrize("criterion", ["l1", "random"])
+def test_kernel_controls_keep_k_whole_kernels_of_every_filter(criterion):
+    model = ch7.build_model("vgg", seed=0)
+    masks = ch7.kernel_masks(model, 0.5, criterion, seed=1)
+    for name, mask in masks.items():
+        per_kernel = mask.sum(dim=(2, 3))
+        assert set(per_kernel.unique().tolist()) <= {0.0, 9.0}, name  # a kernel is kept or removed whole
+        kept = (per_kernel > 0).sum(dim=1)
+        assert (kept == max(1, round(0.5 * mask.shape[1]))).all(), name
+    if criterion == "l1":  # the kept kernels of a filter are its largest by sum of |w|
+        name = next(n for n, m in masks.items() if m.shape[1] > 1)
+        w = dict(model.named_parameters())[name].detach().abs().sum(dim=(2, 3))
+        kept = masks[name][:, :, 0, 0].bool()
+        assert (w[kept].reshape(len(w), -1).min(dim=1).values >= w[~kept].reshape(len(w), -1).max(dim=1).values).all()
+    with pytest.raises(ValueError, match="'l1' or 'random'"):
+        ch7.kernel_masks(model, 0.5, "l2", seed=1)
+
+
+def test_dpps_mask_on_the_dense_network_keeps_dpps_choice_and_the_magnitude_schedule(monkeypatch):
+    data = _toy_data(n=64)
+    monkeypatch.setattr(ch7, "post_training_quantized", lambda model, data: {})  # not what this test is about
+    rows = ch7.weight_runs(data, epochs=3, sparsities=(0.9,), seed=4)
+    by_method = {row["method"]: row for row in rows}
+    learned, transplanted = by_method["DPP"], by_method["DPP's mask, fine-tuned"]
+    for name, mask in learned["masks"].items():
+        assert torch.equal(transplanted["masks"][name], mask), name  # the very mask DPP froze
+    assert any(not torch.equal(by_method["row"]["masks"][n], m) for n, m in learned["masks"].items())
+
+
+def test_the_sgd_regime_trains_set_and_rigl_with_sgd_at_the_rate_chosen_for_set(monkeypatch):
+    data, seen = _toy_data(n=128), []
+    original = ch6.train
+
+    def spy(model, data, config, *args, **kwargs):
+        seen.append((config.optimizer, config.momentum, config.lr))
+        return original(model, data, config, *args, **kwargs)
+
+    monkeypatch.setattr(ch6, "train", spy)
+    monkeypatch.setattr(ch6, "budget", lambda profile: ch6.BUDGETS["full"].__class__(
+        train_size=128, epochs=1, sparsities=(0.95,), lengths=(1,), sgd_rates=(1e-9, 0.05)))
+    config = TrainConfig(epochs=1, batch_size=32, lr=3e-3)
+    sgd = ch6.sgd_recipe(None, data, config)
+    scores = ch6.sgd_search(None, data, config).scores()  # read from the cache: nothing trains again
+    assert list(scores) == [1e-9, 0.05] and sgd.lr == max(scores, key=scores.get)  # chosen on validation
+    assert (sgd.optimizer, sgd.momentum) == ("sgd", 0.9)
+    assert seen == [("sgd", 0.9, 1e-9), ("sgd", 0.9, 0.05)]  # the search: SGD at each rate, once
+    rows = ch6.sgd_runs(data, sgd, 0.95, seed=1, progress=False)
+    assert [r["method"] for r in rows] == ["SET", "RigL"] and all(r["lr"] == sgd.lr for r in rows)
+    assert seen[2:] == [("sgd", 0.9, sgd.lr)] * 2

@@ -97,3 +97,13 @@ def test_the_noise_floor_grows_for_a_smaller_split():
 def test_a_verdict_counts_the_seeds_within_the_noise():
     line = claims.paired_verdict({0: -0.19, 1: -0.23}, "slimming", "uniform")
     assert line.endswith("uniform ahead on every seed, but by less than the test set's noise (0.25 points) on 2 of 2")
+
+
+def test_why_not_separated_says_which_kind_of_not_separated():
+    from course_lib.claims import why_not_separated
+    assert why_not_separated({0: 0.9, 1: 0.6}) == ""  # separated: nothing to explain
+    assert why_not_separated({0: 0.9, 1: -0.6}) == "the seeds disagree"
+    assert why_not_separated({0: 0.9, 1: -0.6, 2: 0.0}) == "the seeds disagree (and a seed ties)"
+    assert why_not_separated({0: 0.9, 1: 0.0}).startswith("a seed ties")
+    assert why_not_separated({0: 0.9, 1: 0.1, 2: 0.2}) == "ahead on every seed, but by less than the noise on 2 of 3"
+    assert why_not_separated({0: -0.9, 1: -0.1}) == "ahead on every seed, but by less than the noise on one"

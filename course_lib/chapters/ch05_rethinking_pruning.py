@@ -21,7 +21,7 @@ from torch import nn
 from course_lib.cache import cached_run, trained_baseline
 from course_lib.costs import layer_costs, prunable_layers
 from course_lib.data import DataSplits, load_splits
-from course_lib.masks import apply_masks, get_masks
+from course_lib.masks import apply_masks, get_masks, scale_to_kept_fan_in
 from course_lib.models import SmallVGG, build_model
 from course_lib.experiments import cache_command, over_seeds
 from course_lib.profiles import Profile, by_profile, derive_seed
@@ -279,11 +279,21 @@ def uniform_vgg(target_macs: int, stages: Sequence[int] = (8, 16, 32)) -> nn.Mod
 def slimming_runs(data: DataSplits, config: TrainConfig, strength: float, prune_fraction: float,
                   min_channels: int, seed: int, progress: bool = True) -> list[dict[str, object]]:
     """Network slimming's architecture fine-tuned, Scratch-E and Scratch-B, and a uniformly thinned network
-    of the same MACs trained as Scratch-B (pruning as architecture search). One seed."""
+    of the same MACs trained as Scratch-B (pruning as architecture search). One seed.
+
+    And the penalty's control: the dense network trained *without* the L1 penalty (λ = 0), cut by the same
+    rule (the same global |γ| threshold for the same share of channels, the same floor) and fine-tuned alike
+    (``no penalty, slimmed, fine-tuned``). What slimming's fine-tuned row gains over it is what the penalty bought.
+    """
     dense = dense_baseline("vgg", data, config, seed, progress)
     small = slim(slimming_trained(data, config, strength, seed, progress), prune_fraction, min_channels)
     shape = {"channels": "-".join(str(c) for c in channels(small).values())}
     rows = [{**shape, **row} for row in retrain_three_ways(small, dense, data, config, seed, progress=progress)]
+    unpenalized = slim(dense, prune_fraction, min_channels)  # a copy: the cached dense network is not touched
+    tuning = replace(finetune_config(config), seed=seed)
+    finetune(unpenalized, data, tuning, progress=progress, desc="no penalty, slimmed, fine-tuned")
+    rows.append({"channels": "-".join(str(c) for c in channels(unpenalized).values()),
+                 **result_row("no penalty, slimmed, fine-tuned", unpenalized, data, epochs_of(tuning, len(data.train)))})
     uniform = reinitialized(uniform_vgg(total_macs(small)), seed=derive_seed(seed, "fresh init"))
     budget = replace(scratch_b_config(config, len(data.train), dense, uniform), seed=seed)
     train(uniform, data, budget, progress=progress, desc="uniform, Scratch-B")
@@ -323,7 +333,9 @@ def ticket_vs_reinit_runs(data: DataSplits, config: TrainConfig, learning_rates:
     """Liu et al.'s learning-rate test of the lottery ticket: at each learning rate, train LeNet-300-100,
     prune it once by global magnitude, and train the mask from the original initialisation (the ticket)
     and from a new random one, drawn at the dense scale (chapter 3's control) and scaled to the kept
-    fan-in (which separates "the ticket's values" from "a badly scaled start"). One seed."""
+    fan-in (which separates "the ticket's values" from "a badly scaled start"). The ticket also runs scaled to the
+    kept fan-in (its theta_0 times each unit's ``sqrt(fan_in / kept_fan_in)``, as the scaled control is), so that
+    ticket and random start meet at both scales. One seed."""
     rows = []
     for lr in learning_rates:
         run = replace(config, lr=lr, seed=seed)
@@ -332,9 +344,11 @@ def ticket_vs_reinit_runs(data: DataSplits, config: TrainConfig, learning_rates:
         masks = get_masks(one_shot(dense, sparsity, magnitude("global")).model)
         ticket = build_model("lenet300", seed=seed)  # theta_0 of the dense run
         apply_masks(ticket, masks)
+        scaled_ticket = copy.deepcopy(ticket)
+        scale_to_kept_fan_in(scaled_ticket)
         controls = {"random re-init": reinitialized(ticket, seed=derive_seed(seed, "fresh init"), scale_to_fan_in=False),
                     "random re-init, fan-in-scaled": reinitialized(ticket, seed=derive_seed(seed, "fresh init"))}
-        for method, model in (("ticket", ticket), *controls.items()):
+        for method, model in (("ticket", ticket), ("ticket, fan-in-scaled", scaled_ticket), *controls.items()):
             finetune(model, data, run, progress=progress, desc=f"{method}, lr={lr:g}")
             rows.append({"lr": lr, **result_row(method, model, data, float(run.epochs))})
     return rows

@@ -60,19 +60,23 @@ class Budget:
         sparsities: the sparsities the methods are compared at.
         lengths: the regime experiment's training lengths, as multiples of ``epochs`` (Evci et al. found RigL's
             lead over SET grows with training time and report RigL at 5x).
+        sgd_rates: the SGD regime's peak rates (SGD with momentum 0.9, Evci et al.'s optimizer), tried on
+            validation for SET as the shared rate was; with one rate (quick) there is nothing to choose.
     """
 
     train_size: int
     epochs: int
     sparsities: tuple[float, ...]
     lengths: tuple[int, ...]
+    sgd_rates: tuple[float, ...]
 
 
 REGIME_SPARSITY = 0.95  # where SET and RigL are trained for longer (in both profiles' list of sparsities)
 DENSE_CLASSIFIER = "uniform, classifier dense"  # the distribution label of classifier_runs
 GROW_BATCHES = 8  # the gradient experiment's RigL sums the dense gradients of this many batches (128 images each)
-BUDGETS = {"quick": Budget(train_size=20_000, epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2)),
-           "full": Budget(train_size=20_000, epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5))}
+BUDGETS = {"quick": Budget(train_size=20_000, epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2), sgd_rates=(0.1,)),
+           "full": Budget(train_size=20_000, epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5),
+                          sgd_rates=(0.01, 0.03, 0.1, 0.3))}
 
 
 def budget(profile: Profile) -> Budget:
@@ -155,22 +159,28 @@ def small_dense_parameters(sparsity: float) -> int:
 @dataclass(frozen=True)
 class RateSearch:
     """One learning-rate search of the chapter: ``trial`` (a run of seed 0's weights with the recipe it is given)
-    trained at every rate of :data:`LEARNING_RATES`, scored on validation. ``name`` keys its cache entry."""
+    trained at every one of ``rates`` (empty: Adam's :data:`LEARNING_RATES`), scored on validation. ``name`` keys its
+    cache entry."""
 
     name: str
     data: DataSplits
     config: TrainConfig
     sparsity: float
     trial: Callable[[TrainConfig], nn.Module]
+    rates: tuple[float, ...] = ()
+
+    def tried(self) -> tuple[float, ...]:
+        """The rates this search trains at."""
+        return self.rates or LEARNING_RATES
 
     def scores(self) -> dict[float, float]:
         """Validation accuracy (%) at each rate (cached)."""
         def compute() -> dict[float, float]:
             return {lr: evaluate(self.trial(replace(self.config, lr=lr, seed=0)), self.data.val)
-                    for lr in LEARNING_RATES}
+                    for lr in self.tried()}
 
         return cached_run(self.name, {"data": self.data.key(), "config": self.config, "sparsity": self.sparsity,
-                                      "lrs": LEARNING_RATES}, compute)
+                                      "lrs": self.tried()}, compute)
 
     def best(self) -> float:
         """The rate with the best validation accuracy (the first of equals)."""
@@ -257,6 +267,47 @@ def own_rate_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
         return pd.DataFrame(columns=["method", "distribution", "sparsity", "test_acc", "lr", "seed"])
     return over_seeds("ch6-rigl-own-rate", {"data": data.key(), "config": config, "sparsity": REGIME_SPARSITY},
                       lambda seed: own_rate_runs(data, config, REGIME_SPARSITY, seed, progress=progress),
+                      profile.seeds(), progress=progress, code=__name__)
+
+
+def sgd_search(profile: Profile, data: DataSplits, config: TrainConfig) -> RateSearch:
+    """The SGD regime's rate search: SET with ERK densities at :data:`REGIME_SPARSITY`, seed 0, trained with
+    ``config`` but SGD with momentum 0.9 instead of Adam, at every rate of the profile's ``sgd_rates``."""
+    sgd = replace(config, optimizer="sgd", momentum=0.9, seed=0)
+    return RateSearch("ch6-sgd-lr", data, sgd, REGIME_SPARSITY, _erk_trial(SET, REGIME_SPARSITY, data),
+                      rates=budget(profile).sgd_rates)
+
+
+def sgd_recipe(profile: Profile, data: DataSplits, config: TrainConfig) -> TrainConfig:
+    """``config`` with SGD and momentum 0.9 instead of Adam, at the rate :func:`sgd_search` chooses (the only rate,
+    when the profile gives one: no search is run)."""
+    search = sgd_search(profile, data, config)
+    rate = search.tried()[0] if len(search.tried()) == 1 else search.best()
+    return replace(config, optimizer="sgd", momentum=0.9, lr=rate)
+
+
+def sgd_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,
+             progress: bool = True) -> list[dict[str, object]]:
+    """SET and RigL (ERK) trained with ``config``, an SGD recipe (:func:`sgd_recipe`), otherwise as in
+    :func:`sparsity_runs`. One seed.
+
+    Evci et al. trained with SGD and momentum; the chapter's recipe uses Adam, whose per-weight step sizes treat a
+    freshly grown weight differently from a settled one. If the optimizer is what turned RigL ≥ SET around here,
+    these runs put it back.
+    """
+    config = replace(config, seed=seed)
+    delta_t = update_every(config, len(data.train))
+    return [_sparse_row(method, "erk", sparsity,
+                        SPARSE_TRAINERS[method](sparsity, "erk", update_every=delta_t, end_fraction=END_FRACTION, seed=seed),
+                        data, config, f"{method} (erk), SGD lr {config.lr:g}", progress) | {"lr": config.lr}
+            for method in ("SET", "RigL")]
+
+
+def sgd_experiment(profile: Profile, data: DataSplits, config: TrainConfig, progress: bool = True) -> pd.DataFrame:
+    """:func:`sgd_runs` at :data:`REGIME_SPARSITY` with :func:`sgd_recipe`, every seed, through the run cache."""
+    sgd = sgd_recipe(profile, data, config)
+    return over_seeds("ch6-sgd", {"data": data.key(), "config": sgd, "sparsity": REGIME_SPARSITY},
+                      lambda seed: sgd_runs(data, sgd, REGIME_SPARSITY, seed, progress=progress),
                       profile.seeds(), progress=progress, code=__name__)
 
 
@@ -431,10 +482,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         data = sparse_splits(profile)
         config = tuned_recipe(profile, data)
         return pd.concat([length_experiment(profile, data, config), grow_gradient_experiment(profile, data, config),
-                          own_rate_experiment(profile, data, config)])
+                          own_rate_experiment(profile, data, config), sgd_experiment(profile, data, config)])
 
-    cache_command("Train SET and RigL for longer, RigL with a grow gradient summed over several batches and RigL at "
-                  "its own learning rate (chapter 6's regime experiments), and cache the results.", fill, argv)
+    cache_command("Train SET and RigL for longer, RigL with a grow gradient summed over several batches, RigL at "
+                  "its own learning rate and SET and RigL with SGD (chapter 6's regime experiments), and cache the "
+                  "results.", fill, argv)
 
 
 if __name__ == "__main__":

@@ -46,11 +46,11 @@ from course_lib.dpp.masks import is_n_m_sparse
 from course_lib.cache import trained_baseline
 from course_lib.dpp.pruner import DPP, LOGITS_LR, dpp_hook, exactly_k_per_row, train_dpp
 from course_lib.experiments import cache_command, over_seeds
-from course_lib.masks import apply_masks, get_masks, mask_sparsity, weight_masks
+from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, weight_masks
 from course_lib.models import LENET_CLASSIFIER, VGG_CLASSIFIER, build_model
 from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.procedures import MaskFn, budgets, finetune, magnitude, units
-from course_lib.pruning.selection import n_of_m_masks
+from course_lib.pruning.selection import n_of_m_keep_mask, n_of_m_masks, random_scores, row_keep_mask
 from course_lib.masks import prunable_weights
 from course_lib.quantization import add_fake_quantization
 from course_lib.training import TrainConfig, evaluate, train
@@ -74,6 +74,8 @@ class Budget:
             1.5-2.5 points there while the chapter was written), so it compares at 80 and 90 %.
         logits_lrs: the regime experiment's logits learning rates (how fast the masks can commit), at
             :data:`QUANTIZED_SPARSITY`; the chapter's own rate, ``pruner.LOGITS_LR``, is among them.
+        n_m: the N:M patterns of section 4, as (kept n, group m): 2:4 is the one hardware runs; 1:4 is harder
+            (75 %) and shows whether learning the pattern matters more when fewer weights survive.
     """
 
     train_size: int
@@ -81,11 +83,13 @@ class Budget:
     vgg_epochs: int
     sparsities: tuple[float, ...]
     logits_lrs: tuple[float, ...]
+    n_m: tuple[tuple[int, int], ...]
 
 
-BUDGETS = {"quick": Budget(train_size=6_000, epochs=6, vgg_epochs=2, sparsities=(0.8, 0.9), logits_lrs=(0.1, 0.3)),
+BUDGETS = {"quick": Budget(train_size=6_000, epochs=6, vgg_epochs=2, sparsities=(0.8, 0.9), logits_lrs=(0.1, 0.3),
+                            n_m=((2, 4),)),
            "full": Budget(train_size=20_000, epochs=6, vgg_epochs=4, sparsities=(0.8, 0.9, 0.95),
-                          logits_lrs=(0.01, 0.03, 0.1, 0.3))}
+                          logits_lrs=(0.01, 0.03, 0.1, 0.3), n_m=((2, 4), (1, 4)))}
 
 
 def budget(profile: Profile) -> Budget:
@@ -154,6 +158,12 @@ def weight_runs(data: DataSplits, epochs: int, sparsities: Sequence[float], seed
     """Magnitude (global, local, row) from one dense network per seed, DPP from scratch, and a random k per neuron
     trained from scratch (DPP's control), at each sparsity.
 
+    One more row separates DPP's *mask* from DPP's *training*: ``DPP's mask, fine-tuned`` puts the mask DPP
+    learned (frozen) on the magnitude rivals' dense network and fine-tunes it exactly as per-neuron magnitude is
+    fine-tuned. Same weights, same structure (k per neuron), same schedule: only which k differs. If it matches
+    per-neuron magnitude, DPP's mask was as good and its gap comes from how DPP trains; if it trails, the mask
+    itself is worse.
+
     Every row also holds the test accuracy after post-training quantization
     (``quantized``, by bits), for the joint-quantization comparison.
     """
@@ -168,6 +178,9 @@ def weight_runs(data: DataSplits, epochs: int, sparsities: Sequence[float], seed
             rows.append({**row, "quantized": post_training_quantized(model, data)})
         row, model = _dpp_row("DPP", sparsity, data, plan["dpp"], dpp_hook(sparsity, data, plan["dpp"], seed, LENET_CLASSIFIER))
         rows.append({**row, "quantized": post_training_quantized(model, data)})
+        learned = {name: mask.float() for name, mask in row["masks"].items()}  # DPP's frozen top-k
+        rows.append(_magnitude_row(dense, data, plan["finetune"], sparsity, "DPP's mask, fine-tuned",
+                                   lambda model, _: {n: m.to(next(model.parameters()).device) for n, m in learned.items()})[0])
         rows.append(_random_row_run(data, plan["dpp"], sparsity)[0])
     return rows
 
@@ -228,8 +241,16 @@ def late_dpp_experiment(profile: Profile, data: DataSplits, progress: bool = Tru
                       profile.seeds(), progress=progress, code=__name__)
 
 
+def random_n_of_m_masks(model: nn.Module, n: int, m: int, seed: int, exclude: Sequence[str] = LENET_CLASSIFIER) -> Masks:
+    """A random ``n`` of every ``m`` consecutive inputs of each prunable weight: the N:M pattern without a choice."""
+    scores = random_scores(model, list(prunable_weights(model, exclude)), seed)
+    return {name: n_of_m_keep_mask(score, n, m) for name, score in scores.items()}
+
+
 def n_m_runs(data: DataSplits, epochs: int, seed: int, n: int = 2, m: int = 4) -> list[dict[str, Any]]:
-    """N:M three ways at the same 1 - n/m sparsity: ASP (magnitude N:M + retraining), DPP with tiles, unstructured."""
+    """N:M four ways at the same 1 - n/m sparsity: ASP (magnitude N:M + retraining), DPP with tiles, unstructured
+    (global magnitude + retraining), and a random N:M mask trained from scratch for DPP's whole budget (what the
+    pattern alone gives, without choosing which n). Every row names its pattern (``pattern``, e.g. "2:4")."""
     plan = budgets(epochs, seed)
     sparsity = 1.0 - n / m
     dense = _dense("lenet300", data, plan["dense"])
@@ -238,9 +259,23 @@ def n_m_runs(data: DataSplits, epochs: int, seed: int, n: int = 2, m: int = 4) -
             _magnitude_row(dense, data, plan["finetune"], sparsity, "unstructured (global)",
                            magnitude("global", exclude=LENET_CLASSIFIER))[0],
             _dpp_row(f"DPP {n}:{m}", sparsity, data, plan["dpp"], dpp_hook(sparsity, data, plan["dpp"], seed, LENET_CLASSIFIER, tile=m))[0]]
+    started = time.perf_counter()
+    scratch = build_model("lenet300", seed=seed)
+    apply_masks(scratch, random_n_of_m_masks(scratch, n, m, seed))
+    finetune(scratch, data, plan["dpp"], progress=False)
+    rows.append(_row(f"random {n}:{m}", sparsity, scratch, data, started))
     for row in rows:
         row["is_n_m"] = all(is_n_m_sparse(mask, n, m) for mask in row["masks"].values())
+        row["pattern"] = f"{n}:{m}"
     return rows
+
+
+def n_m_experiment(profile: Profile, data: DataSplits, progress: bool = True) -> pd.DataFrame:
+    """:func:`n_m_runs` for every pattern of ``budget(profile).n_m`` and every seed, through the run cache."""
+    plan = budget(profile)
+    return over_seeds("ch7-n-m", {"data": data.key(), "epochs": plan.epochs, "patterns": plan.n_m},
+                      lambda seed: [row for n, m in plan.n_m for row in n_m_runs(data, plan.epochs, seed, n, m)],
+                      profile.seeds(), progress=progress, code=__name__)
 
 
 def distinct_values(model: nn.Module) -> int:
@@ -256,9 +291,26 @@ def joint_quantization_run(data: DataSplits, epochs: int, sparsity: float, seed:
     return {**row, "bits": bits, "distinct": distinct_values(model)}
 
 
+def kernel_masks(model: nn.Module, sparsity: float, criterion: str, seed: int,
+                 exclude: Sequence[str] = VGG_CLASSIFIER) -> Masks:
+    """Keep ``keep_per_row(sparsity, n)`` of the n input kernels (3x3) of every filter, as kernel DPP does:
+    ``criterion`` "l1" keeps the largest kernels by sum of |w|, "random" a seeded random choice."""
+    if criterion not in ("l1", "random"):
+        raise ValueError(f"criterion must be 'l1' or 'random', got {criterion!r}.")
+    layers = {n: layer for n, layer in prunable_weights(model, exclude).items() if layer.weight.dim() == 4}
+    randoms = random_scores(model, list(layers), seed) if criterion == "random" else {}
+    masks: Masks = {}
+    for name, layer in layers.items():
+        w = layer.weight.detach()
+        score = w.abs().sum(dim=(2, 3)) if criterion == "l1" else randoms[name][:, :, 0, 0]
+        masks[name] = row_keep_mask(score, sparsity, name)[:, :, None, None].expand_as(w).contiguous()
+    return masks
+
+
 def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -> list[dict[str, Any]]:
     """SmallVGG-BN: dense; L1 filters + fine-tuning; feature-map DPP; kernel DPP; the half-width network from
-    scratch. One seed.
+    scratch; and kernel DPP's two controls: L1 kernels (the k largest kernels of every filter of the dense network,
+    fine-tuned) and random kernels (a random k per filter, trained from scratch for the whole budget). One seed.
 
     Filters of a fresh network are interchangeable, so feature-map DPP's "k of n filters per layer" fixes the
     architecture before training: the ``half-width`` row (every layer's width times 1 - ``sparsity``, trained from
@@ -288,6 +340,13 @@ def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -
     rows.append({"method": "half-width", "sparsity": sparsity, "val_acc": evaluate(narrow, data.val),
                  "test_acc": evaluate(narrow, data.test), "measured_sparsity": float("nan"),
                  "seconds": time.perf_counter() - started, "masks": {}, "stages": stages})
+    rows.append(_magnitude_row(filters, data, plan["finetune"], sparsity, "L1 kernels",
+                               lambda model, s: kernel_masks(model, s, "l1", seed))[0])
+    started = time.perf_counter()
+    scratch = build_model("vgg", seed=seed)
+    apply_masks(scratch, kernel_masks(scratch, sparsity, "random", seed))
+    finetune(scratch, data, plan["dpp"], progress=False)
+    rows.append(_row("random kernels", sparsity, scratch, data, started))
     return rows
 
 

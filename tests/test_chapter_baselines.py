@@ -130,6 +130,9 @@ def test_dpps_mask_on_the_dense_network_keeps_dpps_choice_and_the_magnitude_sche
     for name, mask in learned["masks"].items():
         assert torch.equal(transplanted["masks"][name], mask), name  # the very mask DPP froze
     assert any(not torch.equal(by_method["row"]["masks"][n], m) for n, m in learned["masks"].items())
+    floor = by_method["random row, fine-tuned"]["masks"]  # the transplant's floor: a random k per neuron, same weights
+    assert all((m.sum(dim=1) == learned["masks"][n].sum(dim=1)).all() for n, m in floor.items())
+    assert any(not torch.equal(m, learned["masks"][n]) for n, m in floor.items())
 
 
 def test_the_sgd_regime_trains_set_and_rigl_with_sgd_at_the_rate_chosen_for_set(monkeypatch):

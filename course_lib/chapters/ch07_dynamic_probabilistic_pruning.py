@@ -89,7 +89,7 @@ class Budget:
 BUDGETS = {"quick": Budget(train_size=6_000, epochs=6, vgg_epochs=2, sparsities=(0.8, 0.9), logits_lrs=(0.1, 0.3),
                             n_m=((2, 4),)),
            "full": Budget(train_size=20_000, epochs=6, vgg_epochs=4, sparsities=(0.8, 0.9, 0.95),
-                          logits_lrs=(0.01, 0.03, 0.1, 0.3), n_m=((2, 4), (1, 4)))}
+                          logits_lrs=(0.03, 0.1, 0.2, 0.3, 1.0), n_m=((2, 4), (1, 4)))}
 
 
 def budget(profile: Profile) -> Budget:
@@ -162,7 +162,10 @@ def weight_runs(data: DataSplits, epochs: int, sparsities: Sequence[float], seed
     learned (frozen) on the magnitude rivals' dense network and fine-tunes it exactly as per-neuron magnitude is
     fine-tuned. Same weights, same structure (k per neuron), same schedule: only which k differs. If it matches
     per-neuron magnitude, DPP's mask was as good and its gap comes from how DPP trains; if it trails, the mask
-    itself is worse.
+    itself is worse. The transplant is handicapped (the magnitude mask was read off these very weights, DPP's was
+    learned with other ones), so a floor comes with it: ``random row, fine-tuned``, a random k per neuron on the
+    same weights, fine-tuned alike. Where DPP's mask falls between that floor and per-neuron magnitude says how
+    much of a good mask for these weights it carries.
 
     Every row also holds the test accuracy after post-training quantization
     (``quantized``, by bits), for the joint-quantization comparison.
@@ -181,6 +184,8 @@ def weight_runs(data: DataSplits, epochs: int, sparsities: Sequence[float], seed
         learned = {name: mask.float() for name, mask in row["masks"].items()}  # DPP's frozen top-k
         rows.append(_magnitude_row(dense, data, plan["finetune"], sparsity, "DPP's mask, fine-tuned",
                                    lambda model, _: {n: m.to(next(model.parameters()).device) for n, m in learned.items()})[0])
+        rows.append(_magnitude_row(dense, data, plan["finetune"], sparsity, "random row, fine-tuned",
+                                   magnitude("row", criterion="random", exclude=LENET_CLASSIFIER, seed=seed))[0])
         rows.append(_random_row_run(data, plan["dpp"], sparsity)[0])
     return rows
 

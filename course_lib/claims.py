@@ -149,7 +149,8 @@ def leader(differences: Mapping[int, float], first: str, second: str, noise: flo
     return None
 
 
-def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOISE) -> str:
+def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOISE, first: str = "",
+                      second: str = "") -> str:
     """Why paired per-seed differences name no direction (the "not separated" of :func:`paired_verdict`), as a
     phrase for a reading line: "the seeds disagree", "ahead on every seed, but by less than the noise on one" or
     "a seed ties"; "" when they do name one (:func:`leader` is not None).
@@ -157,7 +158,7 @@ def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOIS
     "Not separated" covers two different situations, and a reading should say which: seeds that point opposite
     ways (no direction at all on this run), or seeds that agree on a direction too small to tell from the test
     images a seed happened to get right (a direction, but not a result). Only the second hints at what more
-    seeds might show."""
+    seeds might show. Pass ``first`` and ``second`` (the names of ``first - second``) to name the one ahead."""
     values = [float(v) for v in dict(differences).values()]
     if leader(dict(enumerate(values)), "first", "second", noise) is not None:
         return ""
@@ -166,7 +167,9 @@ def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOIS
     if any(v == 0 for v in values):
         return "a seed ties (the two runs gave the same accuracy)"
     within = sum(abs(v) <= noise for v in values)
-    return f"ahead on every seed, but by less than the noise on {'one' if within == 1 else f'{within} of {len(values)}'}"
+    ahead = (first if values[0] > 0 else second) if first and second else ""
+    return (f"{ahead} ahead on every seed, but by less than the noise on "
+            f"{'one' if within == 1 else f'{within} of {len(values)}'}").lstrip()
 
 
 def who_leads(differences: Mapping[int, float], first: str, second: str, unit: str = "points") -> str:

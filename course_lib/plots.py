@@ -293,7 +293,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     # learned masks (chapter 7)
     "DPP": ("#2ca02c", "*"), "feature-map DPP": ("#2ca02c", "*"), "DPP (feature-map)": ("#2ca02c", "*"),
     "DPP (kernel)": ("#98df8a", "*"), "DPP 2:4": ("#2ca02c", "*"), "ASP 2:4": ("#843c39", "s"),
-    "random k per neuron": ("#636363", "x"), "unstructured (global)": ("#1f77b4", "o"),
+    "random k per neuron": ("#636363", "x"), "random row": ("#636363", "x"), "unstructured (global)": ("#1f77b4", "o"),
 }
 
 

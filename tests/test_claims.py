@@ -107,3 +107,4 @@ def test_why_not_separated_says_which_kind_of_not_separated():
     assert why_not_separated({0: 0.9, 1: 0.0}).startswith("a seed ties")
     assert why_not_separated({0: 0.9, 1: 0.1, 2: 0.2}) == "ahead on every seed, but by less than the noise on 2 of 3"
     assert why_not_separated({0: -0.9, 1: -0.1}) == "ahead on every seed, but by less than the noise on one"
+    assert why_not_separated({0: -0.9, 1: -0.1}, first="A", second="B").startswith("B ahead on every seed")

@@ -76,7 +76,7 @@ DENSE_CLASSIFIER = "uniform, classifier dense"  # the distribution label of clas
 GROW_BATCHES = 8  # the gradient experiment's RigL sums the dense gradients of this many batches (128 images each)
 BUDGETS = {"quick": Budget(train_size=20_000, epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2), sgd_rates=(0.1,)),
            "full": Budget(train_size=20_000, epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5),
-                          sgd_rates=(0.01, 0.03, 0.1, 0.3))}
+                          sgd_rates=(0.03, 0.1, 0.3, 1.0))}
 
 
 def budget(profile: Profile) -> Budget:

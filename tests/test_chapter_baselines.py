@@ -155,3 +155,28 @@ def test_the_sgd_regime_trains_set_and_rigl_with_sgd_at_the_rate_chosen_for_set(
     rows = ch6.sgd_runs(data, sgd, 0.95, seed=1, progress=False)
     assert [r["method"] for r in rows] == ["SET", "RigL"] and all(r["lr"] == sgd.lr for r in rows)
     assert seen[2:] == [("sgd", 0.9, sgd.lr)] * 2
+
+
+def test_the_slimming_strength_breaks_validation_ties_towards_a_cut_of_silenced_channels():
+    import pandas as pd
+    table = pd.DataFrame({"val_acc_finetuned": [84.0, 85.5, 85.3, 78.0], "share_below_0.05": [0.0, 0.37, 0.68, 0.91]},
+                         index=pd.Index([0.0, 0.01, 0.03, 0.1], name="lambda"))
+    assert ch5.chosen_strength(table) == 0.01  # no noise given: the best on validation
+    assert ch5.chosen_strength(table, noise=0.35) == 0.03  # 0.01 and 0.03 tie; 0.03 silenced over half the channels
+    assert ch5.chosen_strength(table, noise=0.1) == 0.01  # no tie: the best wins whatever it silenced
+
+
+def test_a_shuffled_ticket_keeps_each_units_values_and_moves_them():
+    from course_lib.masks import apply_masks
+    from course_lib.pruning.procedures import magnitude
+    model = ch5.build_model("lenet300", seed=0)
+    apply_masks(model, magnitude("global")(model, 0.9))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ch5.shuffle_within_units(model, seed=1)
+    name = "net.fc1.parametrizations.weight.original"
+    old, new = before[name], dict(model.named_parameters())[name].detach()
+    mask = ch5.get_masks(model)["net.fc1.weight"].bool()
+    assert torch.equal(old[~mask], new[~mask])  # the pruned positions are untouched
+    for row in range(0, 300, 37):
+        assert torch.equal(old[row][mask[row]].sort().values, new[row][mask[row]].sort().values)  # the same values
+    assert not torch.equal(old[mask], new[mask])  # ... in other places

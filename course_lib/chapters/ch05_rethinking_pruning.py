@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from course_lib.cache import cached_run, trained_baseline
+from course_lib.claims import accuracy_noise
 from course_lib.costs import layer_costs, prunable_layers
 from course_lib.data import DataSplits, load_splits
 from course_lib.masks import apply_masks, get_masks, scale_to_kept_fan_in
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     (``python -m course_lib.chapters.ch05_rethinking_pruning --help``)."""
     def fill(profile: Profile) -> pd.DataFrame:
         data, config = rethinking_splits(profile), rethinking_recipe(profile)
-        strength = chosen_strength(strength_table(data, config))
+        strength = chosen_strength(strength_table(data, config), accuracy_noise(len(data.val)))
         return pd.concat([dense_long_experiment(profile, data, config),
                           slimming_experiment(profile, data, config, strength)], ignore_index=True)
 
@@ -239,10 +240,19 @@ def strength_table(data: DataSplits, config: TrainConfig, progress: bool = True)
     return pd.DataFrame(rows).set_index("lambda")
 
 
-def chosen_strength(table: pd.DataFrame) -> float:
+def chosen_strength(table: pd.DataFrame, noise: float = 0.0) -> float:
     """The candidate λ (λ = 0, ordinary training, is the control) whose slimmed network is best on validation
-    after fine-tuning in ``table`` (:func:`strength_table`)."""
-    return float(table.drop(index=0.0)["val_acc_finetuned"].idxmax())
+    after fine-tuning in ``table`` (:func:`strength_table`).
+
+    Candidates within ``noise`` of the best are ties (one seed's validation split cannot order them); among ties,
+    a λ whose penalty silenced at least :data:`PRUNE_FRACTION` of the channels (so the cut can take silenced
+    channels alone, slimming's principle) comes first, then the better validation accuracy.
+    """
+    candidates = table.drop(index=0.0)
+    best = candidates["val_acc_finetuned"].max()
+    ties = candidates[candidates["val_acc_finetuned"] >= best - noise]
+    principled = ties[ties["share_below_0.05"] >= PRUNE_FRACTION]
+    return float((principled if len(principled) else ties)["val_acc_finetuned"].idxmax())
 
 
 def slimming_experiment(profile: Profile, data: DataSplits, config: TrainConfig, strength: float,
@@ -328,14 +338,53 @@ def unstructured_runs(data: DataSplits, config: TrainConfig, sparsities: Sequenc
     return rows
 
 
+def shuffle_within_units(model: nn.Module, seed: int) -> None:
+    """Permute every unit's kept weights among its own kept positions, in place (a masked model).
+
+    The weights a unit keeps, and so their sizes, stay exactly the same; only which input each value meets is
+    drawn anew. Magnitude pruning keeps the weights that were *largest* at the start, so a ticket is not at the
+    dense scale of a fresh draw: a shuffled ticket is the control that has the ticket's very scale and none of its
+    placement.
+    """
+    generator = torch.Generator().manual_seed(derive_seed(seed, "shuffled mask"))  # the course's seed for shuffle controls
+    for name, mask in get_masks(model).items():
+        if mask.dim() < 2:
+            continue
+        layer = model.get_submodule(name.rpartition(".")[0])
+        original = layer.parametrizations.weight.original
+        with torch.no_grad():
+            for row in range(mask.shape[0]):
+                kept = mask[row].flatten().nonzero().squeeze(1)
+                values = original[row].flatten()[kept]
+                original[row].view(-1)[kept] = values[torch.randperm(len(kept), generator=generator).to(values.device)]
+
+
+def kept_scale(data: DataSplits, config: TrainConfig, lr: float, sparsity: float, seed: int) -> dict[str, float]:
+    """Per layer: the RMS of the ticket's kept initial weights over the RMS of all of them, which is the scale of a
+    fresh draw at the dense scale (Liu et al.'s control). Above 1 means the ticket starts larger than that control:
+    magnitude pruning keeps the weights that were large at the start. One seed; the dense network is the cached one
+    of :func:`ticket_vs_reinit_runs` at ``lr``."""
+    dense = dense_baseline("lenet300", data, replace(config, lr=lr, seed=seed), seed, progress=False)
+    masks = get_masks(one_shot(dense, sparsity, magnitude("global")).model)
+    start = build_model("lenet300", seed=seed)
+    ratios = {}
+    for name, mask in masks.items():
+        if mask.dim() >= 2:
+            weight = start.get_parameter(name).detach()
+            ratios[name.removeprefix("net.").removesuffix(".weight")] = float(
+                weight[mask.bool()].pow(2).mean().sqrt() / weight.pow(2).mean().sqrt())
+    return ratios
+
+
 def ticket_vs_reinit_runs(data: DataSplits, config: TrainConfig, learning_rates: Sequence[float], sparsity: float,
                           seed: int, progress: bool = True) -> list[dict[str, object]]:
     """Liu et al.'s learning-rate test of the lottery ticket: at each learning rate, train LeNet-300-100,
     prune it once by global magnitude, and train the mask from the original initialisation (the ticket)
     and from a new random one, drawn at the dense scale (chapter 3's control) and scaled to the kept
     fan-in (which separates "the ticket's values" from "a badly scaled start"). The ticket also runs scaled to the
-    kept fan-in (its theta_0 times each unit's ``sqrt(fan_in / kept_fan_in)``, as the scaled control is), so that
-    ticket and random start meet at both scales. One seed."""
+    kept fan-in (its theta_0 times each unit's ``sqrt(fan_in / kept_fan_in)``, as the scaled control is), and
+    shuffled within each unit (:func:`shuffle_within_units`: the ticket's own values, so its own scale, each meeting
+    another input): the one control whose scale is the ticket's. One seed."""
     rows = []
     for lr in learning_rates:
         run = replace(config, lr=lr, seed=seed)
@@ -346,9 +395,12 @@ def ticket_vs_reinit_runs(data: DataSplits, config: TrainConfig, learning_rates:
         apply_masks(ticket, masks)
         scaled_ticket = copy.deepcopy(ticket)
         scale_to_kept_fan_in(scaled_ticket)
+        shuffled_ticket = copy.deepcopy(ticket)
+        shuffle_within_units(shuffled_ticket, seed)
         controls = {"random re-init": reinitialized(ticket, seed=derive_seed(seed, "fresh init"), scale_to_fan_in=False),
                     "random re-init, fan-in-scaled": reinitialized(ticket, seed=derive_seed(seed, "fresh init"))}
-        for method, model in (("ticket", ticket), ("ticket, fan-in-scaled", scaled_ticket), *controls.items()):
+        for method, model in (("ticket", ticket), ("ticket, fan-in-scaled", scaled_ticket),
+                              ("ticket, shuffled within units", shuffled_ticket), *controls.items()):
             finetune(model, data, run, progress=progress, desc=f"{method}, lr={lr:g}")
             rows.append({"lr": lr, **result_row(method, model, data, float(run.epochs))})
     return rows

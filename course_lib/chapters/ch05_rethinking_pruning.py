@@ -342,8 +342,8 @@ def shuffle_within_units(model: nn.Module, seed: int) -> None:
     """Permute every unit's kept weights among its own kept positions, in place (a masked model).
 
     The weights a unit keeps, and so their sizes, stay exactly the same; only which input each value meets is
-    drawn anew. Magnitude pruning keeps the weights that were *largest* at the start, so a ticket is not at the
-    dense scale of a fresh draw: a shuffled ticket is the control that has the ticket's very scale and none of its
+    drawn anew. Magnitude pruning keeps the weights largest after training, whose initial values are larger than a
+    fresh draw's on average, so a ticket is not at the dense scale of a fresh draw: a shuffled ticket is the control that has the ticket's very scale and none of its
     placement.
     """
     generator = torch.Generator().manual_seed(derive_seed(seed, "shuffled mask"))  # the course's seed for shuffle controls
@@ -362,7 +362,7 @@ def shuffle_within_units(model: nn.Module, seed: int) -> None:
 def kept_scale(data: DataSplits, config: TrainConfig, lr: float, sparsity: float, seed: int) -> dict[str, float]:
     """Per layer: the RMS of the ticket's kept initial weights over the RMS of all of them, which is the scale of a
     fresh draw at the dense scale (Liu et al.'s control). Above 1 means the ticket starts larger than that control:
-    magnitude pruning keeps the weights that were large at the start. One seed; the dense network is the cached one
+    magnitude pruning keeps the weights largest after training, which started larger on average. One seed; the dense network is the cached one
     of :func:`ticket_vs_reinit_runs` at ``lr``."""
     dense = dense_baseline("lenet300", data, replace(config, lr=lr, seed=seed), seed, progress=False)
     masks = get_masks(one_shot(dense, sparsity, magnitude("global")).model)

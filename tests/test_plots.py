@@ -68,7 +68,7 @@ def test_every_method_of_the_course_has_its_own_look():
     shared = [names for names in looks.values() if len(names) > 1]
     aliases = [{"magnitude + fine-tune", "global", "fine-tuned", "unstructured (global)"}, {"ticket", "lottery ticket"}, {"AGP", "fine-tuned, gradual"},
                {"random re-init", "Scratch-E, dense-scale init"},
-               {"random mask", "random", "random k per neuron"},
+               {"random mask", "random", "random k per neuron", "random row"},
                {"DPP", "feature-map DPP", "DPP (feature-map)", "DPP 2:4"}]
     assert all(set(names) in aliases for names in shared), f"different methods look alike: {shared}"
 

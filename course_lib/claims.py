@@ -150,7 +150,7 @@ def leader(differences: Mapping[int, float], first: str, second: str, noise: flo
 
 
 def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOISE, first: str = "",
-                      second: str = "") -> str:
+                      second: str = "", noise_name: str = "the noise") -> str:
     """Why paired per-seed differences name no direction (the "not separated" of :func:`paired_verdict`), as a
     phrase for a reading line: "the seeds disagree", "ahead on every seed, but by less than the noise on one" or
     "a seed ties"; "" when they do name one (:func:`leader` is not None).
@@ -158,7 +158,8 @@ def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOIS
     "Not separated" covers two different situations, and a reading should say which: seeds that point opposite
     ways (no direction at all on this run), or seeds that agree on a direction too small to tell from the test
     images a seed happened to get right (a direction, but not a result). Only the second hints at what more
-    seeds might show. Pass ``first`` and ``second`` (the names of ``first - second``) to name the one ahead."""
+    seeds might show. Pass ``first`` and ``second`` (the names of ``first - second``) to name the one ahead, and
+    ``noise_name`` to say which noise ("the test set's noise (0.25 points)")."""
     values = [float(v) for v in dict(differences).values()]
     if leader(dict(enumerate(values)), "first", "second", noise) is not None:
         return ""
@@ -168,7 +169,7 @@ def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOIS
         return "a seed ties (the two runs gave the same accuracy)"
     within = sum(abs(v) <= noise for v in values)
     ahead = (first if values[0] > 0 else second) if first and second else ""
-    return (f"{ahead} ahead on every seed, but by less than the noise on "
+    return (f"{ahead} ahead on every seed, but by less than {noise_name} on "
             f"{'one' if within == 1 else f'{within} of {len(values)}'}").lstrip()
 
 
@@ -218,13 +219,10 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
     ahead = leader(dict(enumerate(values)), first, second, floor)
     if ahead is not None:
         word = f"{ahead} ahead on all {len(values)} seeds"
-    elif all(v > 0 for v in values) or all(v < 0 for v in values):
-        floor_name = "the test set's noise" if noise is None else "the noise floor"
-        word = (f"not separated: {first if values[0] > 0 else second} ahead on every seed, but "
-                + why_not_separated(dict(enumerate(values)), floor).removeprefix("ahead on every seed, but ")
-                .replace("the noise", f"{floor_name} ({floor:.2g}{_unit(unit)})"))
     else:
-        word = "not separated: " + why_not_separated(dict(enumerate(values)), floor)
+        floor_name = "the test set's noise" if noise is None else "the noise floor"
+        word = "not separated: " + why_not_separated(dict(enumerate(values)), floor, first, second,
+                                                     f"{floor_name} ({floor:.2g}{_unit(unit)})")
     per_seed = ", ".join(f"{v:+.2f}" for v in values)
     return f"{first} minus {second}: mean {sum(values) / len(values):+.2f}{_unit(unit)} (per seed {per_seed}) -> {word}"
 

@@ -359,16 +359,25 @@ def shuffle_within_units(model: nn.Module, seed: int) -> None:
                 original[row].view(-1)[kept] = values[torch.randperm(len(kept), generator=generator).to(values.device)]
 
 
+def _ticket(data: DataSplits, run: TrainConfig, sparsity: float, seed: int,
+            progress: bool = True) -> tuple[nn.Module, nn.Module]:
+    """(The dense LeNet-300-100 trained with ``run``, cached; the ticket: its theta_0 with the mask of one-shot global
+    magnitude pruning of that dense network to ``sparsity``.)"""
+    dense = dense_baseline("lenet300", data, run, seed, progress)
+    ticket = build_model("lenet300", seed=seed)  # theta_0 of the dense run
+    apply_masks(ticket, get_masks(one_shot(dense, sparsity, magnitude("global")).model))
+    return dense, ticket
+
+
 def kept_scale(data: DataSplits, config: TrainConfig, lr: float, sparsity: float, seed: int) -> dict[str, float]:
     """Per layer: the RMS of the ticket's kept initial weights over the RMS of all of them, which is the scale of a
     fresh draw at the dense scale (Liu et al.'s control). Above 1 means the ticket starts larger than that control:
     magnitude pruning keeps the weights largest after training, which started larger on average. One seed; the dense network is the cached one
     of :func:`ticket_vs_reinit_runs` at ``lr``."""
-    dense = dense_baseline("lenet300", data, replace(config, lr=lr, seed=seed), seed, progress=False)
-    masks = get_masks(one_shot(dense, sparsity, magnitude("global")).model)
-    start = build_model("lenet300", seed=seed)
+    _, ticket = _ticket(data, replace(config, lr=lr, seed=seed), sparsity, seed, progress=False)
+    start = build_model("lenet300", seed=seed)  # the full draw: the ticket's pruned entries are stored as zeros
     ratios = {}
-    for name, mask in masks.items():
+    for name, mask in get_masks(ticket).items():
         if mask.dim() >= 2:
             weight = start.get_parameter(name).detach()
             ratios[name.removeprefix("net.").removesuffix(".weight")] = float(
@@ -388,11 +397,8 @@ def ticket_vs_reinit_runs(data: DataSplits, config: TrainConfig, learning_rates:
     rows = []
     for lr in learning_rates:
         run = replace(config, lr=lr, seed=seed)
-        dense = dense_baseline("lenet300", data, run, seed, progress)
+        dense, ticket = _ticket(data, run, sparsity, seed, progress)
         rows.append({"lr": lr, **result_row("dense", dense, data, float(run.epochs))})  # the reference at this rate
-        masks = get_masks(one_shot(dense, sparsity, magnitude("global")).model)
-        ticket = build_model("lenet300", seed=seed)  # theta_0 of the dense run
-        apply_masks(ticket, masks)
         scaled_ticket = copy.deepcopy(ticket)
         scale_to_kept_fan_in(scaled_ticket)
         shuffled_ticket = copy.deepcopy(ticket)

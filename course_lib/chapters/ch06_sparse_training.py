@@ -183,7 +183,9 @@ class RateSearch:
                                       "lrs": self.tried()}, compute)
 
     def best(self) -> float:
-        """The rate with the best validation accuracy (the first of equals)."""
+        """The rate with the best validation accuracy (the first of equals); a single rate is chosen untried."""
+        if len(self.tried()) == 1:
+            return self.tried()[0]
         scores = self.scores()
         return max(scores, key=scores.get)
 
@@ -282,8 +284,7 @@ def sgd_recipe(profile: Profile, data: DataSplits, config: TrainConfig) -> Train
     """``config`` with SGD and momentum 0.9 instead of Adam, at the rate :func:`sgd_search` chooses (the only rate,
     when the profile gives one: no search is run)."""
     search = sgd_search(profile, data, config)
-    rate = search.tried()[0] if len(search.tried()) == 1 else search.best()
-    return replace(config, optimizer="sgd", momentum=0.9, lr=rate)
+    return replace(search.config, lr=search.best(), seed=config.seed)
 
 
 def sgd_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,

@@ -144,14 +144,22 @@ def post_training_quantized(model: nn.Module, data: DataSplits, bits: Sequence[i
     return accuracies
 
 
+def _scratch_row(method: str, sparsity: float, data: DataSplits, config: TrainConfig, make_masks: MaskFn,
+                 model_name: str = "lenet300") -> tuple[dict[str, Any], nn.Module]:
+    """A fixed mask (``make_masks``) on ``config.seed``'s initial weights, trained for all of ``config``: the way
+    every random control of the chapter trains, as DPP does, so that only the choice of mask differs."""
+    started = time.perf_counter()
+    model = build_model(model_name, seed=config.seed)
+    apply_masks(model, make_masks(model, sparsity))
+    finetune(model, data, config, progress=False)
+    return _row(method, sparsity, model, data, started), model
+
+
 def _random_row_run(data: DataSplits, config: TrainConfig, sparsity: float) -> tuple[dict[str, Any], nn.Module]:
     """DPP's structure without its learning: a random k of every output unit's inputs, fixed, trained from the
     same initial weights and for the same epochs as DPP. What DPP gains over it is what learning the mask bought."""
-    started = time.perf_counter()
-    model = build_model("lenet300", seed=config.seed)
-    apply_masks(model, magnitude("row", criterion="random", exclude=LENET_CLASSIFIER, seed=config.seed)(model, sparsity))
-    finetune(model, data, config, progress=False)
-    return _row("random row", sparsity, model, data, started), model
+    return _scratch_row("random row", sparsity, data, config,
+                        magnitude("row", criterion="random", exclude=LENET_CLASSIFIER, seed=config.seed))
 
 
 def weight_runs(data: DataSplits, epochs: int, sparsities: Sequence[float], seed: int) -> list[dict[str, Any]]:
@@ -264,11 +272,8 @@ def n_m_runs(data: DataSplits, epochs: int, seed: int, n: int = 2, m: int = 4) -
             _magnitude_row(dense, data, plan["finetune"], sparsity, "unstructured (global)",
                            magnitude("global", exclude=LENET_CLASSIFIER))[0],
             _dpp_row(f"DPP {n}:{m}", sparsity, data, plan["dpp"], dpp_hook(sparsity, data, plan["dpp"], seed, LENET_CLASSIFIER, tile=m))[0]]
-    started = time.perf_counter()
-    scratch = build_model("lenet300", seed=seed)
-    apply_masks(scratch, random_n_of_m_masks(scratch, n, m, seed))
-    finetune(scratch, data, plan["dpp"], progress=False)
-    rows.append(_row(f"random {n}:{m}", sparsity, scratch, data, started))
+    rows.append(_scratch_row(f"random {n}:{m}", sparsity, data, plan["dpp"],
+                             lambda model, _: random_n_of_m_masks(model, n, m, seed))[0])
     for row in rows:
         row["is_n_m"] = all(is_n_m_sparse(mask, n, m) for mask in row["masks"].values())
         row["pattern"] = f"{n}:{m}"
@@ -347,11 +352,8 @@ def structured_runs(data: DataSplits, epochs: int, sparsity: float, seed: int) -
                  "seconds": time.perf_counter() - started, "masks": {}, "stages": stages})
     rows.append(_magnitude_row(filters, data, plan["finetune"], sparsity, "L1 kernels",
                                lambda model, s: kernel_masks(model, s, "l1", seed))[0])
-    started = time.perf_counter()
-    scratch = build_model("vgg", seed=seed)
-    apply_masks(scratch, kernel_masks(scratch, sparsity, "random", seed))
-    finetune(scratch, data, plan["dpp"], progress=False)
-    rows.append(_row("random kernels", sparsity, scratch, data, started))
+    rows.append(_scratch_row("random kernels", sparsity, data, plan["dpp"],
+                             lambda model, s: kernel_masks(model, s, "random", seed), "vgg")[0])
     return rows
 
 

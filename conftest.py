@@ -21,7 +21,7 @@ NBVAL_OUTPUT_TIMEOUT_S = 60
 LONGEST_FIRST = [
     "tests/test_browser.py",
     "notebooks/08_", "notebooks/07_", "notebooks/06_", "notebooks/05_", "notebooks/03_", "notebooks/04_",
-    "solutions/08_", "solutions/07_", "solutions/06_", "solutions/05_",
+    "solutions/08_", "solutions/07_", "solutions/06_", "solutions/05_", "notebooks/09_", "solutions/09_",
     "notebooks/02_", "notebooks/01_", "notebooks/00_", "tests/test_exercises.py", "solutions/",
 ]
 

@@ -24,7 +24,8 @@ Each chapter's runs, tables and budget (``BUDGETS``, quick and full), e.g.
 =======================  ==========================================================
 ``methods``              the registry: every method as one named runner on one protocol, and the run record
 ``dpp/``                 dynamic probabilistic pruning: Gumbel-top-k masks, the DPP hook, storage
-``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores, slimming, Scratch-B
+``pruning/``             selection, procedures, surgery, lottery tickets, at-init scores, slimming, Scratch-B,
+                         one shot from calibration data (magnitude, Wanda, SparseGPT)
 ``sparse/``              schedules, layer densities (ERK), mask updaters (AGP, SET, RigL), FLOPs
 =======================  ==========================================================
 

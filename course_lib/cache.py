@@ -57,7 +57,7 @@ from course_lib.data import DataSplits
 from course_lib.fingerprint import Code, code_fingerprint, code_names, default_code
 from course_lib.models import build_model
 from course_lib.profiles import seed_shift
-from course_lib.training import History, TrainConfig, default_device, train
+from course_lib.training import CLASSIFICATION, History, Task, TrainConfig, default_device, train
 
 CACHE_ENV_VAR = "COURSE_CACHE_DIR"
 CACHE_FORMAT = 3  # bump when the meaning of a cached file changes (3: Adam runs fused)
@@ -187,18 +187,26 @@ def cached_run(name: str, parts: Mapping[str, Any], compute: Callable[[], T], *,
     return _load_or_compute(path, compute)[0]
 
 
-def cache_key(model_name: str, data: DataSplits, config: TrainConfig) -> str:
-    """The key of a trained baseline: everything that determines its weights, including the code that trains it."""
-    return make_key({
+def cache_key(model_name: str, data: DataSplits, config: TrainConfig, options: Mapping[str, Any] | None = None,
+              task: Task = CLASSIFICATION) -> str:
+    """The key of a trained baseline: everything that determines its weights, including the code that trains it.
+
+    ``options`` (the model's constructor arguments) enter through the architecture they build; a task other than
+    classification is named in the key (a classifier's key is the same as before language models existed).
+    """
+    parts = {
         "model": model_name,
-        "architecture": repr(build_model(model_name)),  # a changed layer width is a different model
+        "architecture": repr(build_model(model_name, **(options or {}))),  # a changed layer width is a different model
         "dataset": data.name,
         "sizes": data.sizes(),
         "split_seed": data.seed,
         "config": asdict(config),
         "device": default_device().type,
         "code_fingerprint": code_fingerprint(*BASELINE_CODE),
-    })
+    }
+    if repr(task) != repr(CLASSIFICATION):
+        parts["task"] = repr(task)
+    return make_key(parts)
 
 
 @dataclass
@@ -213,18 +221,20 @@ class Baseline:
 
 
 def trained_baseline(model_name: str, data: DataSplits, config: TrainConfig,
-                     directory: Path | None = None, progress: bool = True) -> Baseline:
+                     directory: Path | None = None, progress: bool = True, options: Mapping[str, Any] | None = None,
+                     task: Task = CLASSIFICATION) -> Baseline:
     """Load the trained baseline from the cache, or train it (seeded) and store it.
 
-    The model is initialised with ``build_model(model_name, seed=config.seed)``,
-    trained with :func:`~course_lib.training.train`, and returned in eval mode on the CPU.
+    The model is initialised with ``build_model(model_name, seed=config.seed, **options)``,
+    trained with :func:`~course_lib.training.train` on ``task`` (a language model passes ``task=NextToken()``),
+    and returned in eval mode on the CPU.
     """
     folder = Path(directory) if directory is not None else cache_dir()
-    path = folder / f"{model_name}-{cache_key(model_name, data, config)}.pt"
-    model = build_model(model_name, seed=config.seed)
+    path = folder / f"{model_name}-{cache_key(model_name, data, config, options, task)}.pt"
+    model = build_model(model_name, seed=config.seed, **(options or {}))
 
     def fit() -> dict[str, Any]:
-        history = train(model, data, config, progress=progress, desc=f"training {model_name}")
+        history = train(model, data, config, progress=progress, desc=f"training {model_name}", task=task)
         return {"state_dict": model.cpu().state_dict(), "history": asdict(history)}
 
     saved, from_cache = _load_or_compute(path, fit)

@@ -294,6 +294,8 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "DPP": ("#2ca02c", "*"), "feature-map DPP": ("#2ca02c", "*"), "DPP (feature-map)": ("#2ca02c", "*"),
     "DPP (kernel)": ("#98df8a", "*"), "DPP 2:4": ("#2ca02c", "*"), "ASP 2:4": ("#843c39", "s"),
     "random k per neuron": ("#636363", "x"), "random row": ("#636363", "x"), "unstructured (global)": ("#1f77b4", "o"),
+    # one-shot pruning of a trained transformer (chapter 9; "magnitude" as in chapter 4)
+    "Wanda": ("#e7ba52", "v"), "SparseGPT": ("#ad494a", "D"),
 }
 
 
@@ -601,4 +603,66 @@ def in_degree_images(images: Mapping[str, torch.Tensor], reference: tuple[str, t
         ax.set_yticks([])
     fig.colorbar(shown, ax=axes[panels - len(images):], label="connections to the first hidden layer")
     fig.suptitle(title)
+    return fig
+
+
+def perplexity_vs_sparsity(unstructured: pd.DataFrame, nm: pd.DataFrame | None = None,
+                           dense: tuple[float, float] | None = None,
+                           title: str = "One-shot pruning of the language model") -> Figure:
+    """Test perplexity (mean ± std over seeds, log scale: lower is better) against sparsity, one line per method;
+    beside it, when ``nm`` is given, the N:M patterns as dots.
+
+    ``unstructured`` is :func:`course_lib.experiments.mean_std` grouped by ``["method", "sparsity"]``, ``nm`` grouped
+    by ``["method", "pattern"]``; ``dense`` is the dense model's (mean, std), drawn as a band in both panels.
+    """
+    panels = 1 if nm is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels + 1.5, 4.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [2, 1][:panels]}, sharey=True)
+    methods = list(dict.fromkeys([*unstructured.index.get_level_values("method"),
+                                  *([] if nm is None else nm.index.get_level_values("method"))]))
+    styles = _styles(methods)
+    for method, rows in unstructured.groupby(level="method", sort=False):
+        sparsities = rows.index.get_level_values("sparsity")
+        axes[0][0].errorbar([100 * s for s in sparsities], rows["mean"], yerr=rows["std"], capsize=3, label=method,
+                            **styles[method])
+    axes[0][0].set(xlabel="sparsity of the blocks' linear layers (%)", ylabel="test perplexity (per character, log scale)",
+                   title="unstructured (each row pruned alike)")
+    if nm is not None:
+        patterns = list(dict.fromkeys(nm.index.get_level_values("pattern")))
+        for i, method in enumerate(dict.fromkeys(nm.index.get_level_values("method"))):
+            rows = nm.xs(method, level="method").reindex(patterns)
+            axes[0][1].errorbar(np.arange(len(patterns)) + 0.12 * (i - 1), rows["mean"], yerr=rows["std"], capsize=3,
+                                linestyle="none", **styles[method])
+        axes[0][1].set_xticks(range(len(patterns)), patterns)
+        axes[0][1].set(xlabel="N:M pattern (n kept of every m)", title="N:M (50 % sparse)")
+        axes[0][1].set_xlim(-0.6, len(patterns) - 0.4)
+    for ax in axes[0]:
+        if dense is not None:
+            ax.axhspan(dense[0] - dense[1], dense[0] + dense[1], color="black", alpha=0.1)
+            ax.axhline(dense[0], color="black", linewidth=1, label="dense (mean ± std)" if ax is axes[0][0] else None)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def layer_error_bars(errors: pd.DataFrame, title: str = "Reconstruction error of each pruned layer") -> Figure:
+    """Grouped bars of each layer's relative reconstruction error ``‖(W − Ŵ) X‖² / ‖W X‖²`` (log scale), one colour
+    per method. ``errors`` has one row per layer (input to output) and one column per method."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    styles = _styles(list(errors.columns))
+    width = 0.8 / len(errors.columns)
+    for i, method in enumerate(errors.columns):
+        ax.bar(np.arange(len(errors)) + width * (i - (len(errors.columns) - 1) / 2), errors[method], width,
+               label=method, color=styles[method]["color"])
+    ax.set_xticks(range(len(errors)), errors.index, rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set(xlabel="layer (input to output)", ylabel="relative error (log scale)", title=title)
+    ax.grid(alpha=0.3, axis="y", which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig

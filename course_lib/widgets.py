@@ -12,9 +12,10 @@ CPU memory.
 from __future__ import annotations
 
 import copy
+import html
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -31,12 +32,14 @@ from torch.utils.data import TensorDataset
 from course_lib.data import batches
 from course_lib.costs import layer_costs, prunable_layers
 from course_lib.masks import apply_masks
+from course_lib.plots import method_style
 from course_lib.pruning.selection import unit_masks
 from course_lib.pruning.slimming import batchnorm_scales, slimming_keep
 from course_lib.devices import model_device
 from course_lib.sparse.tracking import MaskTrace
 from course_lib.dpp.sampler import gumbel_noise, inclusion_probabilities, relaxed_top_k, top_k_mask
-from course_lib.training import evaluate
+from course_lib.text import CharVocab, generate
+from course_lib.training import NextToken, evaluate
 
 
 def png_of(fig: Figure) -> Image:
@@ -507,3 +510,70 @@ def _macs_after_removing_channels(costs: pd.DataFrame, keep: dict[str, torch.Ten
         total += dense_macs * output_share * input_share
         input_share = output_share
     return round(total)
+
+
+def one_shot_explorer(pruned: Mapping[tuple[str, str], nn.Module], vocab: CharVocab, windows: TensorDataset,
+                      prompt: str = "The best way to ", length: int = 120, seed: int = 0) -> widgets.VBox:
+    """A prompt box, a method toggle and a sparsity slider over one-shot-pruned language models (chapter 9).
+
+    ``pruned`` maps (method, setting) to a pruned model, for every method and every setting (``"0 %"``, ``"50 %"``,
+    ``"2:4"``, ...; settings in slider order). Each model's test perplexity on ``windows`` is computed once, here;
+    a move then draws the method's perplexity curve with the chosen setting circled, and continues the prompt with
+    the chosen model, seeded (the same prompt, model and seed give the same text: a change in the text is the
+    pruning's doing, not the dice's). The continuations of the first prompt are written here too, and every other
+    one is kept once written, so that a move answers at once.
+    """
+    if not pruned:
+        raise ValueError("one_shot_explorer needs at least one pruned model, keyed by (method, setting).")
+    methods = list(dict.fromkeys(method for method, _ in pruned))
+    settings = list(dict.fromkeys(setting for _, setting in pruned))
+    missing = [(m, s) for m in methods for s in settings if (m, s) not in pruned]
+    if missing:
+        raise ValueError(f"give a model for every method and setting; missing: {missing}.")
+    scores = {key: math.exp(NextToken().score(model, windows)) for key, model in pruned.items()}
+    written: dict[tuple[str, str, str], str] = {}
+
+    def continuation_of(prompt_text: str, key: tuple[str, str]) -> str:
+        if (prompt_text, *key) not in written:
+            try:
+                written[(prompt_text, *key)] = generate(pruned[key], vocab, prompt_text, length, seed=seed)
+            except ValueError as error:  # an empty prompt, or a character the model never saw
+                return f" [{error}]"
+        return written[(prompt_text, *key)]
+
+    for key in pruned:
+        continuation_of(prompt, key)
+    text = widgets.Text(value=prompt, description="prompt", continuous_update=False,
+                        layout=widgets.Layout(width="60%"))
+    method = widgets.ToggleButtons(options=methods, description="method")
+    setting = widgets.SelectionSlider(options=settings, value=settings[0], description="sparsity",
+                                      continuous_update=False)
+    caption, continuation, figure = widgets.HTML(), widgets.HTML(), widgets.Output()
+    caption.add_class("one-shot-caption")
+    fig, ax = plt.subplots(figsize=(6.5, 3), dpi=80)
+    x = np.arange(len(settings))
+    lines = {m: ax.plot(x, [scores[(m, s)] for s in settings], label=m, **(method_style(m) or {}))[0] for m in methods}
+    circle, = ax.plot([], [], "o", markersize=16, markerfacecolor="none", markeredgecolor="black")
+    ax.set_xticks(x, settings)
+    ax.set_yscale("log")
+    ax.set(xlabel="sparsity of the blocks' linear layers", ylabel="test perplexity (log scale)",
+           title="perplexity of each pruned model")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    plt.close(fig)
+
+    def redraw(*_: object) -> None:
+        key = (method.value, setting.value)
+        for name, line in lines.items():
+            line.set_alpha(1.0 if name == method.value else 0.3)
+        circle.set_data([settings.index(setting.value)], [scores[key]])
+        show_in(figure, fig)
+        words = continuation_of(text.value, key)
+        caption.value = (f"<b>{method.value} at {setting.value}</b>: test perplexity {scores[key]:.2f} "
+                         f"(the unpruned model: {scores[(method.value, settings[0])]:.2f})")
+        continuation.value = (f"<pre style='white-space: pre-wrap'>{html.escape(text.value)}"
+                              f"<b>{html.escape(words)}</b></pre>")
+
+    _redraw_on_change(redraw, text, method, setting)
+    return widgets.VBox([text, method, setting, caption, continuation, figure])

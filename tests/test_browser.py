@@ -235,3 +235,22 @@ def test_chapter7_k_slider_redraws_the_sampler(tmp_path):
     seconds = _widget_notebook_test(tmp_path, CHAPTER7_WIDGET, "chapter7_widget", "sampler-caption", 1,
                                     "caption.includes('k = 3')")
     print(f"chapter 7 widget answered in {seconds:.2f} s")
+
+
+# Chapter 9's explorer on 50 % and 2:4 (the chapter's four sparsities take longer to prune).
+CHAPTER9_WIDGET = [
+    "from course_lib import widgets\n"
+    "from course_lib.profiles import get_profile\n"
+    "from course_lib.chapters import ch09_one_shot_transformers as chapter\n"
+    "profile = get_profile('quick')\n"
+    "splits, vocab = chapter.text_data(profile)\n"
+    "dense = chapter.language_model(profile, 0).model\n"
+    "models = chapter.explorer_models(dense, chapter.calibration_batches(splits, 16, seed=0), sparsities=[0.5])",
+    "widgets.one_shot_explorer(models, vocab, chapter.eval_windows(profile, splits))",
+]
+
+
+def test_chapter9_sparsity_slider_prunes_and_continues_the_prompt(tmp_path):
+    seconds = _widget_notebook_test(tmp_path, CHAPTER9_WIDGET, "chapter9_widget", "one-shot-caption", 1,
+                                    "caption.includes('at 50 %')")
+    print(f"chapter 9 widget answered in {seconds:.2f} s")

@@ -1,6 +1,7 @@
 """The exercise checks: a typical mistake fails with a message that names it."""
 
 import contextlib
+import re
 import statistics
 import time
 
@@ -675,3 +676,61 @@ def test_the_capstone_runs_only_its_own_columns():
     assert {s for _, s, _ in ch08_capstone.family_jobs("unstructured", quick, sparsities=[0.95])} == {0.95}
     with pytest.raises(ValueError, match="not \\[0.5\\]"):
         ch08_capstone.family_jobs("unstructured", quick, sparsities=[0.5])
+
+
+def _wanda_rows(weight: torch.Tensor, x: torch.Tensor, sparsity: float, norms: torch.Tensor | None = None,
+                whole_layer: bool = False) -> torch.Tensor:
+    """Wanda's keep-mask, right or with one of the slips the checks name."""
+    scores = weight.abs() * (x.norm(dim=0) if norms is None else norms)
+    if whole_layer:
+        keep = torch.ones(scores.numel(), dtype=torch.bool)
+        keep[scores.flatten().argsort()[:round(sparsity * scores.numel())]] = False
+        return keep.reshape(scores.shape)
+    mask = torch.zeros_like(weight, dtype=torch.bool)
+    return mask.scatter_(1, scores.topk(round((1 - sparsity) * weight.shape[1]), dim=1).indices, True)
+
+
+def test_wanda_mask_mistakes_are_named():
+    checks.check_wanda_mask(_wanda_rows)
+    slips = {"across the whole layer": lambda w, x, s: _wanda_rows(w, x, s, whole_layer=True),
+             "no square root": lambda w, x, s: _wanda_rows(w, x, s, norms=x.pow(2).sum(0)),
+             "alone (magnitude)": lambda w, x, s: _wanda_rows(w, x, s, norms=torch.ones(x.shape[1]))}
+    for words, slip in slips.items():
+        with pytest.raises(checks.CheckFailed, match=re.escape(words)):
+            checks.check_wanda_mask(slip)
+
+
+def _obs(w: torch.Tensor, h: torch.Tensor, saliency_by_h: bool = False, update_with_h: bool = False,
+         update: bool = True) -> tuple[int, torch.Tensor]:
+    inverse = torch.linalg.inv(h)
+    q = int(torch.argmin(w ** 2 / (h.diagonal() if saliency_by_h else inverse.diagonal())))
+    direction = h[:, q] / h[q, q] if update_with_h else inverse[:, q] / inverse[q, q]
+    row = w - w[q] * direction if update else w.clone()
+    row[q] = 0.0
+    return q, row
+
+
+def test_obs_step_mistakes_are_named():
+    checks.check_obs_step(_obs)
+    for words, options in (("left the others unchanged", {"update": False}),
+                           ("must use the inverse", {"update_with_h": True}),
+                           ("divided by H_qq", {"saliency_by_h": True})):
+        with pytest.raises(checks.CheckFailed, match=re.escape(words)):
+            checks.check_obs_step(lambda w, h, o=options: _obs(w, h, **o))
+
+
+def test_wanda_2_4_mistakes_are_named():
+    def two_of_four(weight, x, norms=None, down_columns=False):
+        scores = weight.abs() * (x.norm(dim=0) if norms is None else norms)
+        if down_columns:
+            scores = scores.T
+        groups = scores.reshape(scores.shape[0], -1, 4)
+        mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, groups.topk(2, dim=2).indices, True)
+        mask = mask.reshape(scores.shape)
+        return mask.T if down_columns else mask
+
+    checks.check_wanda_2_4(two_of_four)
+    with pytest.raises(checks.CheckFailed, match="magnitude's"):
+        checks.check_wanda_2_4(lambda w, x: two_of_four(w, x, norms=torch.ones(x.shape[1])))
+    with pytest.raises(checks.CheckFailed, match="down the columns"):
+        checks.check_wanda_2_4(lambda w, x: two_of_four(w, x, down_columns=True))

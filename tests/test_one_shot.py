@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -133,6 +135,21 @@ def test_damping_makes_a_rank_deficient_hessian_usable_and_dead_inputs_are_prune
     assert not keep[:, 3].any() and keep.sum() == 60 and torch.allclose(pruned[:, 4:], weight[:, 4:], atol=1e-5)
 
 
+def test_damping_by_each_inputs_own_size_makes_sparsegpt_blind_to_rescaled_inputs():
+    x, weight = _inputs(), torch.randn(8, 16, generator=torch.Generator().manual_seed(2))
+    scale = torch.ones(16)
+    scale[[2, 7]] = 100.0  # two inputs 100 times larger, their weights 100 times smaller: the same outputs
+    results = {}
+    for damping_scale in ("mean", "own"):
+        plain, keep = sparsegpt(weight, _calibrated(x).hessian(), nm=(2, 4), damping_scale=damping_scale)
+        scaled, keep_scaled = sparsegpt(weight / scale, _calibrated(x * scale).hessian(), nm=(2, 4),
+                                        damping_scale=damping_scale)
+        results[damping_scale] = torch.equal(keep, keep_scaled) and torch.allclose(scaled * scale, plain, atol=1e-4)
+    assert results == {"mean": False, "own": True}  # the mean diagonal grows with the two large inputs
+    with pytest.raises(ValueError, match="damping_scale"):
+        sparsegpt(weight, _calibrated(x).hessian(), sparsity=0.5, damping_scale="max")
+
+
 def _mlp(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
@@ -166,3 +183,64 @@ def test_bad_requests_are_named():
     prune_one_shot(model, ["0"], "magnitude", batches, sparsity=0.5)
     with pytest.raises(ValueError, match="already carries masks"):
         prune_one_shot(model, ["2"], "magnitude", batches, sparsity=0.5)
+
+
+def _torchao_wanda_mask(weight: torch.Tensor, x: torch.Tensor, **options) -> torch.Tensor:
+    """torchao's WandaSparsifier (release 0.18, the last with torchao.sparsity) on one linear layer: its keep-mask."""
+    sparsity = pytest.importorskip("torchao.sparsity")
+    layer = nn.Sequential(nn.Linear(weight.shape[1], weight.shape[0], bias=False))
+    with torch.no_grad():
+        layer[0].weight.copy_(weight)
+    sparsifier = sparsity.WandaSparsifier(**options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization.prepare is deprecated in torch 2.14
+        sparsifier.prepare(layer, [{"tensor_fqn": "0.weight"}])
+        with torch.no_grad():
+            layer(x)
+        sparsifier.step()
+        sparsifier.squash_mask()
+    return layer[0].weight.detach() != 0
+
+
+def _layer_wide(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Keep the largest scores of the whole layer (one ranking for all rows), as torchao does."""
+    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    keep[scores.flatten().argsort()[:round(sparsity * scores.numel())]] = False
+    return keep.reshape(scores.shape)
+
+
+def test_torchao_wanda_ranks_the_whole_layer_by_weight_times_squared_input_norm():
+    x, weight = _inputs(tokens=256), torch.randn(8, 16, generator=torch.Generator().manual_seed(5))
+    theirs = _torchao_wanda_mask(weight, x, sparsity_level=0.5)
+    norms = _calibrated(x).input_norms().float()
+    # torchao compares over the whole layer, with ‖X_j‖² where the paper has ‖X_j‖ (it keeps Σx², no square root):
+    assert torch.equal(theirs, _layer_wide(weight.abs() * norms ** 2, 0.5))
+    ours = mask_from_scores(one_shot.wanda_scores(weight, _calibrated(x)), 0.5)  # the paper's: ‖X_j‖, within each row
+    assert (ours.sum(dim=1) == 8).all() and not (theirs.sum(dim=1) == 8).all()  # only ours keeps half of every row
+    equal_inputs = torch.randn(256, 16)
+    equal_inputs = equal_inputs / equal_inputs.norm(dim=0)  # every ‖X_j‖ = 1: the square no longer matters
+    assert torch.equal(_torchao_wanda_mask(weight, equal_inputs, sparsity_level=0.5),
+                       _layer_wide(one_shot.wanda_scores(weight, _calibrated(equal_inputs)), 0.5))
+
+
+def test_torchao_wanda_2_4_is_our_2_4_with_its_squared_norms():
+    x, weight = _inputs(tokens=256), torch.randn(8, 16, generator=torch.Generator().manual_seed(6))
+    theirs = _torchao_wanda_mask(weight, x, semi_structured_block_size=4)
+    norms = _calibrated(x).input_norms().float()
+    assert torch.equal(theirs, mask_from_scores(weight.abs() * norms ** 2, nm=(2, 4)))
+    assert (theirs.reshape(8, 4, 4).sum(-1) == 2).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="2:4 sparse tensor cores need a CUDA device")
+def test_a_2_4_weight_runs_on_the_sparse_tensor_cores_and_gives_the_dense_product():
+    weight = torch.randn(128, 128, generator=torch.Generator().manual_seed(0))
+    weight = (weight * mask_from_scores(weight.abs(), nm=(2, 4))).half().cuda()
+    x = torch.randn(128, 64, dtype=torch.half, device="cuda")
+    packed = torch.sparse.to_sparse_semi_structured(weight)
+    assert torch.allclose(packed @ x, weight @ x, rtol=1e-2, atol=1e-2)
+    ao = pytest.importorskip("torchao")
+    model = nn.Sequential(nn.Linear(128, 128)).half().cuda()
+    with torch.no_grad():
+        model[0].weight.copy_(weight)
+    ao.sparsity.sparsify_(model, ao.sparsity.SemiSparseWeightConfig())
+    assert torch.allclose(model(x.T), nn.functional.linear(x.T, weight, model[0].bias), rtol=1e-2, atol=1e-2)

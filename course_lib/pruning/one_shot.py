@@ -38,6 +38,7 @@ from course_lib.pruning.selection import n_of_m_keep_mask, row_keep_mask
 Method = Literal["magnitude", "wanda", "sparsegpt"]
 METHODS: tuple[Method, ...] = ("magnitude", "wanda", "sparsegpt")
 NM = tuple[int, int]  # (n kept, of every m consecutive inputs): (2, 4) is 2:4
+DampingScale = Literal["mean", "own"]
 
 
 @dataclass
@@ -114,8 +115,8 @@ def wanda_scores(weight: torch.Tensor, calibration: Calibration) -> torch.Tensor
 
 
 def sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float | None = None, nm: NM | None = None,
-              prune: torch.Tensor | None = None, block_size: int = 128,
-              damping: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+              prune: torch.Tensor | None = None, block_size: int = 128, damping: float = 0.01,
+              damping_scale: DampingScale = "mean") -> tuple[torch.Tensor, torch.Tensor]:
     """SparseGPT (Frantar & Alistarh 2023, Algorithm 1): the pruned and corrected weight, and its keep-mask.
 
     Columns are visited in order. Removing weight ``w`` of column ``q`` changes the row's output on the inputs; the
@@ -132,7 +133,9 @@ def sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float | Non
             when the group is reached, from the weights as corrected so far), or a given boolean mask of the weights
             to **remove** (e.g. Wanda's, to correct a mask chosen elsewhere).
         block_size: columns whose mask is chosen together; the correction is applied lazily between blocks.
-        damping: added to H's diagonal as a share of its mean (an input that never varies makes H singular).
+        damping: added to H's diagonal (an input that never varies makes H singular), as a share of the mean of
+            the diagonal (``damping_scale="mean"``, the paper's code) or of each input's own ``H_jj`` (``"own"``).
+            Only ``"own"`` leaves the result unchanged when an input is scaled up and its weights down alike.
     """
     rows, columns = weight.shape
     if prune is None:
@@ -151,7 +154,10 @@ def sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float | Non
     dead = H.diagonal() == 0  # an input that is always zero: its weights can go at no cost
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
-    H.diagonal().add_(damping * H.diagonal().mean())
+    if damping_scale not in ("mean", "own"):
+        raise ValueError(f"damping_scale is 'mean' (a share of H's mean diagonal) or 'own' (of each H_jj), "
+                         f"got {damping_scale!r}.")
+    H.diagonal().add_(damping * (H.diagonal().mean() if damping_scale == "mean" else H.diagonal()))
     try:
         U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     except torch.linalg.LinAlgError as error:
@@ -214,7 +220,7 @@ def calibrate(model: nn.Module, layers: Sequence[str], batches: Iterable[torch.T
 
 
 def prune_layer(layer: nn.Linear, method: Method, calibration: Calibration | None, sparsity: float | None = None,
-                nm: NM | None = None) -> torch.Tensor:
+                nm: NM | None = None, damping_scale: DampingScale = "mean") -> torch.Tensor:
     """Prune one linear layer in place (SparseGPT also corrects its kept weights); return its keep-mask."""
     if method == "magnitude":
         return mask_from_scores(magnitude_scores(layer.weight), sparsity, nm)
@@ -223,7 +229,7 @@ def prune_layer(layer: nn.Linear, method: Method, calibration: Calibration | Non
     if method == "wanda":
         return mask_from_scores(wanda_scores(layer.weight, calibration), sparsity, nm)
     if method == "sparsegpt":
-        weight, keep = sparsegpt(layer.weight, calibration.hessian(), sparsity, nm)
+        weight, keep = sparsegpt(layer.weight, calibration.hessian(), sparsity, nm, damping_scale=damping_scale)
         with torch.no_grad():
             layer.weight.copy_(weight)
         return keep.to(layer.weight.device)
@@ -232,12 +238,14 @@ def prune_layer(layer: nn.Linear, method: Method, calibration: Calibration | Non
 
 def prune_one_shot(model: nn.Module, layers: Sequence[str], method: Method, batches: Sequence[torch.Tensor],
                    sparsity: float | None = None, nm: NM | None = None, sequential: bool = True,
-                   forward: Callable[[nn.Module, torch.Tensor], object] | None = None) -> Masks:
+                   forward: Callable[[nn.Module, torch.Tensor], object] | None = None,
+                   damping_scale: DampingScale = "mean") -> Masks:
     """Prune ``layers`` of a trained ``model`` in one shot and attach the masks (:func:`~course_lib.masks.apply_masks`).
 
     ``sequential=True`` (as both papers do) calibrates each layer on the model whose earlier layers are already
     pruned, one layer at a time, so a layer's correction sees the errors before it; ``False`` calibrates every layer
     once on the dense model. Layers are pruned in the order given: list them from input to output.
+    ``damping_scale`` goes to :func:`sparsegpt`.
     """
     if method not in METHODS:
         raise ValueError(f"unknown one-shot method {method!r}; choose one of {METHODS}.")
@@ -250,6 +258,6 @@ def prune_one_shot(model: nn.Module, layers: Sequence[str], method: Method, batc
     for name in layers:
         if method != "magnitude" and sequential:
             stats.update(calibrate(model, [name], batches, forward))
-        masks[f"{name}.weight"] = prune_layer(modules[name], method, stats.get(name), sparsity, nm)
+        masks[f"{name}.weight"] = prune_layer(modules[name], method, stats.get(name), sparsity, nm, damping_scale)
         apply_masks(model, {f"{name}.weight": masks[f"{name}.weight"]})  # now: the next layer calibrates on it
     return masks

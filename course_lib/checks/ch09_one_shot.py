@@ -1,0 +1,138 @@
+"""The checks of exercise 9: one-shot pruning of a trained layer from calibration inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from course_lib.checks.base import fail, ok
+from course_lib.pruning import one_shot
+
+
+def _inputs(tokens: int = 256, features: int = 16, seed: int = 0) -> torch.Tensor:
+    """Correlated calibration inputs whose channels differ in size by a factor of 100, one row per token."""
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(features, features, generator=g) / features ** 0.5 + torch.eye(features)
+    scales = torch.logspace(-1, 1, features)[torch.randperm(features, generator=g)]
+    return (torch.randn(tokens, features, generator=g) @ mixing) * scales
+
+
+def _calibration(x: torch.Tensor) -> one_shot.Calibration:
+    calibration = one_shot.Calibration(x.shape[1])
+    calibration.add(x)
+    return calibration
+
+
+def _layer_wide(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    keep[scores.flatten().argsort()[:round(sparsity * scores.numel())]] = False
+    return keep.reshape(scores.shape)
+
+
+def _as_mask(got: object, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    mask = torch.as_tensor(got)
+    if mask.shape != shape:
+        fail(f"{what}: return a keep-mask of the weight's shape {shape}, got shape {tuple(mask.shape)}.")
+    if mask.dtype != torch.bool and not torch.all((mask == 0) | (mask == 1)):
+        fail(f"{what}: return a mask of True (kept) and False (pruned), or of ones and zeros.")
+    return mask.bool()
+
+
+def check_wanda_mask(wanda_mask: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
+    """``wanda_mask(weight, x, sparsity)``: keep the largest ``|W_ij| · ‖X_j‖₂`` of every output row."""
+    x, weight = _inputs(), torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
+    norms = _calibration(x).input_norms().float()
+    for sparsity in (0.5, 0.25):
+        got = _as_mask(wanda_mask(weight.clone(), x.clone(), sparsity), tuple(weight.shape), f"at {sparsity:.0%}")
+        expected = one_shot.mask_from_scores(one_shot.wanda_scores(weight, _calibration(x)), sparsity)
+        if torch.equal(got, expected):
+            continue
+        variants = {
+            "you compared the scores across the whole layer (torchao's WandaSparsifier does); the paper compares "
+            "them within each output row, so that every row keeps the same share": _layer_wide(weight.abs() * norms,
+                                                                                               sparsity),
+            "your scores use ‖X_j‖² (no square root); Wanda multiplies |W_ij| by the norm ‖X_j‖₂ itself":
+                one_shot.mask_from_scores(weight.abs() * norms ** 2, sparsity),
+            "you ranked the weights by |W_ij| alone (magnitude): multiply each by the norm of its input column":
+                one_shot.mask_from_scores(weight.abs(), sparsity),
+            "you kept the smallest scores: Wanda keeps the largest |W_ij| · ‖X_j‖₂":
+                ~one_shot.mask_from_scores(weight.abs() * norms, 1 - sparsity),
+        }
+        hint = next((h for h, mask in variants.items() if torch.equal(got, mask)), None)
+        kept = got.sum(dim=1).tolist()
+        fail(f"at {sparsity:.0%} your mask differs from Wanda's (course_lib.pruning.one_shot): "
+             + (hint or f"each row should keep {round((1 - sparsity) * 16)} of 16; yours keep {kept}") + ".")
+    ok("Wanda's mask within each output row matches course_lib.pruning.one_shot at 50 % and 25 %")
+
+
+def obs_reference(w: torch.Tensor, hessian: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """Least squares solved directly: for each q, the row with weight q removed that changes ``(w − w') H (w − w')ᵀ``
+    the least; the q whose best change is smallest, and that row."""
+    best = None
+    for q in range(len(w)):
+        others = [j for j in range(len(w)) if j != q]
+        # minimise d H d^T over the change d = v - w, with d_q = -w_q fixed: H_FF d_F + H_Fq d_q = 0 for the others
+        change = torch.linalg.solve(hessian[others][:, others], hessian[others, q] * w[q])
+        v = w.clone()
+        v[q] = 0.0
+        v[others] = w[others] + change
+        loss = float((w - v) @ hessian @ (w - v))
+        if best is None or loss < best[0]:
+            best = (loss, q, v)
+    return best[1], best[2]
+
+
+def check_obs_step(obs_step: Callable[[torch.Tensor, torch.Tensor], tuple[int, torch.Tensor]]) -> None:
+    """``obs_step(w, hessian)``: remove the weight of the lowest ``w_q² / [H⁻¹]_qq`` and update the others."""
+    x = _inputs(tokens=128, features=8, seed=2).double()
+    hessian = x.T @ x / len(x)
+    w = torch.randn(8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    result = obs_step(w.clone(), hessian.clone())
+    if not isinstance(result, tuple) or len(result) != 2:
+        fail("return two things: the index q of the weight removed, and the updated row.")
+    q, got = int(result[0]), torch.as_tensor(result[1]).double()
+    q_expected, expected = obs_reference(w, hessian)
+    if got.shape != w.shape:
+        fail(f"return the updated row with the shape of w {tuple(w.shape)}, got {tuple(got.shape)}.")
+    if q != q_expected:
+        by_h = int(torch.argmin(w ** 2 / hessian.diagonal()))
+        by_w = int(torch.argmin(w.abs()))
+        hint = ("you divided by H_qq: the saliency divides by the inverse's diagonal, [H⁻¹]_qq" if q == by_h else
+                "you removed the smallest |w_q|: the saliency is w_q² / [H⁻¹]_qq" if q == by_w else
+                "the saliency is w_q² / [H⁻¹]_qq, smallest first")
+        fail(f"you removed weight {q}; the least-squares optimum removes weight {q_expected} ({hint}).")
+    if abs(float(got[q])) > 1e-9:
+        fail(f"weight {q} is removed: set it to exactly zero in the row you return (it is {float(got[q]):.3g}).")
+    if torch.allclose(got, torch.where(torch.arange(len(w)) == q, 0.0, w), atol=1e-9):
+        fail(f"you zeroed weight {q} but left the others unchanged: the OBS update moves them by "
+             "-(w_q / [H⁻¹]_qq) · H⁻¹[:, q] so that the row's output on the inputs changes as little as possible.")
+    if not torch.allclose(got, expected, atol=1e-6):
+        with_h = w - w[q] / hessian[q, q] * hessian[:, q]
+        hint = ("your update uses H[:, q] / H_qq; it must use the inverse: -(w_q / [H⁻¹]_qq) · H⁻¹[:, q]"
+                if torch.allclose(got, torch.where(torch.arange(len(w)) == q, 0.0, with_h), atol=1e-6) else
+                "the update is δ = -(w_q / [H⁻¹]_qq) · H⁻¹[:, q], added to the whole row")
+        fail(f"your updated row differs from least squares solved directly by up to "
+             f"{float((got - expected).abs().max()):.3g} ({hint}).")
+    ok("the weight removed and the row's update equal least squares solved directly")
+
+
+def check_wanda_2_4(wanda_2_4: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``wanda_2_4(weight, x)``: in every row, keep the 2 largest ``|W_ij| · ‖X_j‖₂`` of each 4 consecutive inputs."""
+    x, weight = _inputs(), torch.randn(8, 16, generator=torch.Generator().manual_seed(4))
+    norms = _calibration(x).input_norms().float()
+    got = _as_mask(wanda_2_4(weight.clone(), x.clone()), tuple(weight.shape), "2:4")
+    expected = one_shot.mask_from_scores(weight.abs() * norms, nm=(2, 4))
+    if torch.equal(got, expected):
+        ok("2:4 with Wanda's scores matches course_lib.pruning.one_shot: 2 kept in every group of 4 inputs")
+        return
+    groups = got.reshape(8, 4, 4).sum(-1)
+    if not torch.all(groups == 2):
+        columns = got.reshape(2, 4, 16).sum(1)  # groups of 4 consecutive outputs in each column
+        hint = ("your groups run down the columns: group 4 consecutive *inputs* of each row, weight[:, 4g:4g+4]"
+                if torch.all(columns == 2) else f"each group of 4 consecutive inputs of a row keeps exactly 2; "
+                f"yours keep {sorted(set(groups.flatten().tolist()))}")
+        fail(f"not a 2:4 pattern ({hint}).")
+    if torch.equal(got, one_shot.mask_from_scores(weight.abs(), nm=(2, 4))):
+        fail("your 2:4 mask is magnitude's: score each weight by |W_ij| · ‖X_j‖₂ before choosing 2 of 4.")
+    fail("a valid 2:4 pattern, but not the 2 largest Wanda scores |W_ij| · ‖X_j‖₂ of each group of 4.")

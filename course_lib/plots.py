@@ -663,6 +663,6 @@ def layer_error_bars(errors: pd.DataFrame, title: str = "Reconstruction error of
     ax.set_yscale("log")
     ax.set(xlabel="layer (input to output)", ylabel="relative error (log scale)", title=title)
     ax.grid(alpha=0.3, axis="y", which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     return fig

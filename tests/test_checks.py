@@ -734,3 +734,22 @@ def test_wanda_2_4_mistakes_are_named():
         checks.check_wanda_2_4(lambda w, x: two_of_four(w, x, norms=torch.ones(x.shape[1])))
     with pytest.raises(checks.CheckFailed, match="down the columns"):
         checks.check_wanda_2_4(lambda w, x: two_of_four(w, x, down_columns=True))
+
+
+def test_refit_mistakes_are_named():
+    def refit(weight, x, keep, solve=True):
+        x, out = x.double(), torch.zeros_like(weight, dtype=torch.float64)
+        for r in range(weight.shape[0]):
+            if solve:
+                out[r, keep[r]] = torch.linalg.lstsq(x[:, keep[r]], (x @ weight[r].double())[:, None]).solution[:, 0]
+            else:
+                out[r, keep[r]] = weight[r, keep[r]].double()
+        return out
+
+    checks.check_refit(refit)
+    with pytest.raises(checks.CheckFailed, match="left the kept ones as they were"):
+        checks.check_refit(lambda w, x, k: refit(w, x, k, solve=False))
+    with pytest.raises(checks.CheckFailed, match="not zero"):
+        checks.check_refit(lambda w, x, k: refit(w, x, k) + (~k).double())
+    with pytest.raises(checks.CheckFailed, match=r"raised .*x\.norm\(dim=0\)"):
+        checks.check_wanda_mask(lambda w, x, s: w.abs() * x.norm(dim=1))  # one norm per token: a shape error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -148,6 +149,17 @@ def test_damping_by_each_inputs_own_size_makes_sparsegpt_blind_to_rescaled_input
     assert results == {"mean": False, "own": True}  # the mean diagonal grows with the two large inputs
     with pytest.raises(ValueError, match="damping_scale"):
         sparsegpt(weight, _calibrated(x).hessian(), sparsity=0.5, damping_scale="max")
+
+
+def test_a_wanda_mask_repaired_by_sparsegpts_update_keeps_the_mask_and_reconstructs_better():
+    x, layer = _inputs(), nn.Linear(16, 8)
+    calibration = _calibrated(x)
+    chosen = one_shot.prune_layer(copy.deepcopy(layer), "wanda", calibration, nm=(2, 4))
+    repaired_layer = copy.deepcopy(layer)
+    repaired = one_shot.prune_layer(repaired_layer, "wanda", calibration, nm=(2, 4), update=True)
+    assert torch.equal(chosen, repaired)  # the same mask, chosen by Wanda's scores
+    weight = layer.weight.detach()
+    assert _error(weight, repaired_layer.weight.detach() * repaired, x) < _error(weight, weight * chosen, x)
 
 
 def _mlp(seed: int = 0) -> nn.Sequential:

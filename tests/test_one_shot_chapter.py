@@ -170,3 +170,13 @@ def test_bad_calibration_and_rescaling_requests_are_named(tiny):
     with pytest.raises(ValueError, match="positive factor"):
         chapter.rescaled(model, channels=2, factor=0.0)
     assert CharVocab  # the vocabulary type the chapter passes around
+
+
+def test_the_layer_error_is_read_only_for_pairs_that_perplexity_separates():
+    rows = []
+    for seed in (0, 1):
+        for method, ppl, error in (("magnitude", 12.0, 0.3), ("Wanda", 12.01 + seed * 0.1, 0.2), ("SparseGPT", 10.0, 0.1)):
+            rows.append({"seed": seed, "method": method, "pattern": "2:4", "perplexity": ppl, "layer": error})
+    line = chapter.error_against_perplexity(pd.DataFrame(rows), ["layer"], "2:4")
+    assert line.startswith("2:4: perplexity separates 2 of 3 pairs; the layer error orders 2 of them the same way")
+    assert "not separated by perplexity: magnitude/Wanda" in line

@@ -29,11 +29,13 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from course_lib.cache import Baseline, trained_baseline
 from course_lib.claims import leader, why_not_separated
+from course_lib.costs import time_interleaved
 from course_lib.data import DataSplits
 from course_lib.experiments import cache_command, over_seeds
 from course_lib.masks import remove_masks, unmasked_copy
@@ -278,6 +280,69 @@ def pruning_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
     return over_seeds("ch9-pruning", _parts(profile, splits), run, profile.seeds(), progress=progress)
 
 
+UPDATED = ("magnitude", "wanda")  # the masks update_runs repairs with SparseGPT's update
+
+
+def update_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
+    """Magnitude's and Wanda's masks at 50 % and 2:4, with the kept weights repaired by SparseGPT's update (Wanda's
+    paper's ablation), over seeds (cached), calibrated as :func:`pruning_runs` is. Set beside :func:`pruning_runs`'
+    rows, they split SparseGPT's lead into what its mask choice buys and what its weight update buys."""
+    splits, _ = text_data(profile)
+    b, windows = budget(profile), eval_windows(profile, splits)
+
+    def run(seed: int) -> list[dict[str, Any]]:
+        dense = language_model(profile, seed, progress).model
+        batches, rows = calibration_batches(splits, b.calibration_windows, seed), []
+        for pattern in (Pattern(sparsity=0.5), Pattern(nm=(2, 4))):
+            for method in UPDATED:
+                model = copy.deepcopy(dense)
+                one_shot.prune_one_shot(model, model.block_linears(), method, batches, sparsity=pattern.sparsity,
+                                        nm=pattern.nm, update=True)
+                rows.append({"method": f"{NAMES[method]} + update", "pattern": pattern.label,
+                             "perplexity": perplexity(model, windows)})
+        return rows
+
+    return over_seeds("ch9-update", _parts(profile, splits), run, profile.seeds(), progress=progress)
+
+
+def pruning_times(model: nn.Module, batches: Sequence[torch.Tensor], layer: str, pattern: Pattern,
+                  rounds: int = 5) -> pd.Series:
+    """Milliseconds each method takes to prune one layer from its calibration statistics (collected once, beforehand),
+    timed in alternating rounds (:func:`~course_lib.costs.time_interleaved`): what the pruning itself costs."""
+    calibration = one_shot.calibrate(model, [layer], batches)[layer]
+    original = dict(model.named_modules())[layer]
+
+    def prune(method: Method) -> Any:
+        return lambda: one_shot.prune_layer(copy.deepcopy(original), method, calibration, pattern.sparsity, pattern.nm)
+
+    times = time_interleaved({NAMES[m]: prune(m) for m in one_shot.METHODS}, rounds=rounds, repeats=1)
+    return times.median().rename("ms per layer")
+
+
+def error_against_perplexity(table: pd.DataFrame, layers: Sequence[str], pattern: str,
+                             noise: float = PPL_NOISE) -> str:
+    """Does the layer error order the methods as perplexity does, at ``pattern``? For every pair of methods that
+    perplexity separates (:func:`perplexity_verdict`'s rule), whether the mean layer error (over layers and seeds)
+    puts the same one ahead; pairs that perplexity does not separate are counted apart."""
+    at = table[table["pattern"] == pattern]
+    error = at.groupby("method")[list(layers)].mean().mean(axis=1)
+    methods = [m for m in NAMES.values() if m in error.index]
+    agree, disagree, open_pairs = [], [], []
+    for i, first in enumerate(methods):
+        for second in methods[i + 1:]:
+            values = {int(k): float(v) for k, v in relative_excess(table, first, second, pattern).items()}
+            lower = leader(values, first, second, noise)
+            if lower is None:
+                open_pairs.append(f"{first}/{second}")
+            else:
+                by_error = first if error[first] < error[second] else second
+                (agree if by_error == lower else disagree).append(f"{lower} < {second if lower == first else first}")
+    return (f"{pattern}: perplexity separates {len(agree) + len(disagree)} of {len(agree) + len(disagree) + len(open_pairs)} "
+            f"pairs; the layer error orders {len(agree)} of them the same way"
+            + (f" (not: {', '.join(disagree)})" if disagree else "")
+            + (f"; not separated by perplexity: {', '.join(open_pairs)}" if open_pairs else ""))
+
+
 def rescaled(model: nn.Module, channels: int, factor: float, seed: int = 0) -> nn.Module:
     """A copy of ``model`` that computes the same function, with ``channels`` input channels of every LayerNorm ->
     linear pair (``ln1`` -> ``attn.qkv``, ``ln2`` -> ``fc1``) ``factor`` times larger: the LayerNorm's scale and
@@ -386,7 +451,10 @@ def recovery_config(profile: Profile, seed: int) -> TrainConfig:
 def recovery_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
     """Every method at 2:4, fine-tuned for a few steps with its mask fixed, and the dense model trained as long (the
     control: more training helps a dense model too), over seeds (cached). One row per (seed, method) with the
-    perplexity before and after, and the share of the pruned weights still exactly zero after fine-tuning."""
+    perplexity before and after, and the share of the pruned weights whose *stored* value (``original``, under the
+    mask) is exactly zero after fine-tuning: the model computes with ``original × mask`` whatever is stored, and
+    :func:`~course_lib.masks.zero_pruned_weights`, a hook of every masked fine-tuning, keeps the stored values at
+    zero too, so that a checkpoint saved without its masks is as sparse."""
     splits, _ = text_data(profile)
     b, windows = budget(profile), eval_windows(profile, splits)
 
@@ -397,22 +465,26 @@ def recovery_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
         for method in ("dense", *one_shot.METHODS):
             model = copy.deepcopy(dense) if method == "dense" else pruned_copy(dense, method, Pattern(nm=(2, 4)),
                                                                               batches)
-            zeros_before = _zeros(model)
+            pruned_before = _zeros(model)
             before = perplexity(model, windows)
             finetune(model, splits, config, task=TASK, progress=progress, desc=f"seed {seed}: {method}, fine-tuning")
-            still = _zeros(model)
+            stored = _zeros(model, stored=True)
             rows.append({"method": NAMES.get(method, method), "before": before, "after": perplexity(model, windows),
-                         "pruned weights still zero": (still & zeros_before).sum().item() / max(1, zeros_before.sum().item())
-                         if method != "dense" else float("nan")})
+                         "pruned weights stored as zero": (stored & pruned_before).sum().item()
+                         / max(1, pruned_before.sum().item()) if method != "dense" else float("nan")})
         return rows
 
     return over_seeds("ch9-recovery", _parts(profile, splits), run, profile.seeds(), progress=progress)
 
 
-def _zeros(model: nn.Module) -> torch.Tensor:
-    """Every block linear weight's zeros, flattened into one boolean vector."""
+def _zeros(model: nn.Module, stored: bool = False) -> torch.Tensor:
+    """Every block linear weight's zeros, flattened into one boolean vector: of the weight the model computes with,
+    or (``stored=True``) of the values it stores under its mask (``original``), which a checkpoint saves."""
     modules = dict(model.named_modules())
-    return torch.cat([(modules[name].weight.detach() == 0).flatten() for name in model.block_linears()])
+    weights = [modules[name].parametrizations.weight.original
+               if stored and parametrize.is_parametrized(modules[name], "weight") else modules[name].weight
+               for name in model.block_linears()]
+    return torch.cat([(w.detach() == 0).flatten() for w in weights])
 
 
 # --- what the masks save -------------------------------------------------------------------------------------
@@ -505,7 +577,7 @@ def explorer_models(dense: nn.Module, batches: Sequence[torch.Tensor], sparsitie
 
 def fill_cache(profile: Profile) -> pd.DataFrame:
     """Train the chapter's models and run every experiment of the chapter through the cache."""
-    return pd.concat([pruning_runs(profile), rescaling_runs(profile), calibration_runs(profile),
+    return pd.concat([pruning_runs(profile), update_runs(profile), rescaling_runs(profile), calibration_runs(profile),
                       recovery_runs(profile)], ignore_index=True)
 
 

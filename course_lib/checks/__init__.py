@@ -21,17 +21,17 @@ from course_lib.checks.ch05_rethinking import check_scratch_b_config, check_l1_p
 from course_lib.checks.ch06_sparse_training import (check_cosine_drop_fraction, check_drop_and_grow,
                                                     check_erk_densities, check_rigl_update)
 from course_lib.checks.ch07_dpp import check_gumbel_top_k, check_soft_top_k, check_is_n_m
-from course_lib.checks.ch09_one_shot import check_obs_step, check_wanda_2_4, check_wanda_mask
+from course_lib.checks.ch09_one_shot import check_obs_step, check_refit, check_wanda_2_4, check_wanda_mask
 from course_lib.checks.ch08_design_challenge import (MAX_DENSITY, TARGET_SPARSITY, TestSplitRefused, RefusedSplit,
                                                      check_design_challenge, describe_target, design_target,
                                                      try_design)
 
-__all__ = ["CheckFailed", "MAX_DENSITY", "TARGET_SPARSITY", "RefusedSplit", "TestSplitRefused", "check_agp",
-           "check_break_even", "check_collapse", "check_cosine_drop_fraction", "check_design_challenge",
-           "check_drop_and_grow", "check_erk_densities", "check_global_magnitude_masks",
-           "check_gumbel_top_k", "check_imp_round", "check_is_n_m", "check_iterative_synflow",
-           "check_keep_channels", "check_l1_proximal", "check_l1_ranking", "check_local_magnitude_mask",
-           "check_macs", "check_median_latency", "check_obs_step", "check_wanda_2_4", "check_wanda_mask", "check_prune_trained", "check_random_reinit",
-           "check_remove_filters", "check_rigl_update", "check_scratch_b_config", "check_snip",
-           "check_soft_top_k",
-           "check_synflow_scores", "describe_target", "design_target", "try_design"]
+__all__ = ["MAX_DENSITY", "TARGET_SPARSITY", "check_agp", "check_break_even", "check_collapse",
+           "check_cosine_drop_fraction", "check_design_challenge", "check_drop_and_grow", "check_erk_densities",
+           "check_global_magnitude_masks", "check_gumbel_top_k", "check_imp_round", "check_is_n_m",
+           "check_iterative_synflow", "check_keep_channels", "check_l1_proximal", "check_l1_ranking",
+           "check_local_magnitude_mask", "check_macs", "check_median_latency", "check_obs_step",
+           "check_prune_trained", "check_random_reinit", "check_refit", "check_remove_filters",
+           "check_rigl_update", "check_scratch_b_config", "check_snip", "check_soft_top_k", "check_synflow_scores",
+           "check_wanda_2_4", "check_wanda_mask", "CheckFailed", "describe_target", "design_target",
+           "RefusedSplit", "TestSplitRefused", "try_design"]

@@ -30,6 +30,16 @@ def _layer_wide(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     return keep.reshape(scores.shape)
 
 
+def _call(function: Callable[..., object], *args: object, what: str, hint: str) -> object:
+    """Call the student's function; an exception becomes a check failure that says what to look at."""
+    try:
+        return function(*args)
+    except NotImplementedError:  # the task is not done yet: the stub's own message says so
+        raise
+    except Exception as error:  # noqa: BLE001 - any other error in the student's code is reported, not raised
+        fail(f"{what}: your function raised {type(error).__name__}: {error}. {hint}")
+
+
 def _as_mask(got: object, shape: tuple[int, ...], what: str) -> torch.Tensor:
     mask = torch.as_tensor(got)
     if mask.shape != shape:
@@ -44,7 +54,10 @@ def check_wanda_mask(wanda_mask: Callable[[torch.Tensor, torch.Tensor, float], t
     x, weight = _inputs(), torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
     norms = _calibration(x).input_norms().float()
     for sparsity in (0.5, 0.25):
-        got = _as_mask(wanda_mask(weight.clone(), x.clone(), sparsity), tuple(weight.shape), f"at {sparsity:.0%}")
+        got = _as_mask(_call(wanda_mask, weight.clone(), x.clone(), sparsity, what=f"at {sparsity:.0%}",
+                             hint="x holds one row per token and one column per input: input j's norm over all "
+                                  "tokens is x.norm(dim=0), a vector with one entry per column of the weight."),
+                       tuple(weight.shape), f"at {sparsity:.0%}")
         expected = one_shot.mask_from_scores(one_shot.wanda_scores(weight, _calibration(x)), sparsity)
         if torch.equal(got, expected):
             continue
@@ -88,7 +101,8 @@ def check_obs_step(obs_step: Callable[[torch.Tensor, torch.Tensor], tuple[int, t
     x = _inputs(tokens=128, features=8, seed=2).double()
     hessian = x.T @ x / len(x)
     w = torch.randn(8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    result = obs_step(w.clone(), hessian.clone())
+    result = _call(obs_step, w.clone(), hessian.clone(), what="obs_step",
+                   hint="w is one row (a vector), hessian the square matrix of its inputs.")
     if not isinstance(result, tuple) or len(result) != 2:
         fail("return two things: the index q of the weight removed, and the updated row.")
     q, got = int(result[0]), torch.as_tensor(result[1]).double()
@@ -121,7 +135,9 @@ def check_wanda_2_4(wanda_2_4: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     """``wanda_2_4(weight, x)``: in every row, keep the 2 largest ``|W_ij| · ‖X_j‖₂`` of each 4 consecutive inputs."""
     x, weight = _inputs(), torch.randn(8, 16, generator=torch.Generator().manual_seed(4))
     norms = _calibration(x).input_norms().float()
-    got = _as_mask(wanda_2_4(weight.clone(), x.clone()), tuple(weight.shape), "2:4")
+    got = _as_mask(_call(wanda_2_4, weight.clone(), x.clone(), what="2:4",
+                         hint="reshape the scores to (rows, columns // 4, 4) to reach each group of 4 inputs."),
+                   tuple(weight.shape), "2:4")
     expected = one_shot.mask_from_scores(weight.abs() * norms, nm=(2, 4))
     if torch.equal(got, expected):
         ok("2:4 with Wanda's scores matches course_lib.pruning.one_shot: 2 kept in every group of 4 inputs")
@@ -136,3 +152,37 @@ def check_wanda_2_4(wanda_2_4: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     if torch.equal(got, one_shot.mask_from_scores(weight.abs(), nm=(2, 4))):
         fail("your 2:4 mask is magnitude's: score each weight by |W_ij| · ‖X_j‖₂ before choosing 2 of 4.")
     fail("a valid 2:4 pattern, but not the 2 largest Wanda scores |W_ij| · ‖X_j‖₂ of each group of 4.")
+
+
+def refit_reference(weight: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Each row's kept weights re-solved by least squares, ``x ŵ ≈ x w`` (``x``: one row per token), row by row."""
+    refit = torch.zeros_like(weight, dtype=torch.float64)
+    x, weight = x.double(), weight.double()
+    for row in range(weight.shape[0]):
+        kept = keep[row]
+        solution = torch.linalg.lstsq(x[:, kept], (x @ weight[row])[:, None]).solution[:, 0]
+        refit[row, kept] = solution
+    return refit
+
+
+def check_refit(refit: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``refit(weight, x, keep)``: zero the pruned weights and choose the kept ones to reproduce each row's outputs."""
+    x, weight = _inputs(seed=5), torch.randn(8, 16, generator=torch.Generator().manual_seed(6))
+    keep = one_shot.mask_from_scores(one_shot.wanda_scores(weight, _calibration(x)), nm=(2, 4))
+    got = _call(refit, weight.clone(), x.clone(), keep.clone(), what="refit",
+                hint="for each row, solve for its kept weights only: x[:, keep[r]] is the tokens' kept inputs.")
+    got = torch.as_tensor(got).double()
+    if got.shape != weight.shape:
+        fail(f"return the refitted weight with the weight's shape {tuple(weight.shape)}, got {tuple(got.shape)}.")
+    if (got[~keep] != 0).any():
+        fail("some pruned weights (keep == False) are not zero: the refit changes only the kept weights.")
+    expected = refit_reference(weight, x, keep)
+    if torch.allclose(got, (weight * keep).double(), atol=1e-6):
+        fail("you zeroed the pruned weights but left the kept ones as they were: re-solve each row's kept weights so "
+             "that x @ ŵ matches x @ w (the pruned inputs' share of the output must be taken up by the kept ones).")
+    if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        error = lambda w: float(((x.double() @ (weight.double() - w).T) ** 2).sum())
+        fail(f"your refit leaves an output error of {error(got):.4g}; least squares reaches {error(expected):.4g}. "
+             "For row r, minimise ‖x w_r − x_K ŵ_K‖² over the kept weights ŵ_K (x_K: the kept columns of x), e.g. "
+             "with torch.linalg.lstsq, or the normal equations (x_Kᵀ x_K) ŵ_K = x_Kᵀ x w_r.")
+    ok("every row's kept weights equal least squares on the calibration inputs, and the pruned ones are zero")

@@ -220,32 +220,42 @@ def calibrate(model: nn.Module, layers: Sequence[str], batches: Iterable[torch.T
 
 
 def prune_layer(layer: nn.Linear, method: Method, calibration: Calibration | None, sparsity: float | None = None,
-                nm: NM | None = None, damping_scale: DampingScale = "mean") -> torch.Tensor:
-    """Prune one linear layer in place (SparseGPT also corrects its kept weights); return its keep-mask."""
-    if method == "magnitude":
+                nm: NM | None = None, damping_scale: DampingScale = "mean", update: bool = False) -> torch.Tensor:
+    """Prune one linear layer in place (SparseGPT also corrects its kept weights); return its keep-mask.
+
+    ``update=True`` corrects the kept weights of a magnitude or Wanda mask with SparseGPT's update too (the
+    ablation of Wanda's paper): the mask is chosen one way and the weights repaired the other, so that what the
+    choice buys and what the repair buys can be told apart.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown one-shot method {method!r}; choose one of {METHODS}.")
+    if method == "magnitude" and not update:
         return mask_from_scores(magnitude_scores(layer.weight), sparsity, nm)
     if calibration is None:
         raise ValueError(f"{method} needs the layer's calibration statistics (calibrate(...)).")
-    if method == "wanda":
-        return mask_from_scores(wanda_scores(layer.weight, calibration), sparsity, nm)
     if method == "sparsegpt":
         weight, keep = sparsegpt(layer.weight, calibration.hessian(), sparsity, nm, damping_scale=damping_scale)
-        with torch.no_grad():
-            layer.weight.copy_(weight)
-        return keep.to(layer.weight.device)
-    raise ValueError(f"unknown one-shot method {method!r}; choose one of {METHODS}.")
+    else:
+        scores = magnitude_scores(layer.weight) if method == "magnitude" else wanda_scores(layer.weight, calibration)
+        keep = mask_from_scores(scores, sparsity, nm)
+        if not update:
+            return keep
+        weight, _ = sparsegpt(layer.weight, calibration.hessian(), prune=~keep.cpu(), damping_scale=damping_scale)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return keep.to(layer.weight.device)
 
 
 def prune_one_shot(model: nn.Module, layers: Sequence[str], method: Method, batches: Sequence[torch.Tensor],
                    sparsity: float | None = None, nm: NM | None = None, sequential: bool = True,
                    forward: Callable[[nn.Module, torch.Tensor], object] | None = None,
-                   damping_scale: DampingScale = "mean") -> Masks:
+                   damping_scale: DampingScale = "mean", update: bool = False) -> Masks:
     """Prune ``layers`` of a trained ``model`` in one shot and attach the masks (:func:`~course_lib.masks.apply_masks`).
 
     ``sequential=True`` (as both papers do) calibrates each layer on the model whose earlier layers are already
     pruned, one layer at a time, so a layer's correction sees the errors before it; ``False`` calibrates every layer
     once on the dense model. Layers are pruned in the order given: list them from input to output.
-    ``damping_scale`` goes to :func:`sparsegpt`.
+    ``damping_scale`` goes to :func:`sparsegpt`; ``update`` to :func:`prune_layer`.
     """
     if method not in METHODS:
         raise ValueError(f"unknown one-shot method {method!r}; choose one of {METHODS}.")
@@ -253,11 +263,13 @@ def prune_one_shot(model: nn.Module, layers: Sequence[str], method: Method, batc
         raise ValueError("this model already carries masks: one-shot pruning starts from a dense trained model "
                          "(remove_masks(model) first, or prune a fresh copy).")
     modules = dict(model.named_modules())
-    stats = {} if method == "magnitude" or sequential else calibrate(model, layers, batches, forward)
+    reads_inputs = method != "magnitude" or update
+    stats = calibrate(model, layers, batches, forward) if reads_inputs and not sequential else {}
     masks: Masks = {}
     for name in layers:
-        if method != "magnitude" and sequential:
+        if reads_inputs and sequential:
             stats.update(calibrate(model, [name], batches, forward))
-        masks[f"{name}.weight"] = prune_layer(modules[name], method, stats.get(name), sparsity, nm, damping_scale)
+        masks[f"{name}.weight"] = prune_layer(modules[name], method, stats.get(name), sparsity, nm, damping_scale,
+                                              update)
         apply_masks(model, {f"{name}.weight": masks[f"{name}.weight"]})  # now: the next layer calibrates on it
     return masks

@@ -626,7 +626,7 @@ def perplexity_vs_sparsity(unstructured: pd.DataFrame, nm: pd.DataFrame | None =
         axes[0][0].errorbar([100 * s for s in sparsities], rows["mean"], yerr=rows["std"], capsize=3, label=method,
                             **styles[method])
     axes[0][0].set(xlabel="sparsity of the blocks' linear layers (%)", ylabel="test perplexity (per character, log scale)",
-                   title="unstructured (each row pruned alike)")
+                   title="unstructured")
     if nm is not None:
         patterns = list(dict.fromkeys(nm.index.get_level_values("pattern")))
         for i, method in enumerate(dict.fromkeys(nm.index.get_level_values("method"))):

@@ -25,6 +25,7 @@ import torch
 from IPython.display import Image, clear_output, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from PIL import Image as PILImage
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -556,6 +557,8 @@ def one_shot_explorer(pruned: Mapping[tuple[str, str], nn.Module], vocab: CharVo
     circle, = ax.plot([], [], "o", markersize=16, markerfacecolor="none", markeredgecolor="black")
     ax.set_xticks(x, settings)
     ax.set_yscale("log")
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):  # 9.8, 10, 11: not 1.1 × 10¹
+        axis(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set(xlabel="sparsity of the blocks' linear layers", ylabel="test perplexity (log scale)",
            title="perplexity of each pruned model")
     ax.grid(alpha=0.3, which="both")

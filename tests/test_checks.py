@@ -701,9 +701,10 @@ def test_wanda_mask_mistakes_are_named():
 
 
 def _obs(w: torch.Tensor, h: torch.Tensor, saliency_by_h: bool = False, update_with_h: bool = False,
-         update: bool = True) -> tuple[int, torch.Tensor]:
+         update: bool = True, smallest_w: bool = False) -> tuple[int, torch.Tensor]:
     inverse = torch.linalg.inv(h)
     q = int(torch.argmin(w ** 2 / (h.diagonal() if saliency_by_h else inverse.diagonal())))
+    q = int(torch.argmin(w.abs())) if smallest_w else q
     direction = h[:, q] / h[q, q] if update_with_h else inverse[:, q] / inverse[q, q]
     row = w - w[q] * direction if update else w.clone()
     row[q] = 0.0
@@ -713,8 +714,9 @@ def _obs(w: torch.Tensor, h: torch.Tensor, saliency_by_h: bool = False, update_w
 def test_obs_step_mistakes_are_named():
     checks.check_obs_step(_obs)
     for words, options in (("left the others unchanged", {"update": False}),
-                           ("must use the inverse", {"update_with_h": True}),
-                           ("divided by H_qq", {"saliency_by_h": True})):
+                           ("not of H", {"update_with_h": True}),
+                           ("divided by H_qq", {"saliency_by_h": True}),
+                           ("removed the smallest |w_q|", {"smallest_w": True})):
         with pytest.raises(checks.CheckFailed, match=re.escape(words)):
             checks.check_obs_step(lambda w, h, o=options: _obs(w, h, **o))
 

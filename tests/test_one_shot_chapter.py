@@ -125,7 +125,7 @@ def test_verdicts_name_the_lower_perplexity_only_when_every_seed_agrees_beyond_t
                           "perplexity": [10.0, 11.0, 10.0, 10.5]})
     excess = chapter.relative_excess(table, "A", "B", "2:4")
     assert excess.round(6).tolist() == [10.0, 5.0]
-    assert "A lower on all 2 seeds" in chapter.perplexity_verdict(excess, "A", "B")
+    assert "A lower on all 2 seeds" in chapter.perplexity_verdict(excess, "A", "B", noise=1.0)
     assert "not separated" in chapter.perplexity_verdict(excess, "A", "B", noise=7.0)
     with pytest.raises(ValueError, match="no rows of 'A' and 'C'"):
         chapter.relative_excess(table, "A", "C", "2:4")
@@ -177,6 +177,13 @@ def test_the_layer_error_is_read_only_for_pairs_that_perplexity_separates():
     for seed in (0, 1):
         for method, ppl, error in (("magnitude", 12.0, 0.3), ("Wanda", 12.01 + seed * 0.1, 0.2), ("SparseGPT", 10.0, 0.1)):
             rows.append({"seed": seed, "method": method, "pattern": "2:4", "perplexity": ppl, "layer": error})
-    line = chapter.error_against_perplexity(pd.DataFrame(rows), ["layer"], "2:4")
+    line = chapter.error_against_perplexity(pd.DataFrame(rows), ["layer"], "2:4", noise=1.0)
     assert line.startswith("2:4: perplexity separates 2 of 3 pairs; the layer error orders 2 of them the same way")
     assert "not separated by perplexity: magnitude/Wanda" in line
+
+
+def test_the_noise_floor_of_a_pattern_is_twice_its_largest_paired_standard_error():
+    table = pd.DataFrame({"pattern": ["dense", "50 %", "50 %", "2:4"], "paired se": [float("nan"), 0.2, 0.3, 0.5]})
+    assert chapter.noise_floors(table).to_dict() == {"50 %": 0.6, "2:4": 1.0}
+    with pytest.raises(ValueError, match="paired se"):
+        chapter.noise_floors(table.drop(columns="paired se"))

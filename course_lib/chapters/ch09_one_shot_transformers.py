@@ -186,11 +186,23 @@ def paired_standard_error(first: nn.Module, second: nn.Module, windows: TensorDa
     """The standard error, in percent of perplexity, of the perplexity ratio of two models scored on the same
     ``windows``: the spread of their per-window difference over the square root of the number of windows. Two
     pruned models whose perplexities differ by less than about twice this could have swapped on other text."""
-    difference = window_nats(first, windows) - window_nats(second, windows)
+    return _paired_se(window_nats(first, windows), window_nats(second, windows))
+
+
+def _paired_se(first: torch.Tensor, second: torch.Tensor) -> float:
+    difference = first - second
     return 100 * float(difference.std() / len(difference) ** 0.5)  # exp(d) - 1 ≈ d for small d
 
 
-PPL_NOISE = 1.0  # percent of perplexity: a per-seed difference below this names no direction (checked in the chapter)
+def noise_floors(runs: pd.DataFrame) -> pd.Series:
+    """The noise floor of each pattern, in percent of perplexity: twice the largest paired standard error
+    (``paired se`` of :func:`pruning_runs`) of any two methods at that pattern, on any seed. A per-seed difference
+    below it names no direction. It grows with sparsity: the more a model is pruned, the more two pruned models
+    disagree window by window."""
+    if "paired se" not in runs.columns:
+        raise ValueError("the table has no 'paired se' column: pass pruning_runs(profile), which records it.")
+    return (2 * runs.dropna(subset=["paired se"]).groupby("pattern", sort=False)["paired se"].max()).rename(
+        "noise floor (%)")
 
 
 def relative_excess(table: pd.DataFrame, first: str, second: str, pattern: str) -> pd.Series:
@@ -204,13 +216,14 @@ def relative_excess(table: pd.DataFrame, first: str, second: str, pattern: str) 
     return 100 * (at[second] / at[first] - 1)
 
 
-def perplexity_verdict(excess: pd.Series, first: str, second: str, noise: float = PPL_NOISE) -> str:
+def perplexity_verdict(excess: pd.Series, first: str, second: str, noise: float) -> str:
     """A line on per-seed :func:`relative_excess` values that asserts nothing: ``first`` (or ``second``) "lower on
-    all n seeds" when every seed agrees by more than ``noise`` percent, else "not separated" and why."""
+    all n seeds" when every seed agrees by more than ``noise`` percent (the pattern's :func:`noise_floors`), else
+    "not separated" and why."""
     values = {int(seed): float(v) for seed, v in excess.items()}
     ahead = leader(values, first, second, noise)
     word = (f"{ahead} lower on all {len(values)} seeds" if ahead else
-            "not separated: " + why_not_separated(values, noise, first, second, f"the noise floor ({noise:g} %)"))
+            "not separated: " + why_not_separated(values, noise, first, second, f"the noise floor ({noise:.2f} %)"))
     per_seed = ", ".join(f"{v:+.1f}" for v in values.values())
     return (f"{second}'s perplexity over {first}'s: mean {sum(values.values()) / len(values):+.1f} % "
             f"(per seed {per_seed}) -> {word}")
@@ -261,8 +274,9 @@ def _parts(profile: Profile, splits: DataSplits, **more: Any) -> dict[str, Any]:
 
 def pruning_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
     """Every method at every pattern of the budget, over seeds (cached): one row per (seed, method, pattern) with
-    the test ``perplexity`` and, per pruned layer, its relative reconstruction error on the test windows; the dense
-    model is the row of method ``"dense"``."""
+    the test ``perplexity``, per pruned layer its relative reconstruction error on the test windows, and
+    ``paired se``: the largest :func:`paired_standard_error` of this model against the other methods' at the same
+    pattern and seed (what a verdict between them must clear). The dense model is the row of method ``"dense"``."""
     splits, _ = text_data(profile)
     b, windows = budget(profile), eval_windows(profile, splits)
 
@@ -271,10 +285,15 @@ def pruning_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
         batches, hessians = calibration_batches(splits, b.calibration_windows, seed), dense_hessians(dense, windows)
         rows = [{"method": "dense", "pattern": "dense", "sparsity": 0.0, "perplexity": perplexity(dense, windows)}]
         for pattern in patterns(b):
+            nats, at = {}, []
             for method in one_shot.METHODS:
                 model = pruned_copy(dense, method, pattern, batches)
-                rows.append({"method": NAMES[method], "pattern": pattern.label, "sparsity": pattern.share_pruned,
-                             "perplexity": perplexity(model, windows), **layer_errors(dense, model, hessians)})
+                nats[method] = window_nats(model, windows)
+                at.append({"method": NAMES[method], "pattern": pattern.label, "sparsity": pattern.share_pruned,
+                           "perplexity": math.exp(float(nats[method].mean())), **layer_errors(dense, model, hessians)})
+            for row, method in zip(at, one_shot.METHODS):
+                row["paired se"] = max(_paired_se(nats[method], nats[other]) for other in nats if other != method)
+            rows += at
         return rows
 
     return over_seeds("ch9-pruning", _parts(profile, splits), run, profile.seeds(), progress=progress)
@@ -319,10 +338,9 @@ def pruning_times(model: nn.Module, batches: Sequence[torch.Tensor], layer: str,
     return times.median().rename("ms per layer")
 
 
-def error_against_perplexity(table: pd.DataFrame, layers: Sequence[str], pattern: str,
-                             noise: float = PPL_NOISE) -> str:
+def error_against_perplexity(table: pd.DataFrame, layers: Sequence[str], pattern: str, noise: float) -> str:
     """Does the layer error order the methods as perplexity does, at ``pattern``? For every pair of methods that
-    perplexity separates (:func:`perplexity_verdict`'s rule), whether the mean layer error (over layers and seeds)
+    perplexity separates (:func:`perplexity_verdict`'s rule, with the pattern's ``noise``), whether the mean layer error (over layers and seeds)
     puts the same one ahead; pairs that perplexity does not separate are counted apart."""
     at = table[table["pattern"] == pattern]
     error = at.groupby("method")[list(layers)].mean().mean(axis=1)
@@ -411,7 +429,8 @@ def rescaling_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
 
 def input_norm_ratios(model: nn.Module, batches: Sequence[torch.Tensor]) -> pd.Series:
     """Per block linear: the largest input channel's norm ``‖X_j‖₂`` over the median one. Large language models have
-    ratios of 100 and more at their outlier features; a ratio near 1 means no channel stands out."""
+    per-token activations 20 times the typical size and more at their outlier features (Dettmers et al. 2022); this
+    norm over all tokens is a milder statistic, and a ratio near 1 means no channel stands out."""
     stats = one_shot.calibrate(model, model.block_linears(), batches)
     norms = {name: s.input_norms() for name, s in stats.items()}
     return pd.Series({name: float(n.max() / n.median()) for name, n in norms.items()}, name="max / median ‖X_j‖")
@@ -435,7 +454,7 @@ def calibration_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
                 for sequential in (True, False):
                     model = pruned_copy(dense, method, Pattern(nm=(2, 4)), batches, sequential=sequential)
                     rows.append({"windows": size, "tokens": size * b.context, "method": NAMES[method],
-                                 "calibration": "sequential" if sequential else "dense model",
+                                 "calibration": "sequential" if sequential else "dense-calibrated",
                                  "perplexity": perplexity(model, windows)})
         return rows
 

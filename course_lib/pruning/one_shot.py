@@ -133,7 +133,8 @@ def sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float | Non
             when the group is reached, from the weights as corrected so far), or a given boolean mask of the weights
             to **remove** (e.g. Wanda's, to correct a mask chosen elsewhere).
         block_size: columns whose mask is chosen together; the correction is applied lazily between blocks.
-        damping: added to H's diagonal (an input that never varies makes H singular), as a share of the mean of
+        damping: added to H's diagonal (H is singular with fewer calibration tokens than inputs, or with inputs
+            that are combinations of others), as a share of the mean of
             the diagonal (``damping_scale="mean"``, the paper's code) or of each input's own ``H_jj`` (``"own"``).
             Only ``"own"`` leaves the result unchanged when an input is scaled up and its weights down alike.
     """

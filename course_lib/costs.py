@@ -203,12 +203,13 @@ def _effective_state(model: nn.Module, sparse: bool) -> dict[str, torch.Tensor]:
 
 def _int32_csr(weight: torch.Tensor) -> torch.Tensor:
     """``weight`` (one row per output unit) as CSR with int32 indices, the way it is saved."""
-    csr = _to_sparse_csr(weight.reshape(weight.shape[0], -1))
+    csr = to_sparse_csr(weight.reshape(weight.shape[0], -1))
     return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
                                    csr.values(), csr.shape, check_invariants=False)
 
 
-def _saved_size(obj: object) -> int:
+def saved_size(obj: object) -> int:
+    """Bytes ``torch.save`` writes for ``obj``: a measured file size, headers and names included."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getbuffer().nbytes
@@ -250,8 +251,8 @@ def storage_vs_sparsity(weight: torch.Tensor, sparsities: Sequence[float],
         mask[order[:round((1 - sparsity) * weight.numel())]] = True
         mask = mask.reshape(weight.shape)
         kept = int(mask.sum())
-        row = {"dense": _saved_size(weight.clone()),
-               "CSR, int32 indices": _saved_size(_int32_csr(weight * mask)),
+        row = {"dense": saved_size(weight.clone()),
+               "CSR, int32 indices": saved_size(_int32_csr(weight * mask)),
                "CSR, int16 columns": kept * (VALUE_BYTES + 2) + (weight.shape[0] + 1) * INDEX_BYTES}
         for bits in relative_bits:
             row[f"relative {bits}-bit"] = math.ceil(relative_index_entries(mask, bits) * (8 * VALUE_BYTES + bits) / 8)
@@ -278,7 +279,7 @@ def saved_bytes(model: nn.Module, sparse: bool = False) -> int:
     This is measured, not counted: it includes the file format's own overhead
     (names, headers), so it is a little more than :func:`storage_bytes`.
     """
-    return _saved_size(_effective_state(model, sparse))
+    return saved_size(_effective_state(model, sparse))
 
 
 @dataclass(frozen=True)
@@ -479,7 +480,7 @@ def measure_latency(model: nn.Module, batch_size: int = 1, input_shape: tuple[in
     return Latency(batch_size, median, p25, p75)
 
 
-def _to_sparse_csr(matrix: torch.Tensor) -> torch.Tensor:
+def to_sparse_csr(matrix: torch.Tensor) -> torch.Tensor:
     """``matrix`` in compressed sparse rows, without PyTorch's warning that CSR support is "beta"."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -494,7 +495,7 @@ def csr_matmul_works(device: torch.device | str) -> bool:
     ``RuntimeError``), so the answer is found by trying a 2x2 product.
     """
     try:
-        _to_sparse_csr(torch.eye(2, device=device)) @ torch.ones(2, 1, device=device)
+        to_sparse_csr(torch.eye(2, device=device)) @ torch.ones(2, 1, device=device)
     except RuntimeError:
         return False
     return True
@@ -522,7 +523,7 @@ def csr_vs_dense_matmul(weight: torch.Tensor, batch_size: int = 256, repeats: in
         weight = weight.cpu()
     x = torch.randn(weight.shape[1], batch_size, device=weight.device)
     full = torch.randn_like(weight)
-    csr = _to_sparse_csr(weight)
+    csr = to_sparse_csr(weight)
     times = time_interleaved({"dense_ms": lambda: full @ x, "masked_dense_ms": lambda: weight @ x,
                               "csr_ms": lambda: csr @ x}, rounds=5, repeats=max(1, repeats // 5),
                              device=weight.device)

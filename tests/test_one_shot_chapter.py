@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from course_lib import cache, widgets
+from course_lib import cache, costs, widgets
 from course_lib.chapters import ch09_one_shot_transformers as chapter
 from course_lib.masks import get_masks
 from course_lib.models import build_model
@@ -104,7 +104,7 @@ def test_a_masked_file_is_dense_sized_and_2_4_packing_saves_about_half(tiny):
     batches = [splits.train.tensors[0][:32]]
     pruned = chapter.pruned_copy(model, "magnitude", chapter.Pattern(nm=(2, 4)), batches)
     sizes = chapter.saved_sizes(pruned, 4)
-    dense = chapter.file_bytes(model.state_dict())
+    dense = costs.saved_size(model.state_dict())
     assert abs(sizes["dense file (zeros stored)"] / dense - 1) < 0.02
     packed = next(v for k, v in sizes.items() if k.startswith("N:M packed"))
     assert packed < sizes["dense file (zeros stored)"] < sizes["CSR (64-bit indices)"]  # 64-bit indices at 50 %: larger
@@ -134,7 +134,8 @@ def test_verdicts_name_the_lower_perplexity_only_when_every_seed_agrees_beyond_t
 def test_the_paired_standard_error_is_zero_for_a_model_against_itself(tiny):
     model, splits, _ = _model(tiny)
     windows = chapter.TensorDataset(*(t[:20] for t in splits.val.tensors))
-    assert chapter.paired_standard_error(model, model, windows) == 0.0
+    nats = chapter.window_nats(model, windows)
+    assert chapter.paired_standard_error(nats, nats) == 0.0
     assert math.isclose(math.exp(float(chapter.window_nats(model, windows).mean())),
                         chapter.perplexity(model, windows), rel_tol=1e-5)
 

@@ -19,9 +19,7 @@ chapter's experiments over seeds, each seed with its own model and its own calib
 from __future__ import annotations
 
 import copy
-import io
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +33,11 @@ from tqdm.auto import tqdm
 
 from course_lib.cache import Baseline, trained_baseline
 from course_lib.claims import leader, why_not_separated
-from course_lib.costs import time_interleaved
+from course_lib.costs import saved_size, time_interleaved, to_sparse_csr
 from course_lib.data import DataSplits
 from course_lib.experiments import cache_command, over_seeds
-from course_lib.masks import remove_masks, unmasked_copy
+from course_lib.devices import model_device
+from course_lib.masks import get_masks, remove_masks, unmasked_copy
 from course_lib.profiles import Profile, by_profile, get_profile, shifted_seed
 from course_lib.pruning import one_shot
 from course_lib.pruning.one_shot import NM, Method
@@ -175,21 +174,19 @@ def window_nats(model: nn.Module, windows: TensorDataset) -> torch.Tensor:
     """Mean cross-entropy (nats per character) of every window: :func:`perplexity` is ``exp`` of their mean."""
     was_training = model.training
     model.eval()
-    x, y = windows.tensors
-    nats = torch.cat([nn.functional.cross_entropy(model(xb).transpose(1, 2), yb, reduction="none").mean(1)
+    x, y, device = *windows.tensors, model_device(model)
+    nats = torch.cat([nn.functional.cross_entropy(model(xb.to(device)).transpose(1, 2), yb.to(device),
+                                                  reduction="none").mean(1).cpu()
                       for xb, yb in zip(x.split(256), y.split(256))])
     model.train(was_training)
     return nats
 
 
-def paired_standard_error(first: nn.Module, second: nn.Module, windows: TensorDataset) -> float:
+def paired_standard_error(first: torch.Tensor, second: torch.Tensor) -> float:
     """The standard error, in percent of perplexity, of the perplexity ratio of two models scored on the same
-    ``windows``: the spread of their per-window difference over the square root of the number of windows. Two
-    pruned models whose perplexities differ by less than about twice this could have swapped on other text."""
-    return _paired_se(window_nats(first, windows), window_nats(second, windows))
-
-
-def _paired_se(first: torch.Tensor, second: torch.Tensor) -> float:
+    windows, from their :func:`window_nats`: the spread of their per-window difference over the square root of the
+    number of windows. Two pruned models whose perplexities differ by less than about twice this could have swapped
+    on other text."""
     difference = first - second
     return 100 * float(difference.std() / len(difference) ** 0.5)  # exp(d) - 1 ≈ d for small d
 
@@ -240,17 +237,19 @@ def calibration_batches(splits: DataSplits, windows: int, seed: int) -> list[tor
 
 
 def pruned_copy(model: nn.Module, method: Method, pattern: Pattern, batches: Sequence[torch.Tensor],
-                sequential: bool = True, damping_scale: one_shot.DampingScale = "mean") -> nn.Module:
-    """A copy of ``model`` with every block linear pruned by ``method`` (masks attached); ``model`` is unchanged."""
+                sequential: bool = True, damping_scale: one_shot.DampingScale = "mean",
+                update: bool = False) -> nn.Module:
+    """A copy of ``model`` with every block linear pruned by ``method`` (masks attached); ``model`` is unchanged.
+    ``damping_scale`` and ``update`` go to :func:`~course_lib.pruning.one_shot.prune_one_shot`."""
     copied = copy.deepcopy(model)
     one_shot.prune_one_shot(copied, copied.block_linears(), method, batches, sparsity=pattern.sparsity,
-                            nm=pattern.nm, sequential=sequential, damping_scale=damping_scale)
+                            nm=pattern.nm, sequential=sequential, damping_scale=damping_scale, update=update)
     return copied
 
 
 def layer_errors(dense: nn.Module, pruned: nn.Module, hessians: dict[str, torch.Tensor]) -> dict[str, float]:
     """Each pruned layer's relative reconstruction error ``‖(W − Ŵ) X‖² / ‖W X‖²`` on the dense model's inputs ``X``
-    (given as ``H = X Xᵀ / tokens``, e.g. of held-out text): the quantity one-shot pruning minimises, layer by layer."""
+    (given as ``H = X Xᵀ / tokens``, e.g. of held-out text): the layer-wise objective of one-shot pruning."""
     dense_modules, pruned_modules = dict(dense.named_modules()), dict(pruned.named_modules())
     errors = {}
     for name, H in hessians.items():
@@ -292,7 +291,8 @@ def pruning_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
                 at.append({"method": NAMES[method], "pattern": pattern.label, "sparsity": pattern.share_pruned,
                            "perplexity": math.exp(float(nats[method].mean())), **layer_errors(dense, model, hessians)})
             for row, method in zip(at, one_shot.METHODS):
-                row["paired se"] = max(_paired_se(nats[method], nats[other]) for other in nats if other != method)
+                row["paired se"] = max(paired_standard_error(nats[method], nats[other])
+                                       for other in nats if other != method)
             rows += at
         return rows
 
@@ -314,9 +314,7 @@ def update_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
         batches, rows = calibration_batches(splits, b.calibration_windows, seed), []
         for pattern in (Pattern(sparsity=0.5), Pattern(nm=(2, 4))):
             for method in UPDATED:
-                model = copy.deepcopy(dense)
-                one_shot.prune_one_shot(model, model.block_linears(), method, batches, sparsity=pattern.sparsity,
-                                        nm=pattern.nm, update=True)
+                model = pruned_copy(dense, method, pattern, batches, update=True)
                 rows.append({"method": f"{NAMES[method]} + update", "pattern": pattern.label,
                              "perplexity": perplexity(model, windows)})
         return rows
@@ -415,9 +413,8 @@ def rescaling_runs(profile: Profile, progress: bool = True) -> pd.DataFrame:
                          "perplexity": perplexity(model, windows), "largest logit change": change})
             for pattern in chosen:
                 for name, (method, damping_scale) in RESCALING_METHODS.items():
-                    masks = one_shot.prune_one_shot(pruned := copy.deepcopy(model), pruned.block_linears(), method,
-                                                    batches, sparsity=pattern.sparsity, nm=pattern.nm,
-                                                    damping_scale=damping_scale)
+                    pruned = pruned_copy(model, method, pattern, batches, damping_scale=damping_scale)
+                    masks = get_masks(pruned)
                     first = first_masks.setdefault((name, pattern.label), masks)
                     same = sum(int((masks[n] == first[n]).sum()) for n in masks) / sum(m.numel() for m in masks.values())
                     rows.append({"factor": factor, "method": name, "pattern": pattern.label,
@@ -546,22 +543,13 @@ def unpack_n_of_m(packed: dict[str, torch.Tensor]) -> torch.Tensor:
     return groups.reshape(rows, columns)
 
 
-def file_bytes(state: dict[str, Any]) -> int:
-    """Bytes ``torch.save`` writes for ``state``: a measured file size, headers and names included."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getbuffer().nbytes
-
-
 def compact_csr(weight: torch.Tensor) -> torch.Tensor:
     """``weight`` as CSR with PyTorch's own 64-bit indices, each part in a buffer of its own size. (The index
     tensors ``to_sparse_csr()`` returns can be views of a dense-sized buffer, and ``torch.save`` writes a tensor's
     whole buffer: saved as it is, such a CSR file holds a dense-sized block of indices.)"""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        csr = weight.detach().to_sparse_csr()
-        return torch.sparse_csr_tensor(csr.crow_indices().clone(), csr.col_indices().clone(), csr.values().clone(),
-                                       csr.shape, check_invariants=False)
+    csr = to_sparse_csr(weight.detach())
+    return torch.sparse_csr_tensor(csr.crow_indices().clone(), csr.col_indices().clone(), csr.values().clone(),
+                                   csr.shape, check_invariants=False)
 
 
 def saved_sizes(model: nn.Module, m: int | None = None) -> dict[str, int]:
@@ -570,10 +558,10 @@ def saved_sizes(model: nn.Module, m: int | None = None) -> dict[str, int]:
     for an N:M model (``m`` given) - with them packed by :func:`pack_n_of_m`."""
     plain = unmasked_copy(model).state_dict()
     linears = {f"{name}.weight" for name in model.block_linears()}
-    sizes = {"dense file (zeros stored)": file_bytes(plain),
-             "CSR (64-bit indices)": file_bytes({k: compact_csr(v) if k in linears else v for k, v in plain.items()})}
+    sizes = {"dense file (zeros stored)": saved_size(plain),
+             "CSR (64-bit indices)": saved_size({k: compact_csr(v) if k in linears else v for k, v in plain.items()})}
     if m is not None:
-        sizes[f"N:M packed (values + {math.ceil(math.log2(m))}-bit positions)"] = file_bytes(
+        sizes[f"N:M packed (values + {math.ceil(math.log2(m))}-bit positions)"] = saved_size(
             {k: pack_n_of_m(v, m) if k in linears else v for k, v in plain.items()})
     return sizes
 

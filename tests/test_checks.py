@@ -755,3 +755,15 @@ def test_refit_mistakes_are_named():
         checks.check_refit(lambda w, x, k: refit(w, x, k) + (~k).double())
     with pytest.raises(checks.CheckFailed, match=r"raised .*x\.norm\(dim=0\)"):
         checks.check_wanda_mask(lambda w, x, s: w.abs() * x.norm(dim=1))  # one norm per token: a shape error
+
+
+def test_a_wanda_mask_with_the_right_counts_and_the_wrong_weights_is_named():
+    def int_not_round(weight, x, sparsity):  # int() where the task says round(): 7 kept of 10 at 25 %, not 8
+        scores = weight.abs() * x.norm(dim=0)
+        mask = torch.zeros_like(weight, dtype=torch.bool)
+        return mask.scatter_(1, scores.topk(int((1 - sparsity) * weight.shape[1]), dim=1).indices, True)
+
+    with pytest.raises(checks.CheckFailed, match=r"round\(\(1 - sparsity\) · columns\) = 8 of 10"):
+        checks.check_wanda_mask(int_not_round)
+    with pytest.raises(checks.CheckFailed, match="right number .* but not the right weights"):
+        checks.check_wanda_mask(lambda w, x, s: _wanda_rows(w, x, s, norms=x.abs().amax(0)))

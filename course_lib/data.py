@@ -10,6 +10,9 @@ Where the files come from, in this order:
    ``/usr/share/datasets/fashion-mnist`` (unpacked once into the cache);
 4. only then a download through ``torchvision.datasets``.
 
+The files are read by :func:`read_idx` (a few lines; tested to agree with torchvision's reader), so torchvision
+is imported only to download: importing it costs over a second of every kernel's start.
+
 A root you name is taken at its word: if it does not hold the dataset you get
 a :class:`DatasetNotFoundError` naming it, not data from somewhere else. If
 none of the sources works (no files, no network) the same error names each
@@ -37,7 +40,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
-from torchvision import datasets
 
 from course_lib.profiles import Profile, shifted_seed
 
@@ -57,7 +59,7 @@ IDX_FILES = (
 class DatasetInfo:
     """What the course needs to know about one dataset."""
 
-    torchvision_class: type
+    torchvision_name: str  # the class in torchvision.datasets, and the folder name of its cache
     classes: tuple[str, ...]
     mean: float  # of the 60 000 training images, pixel values scaled to [0, 1]
     std: float
@@ -67,7 +69,7 @@ class DatasetInfo:
 
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
-        torchvision_class=datasets.FashionMNIST,
+        torchvision_name="FashionMNIST",
         classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         mean=0.2860,
@@ -76,7 +78,7 @@ DATASETS: dict[str, DatasetInfo] = {
         system_package="dataset-fashion-mnist",
     ),
     "mnist": DatasetInfo(
-        torchvision_class=datasets.MNIST,
+        torchvision_name="MNIST",
         classes=tuple(str(d) for d in range(10)),
         mean=0.1307,
         std=0.3081,
@@ -110,7 +112,7 @@ def default_cache_dir() -> Path:
 
 def raw_dir(root: str | Path, name: str) -> Path:
     """The folder torchvision reads the idx files from: ``<root>/<ClassName>/raw``."""
-    return Path(root) / dataset_info(name).torchvision_class.__name__ / "raw"
+    return Path(root) / dataset_info(name).torchvision_name / "raw"
 
 
 def has_raw_files(root: Path, name: str) -> bool:
@@ -121,8 +123,10 @@ def has_raw_files(root: Path, name: str) -> bool:
 
 def _where_to_get_it(name: str) -> str:
     """One sentence naming where a fresh copy of the dataset's files comes from."""
+    from torchvision import datasets  # only when a message needs it (see the module's docstring)
+
     info = dataset_info(name)
-    origin = f"torchvision downloads the .gz files from {info.torchvision_class.mirrors[0]}"
+    origin = f"torchvision downloads the .gz files from {getattr(datasets, info.torchvision_name).mirrors[0]}"
     if info.system_package:
         dirs = ", ".join(str(d) for d in info.system_dirs)
         origin = f"Debian's package {info.system_package} installs them in {dirs}; " + origin
@@ -251,9 +255,11 @@ def _unpack_system_files(source: Path, root: Path, name: str) -> bool:
 
 def _download(name: str, root: Path) -> None:
     """Let torchvision download the dataset into ``root`` (needs the internet)."""
-    info = dataset_info(name)
-    info.torchvision_class(str(root), train=True, download=True)
-    info.torchvision_class(str(root), train=False, download=True)
+    from torchvision import datasets  # here only: the import is slow, and reading needs no torchvision
+
+    torchvision_class = getattr(datasets, dataset_info(name).torchvision_name)
+    torchvision_class(str(root), train=True, download=True)
+    torchvision_class(str(root), train=False, download=True)
 
 
 def _named_root(root: str | Path | None) -> tuple[Path, str] | None:
@@ -425,11 +431,20 @@ def _load_raw(name: str, root: str) -> tuple[torch.Tensor, torch.Tensor, torch.T
 def _read_raw(
     name: str, root: str, version: tuple[tuple[int, int], ...]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """torchvision's reading of the files; ``version`` only keys the cache."""
-    info = dataset_info(name)
-    train = info.torchvision_class(root, train=True, download=False)
-    test = info.torchvision_class(root, train=False, download=False)
-    return train.data, train.targets, test.data, test.targets
+    """The four idx files as tensors: images uint8 (N, 28, 28), labels int64; ``version`` only keys the cache."""
+    raw = raw_dir(root, name)
+    images, labels, test_images, test_labels = (read_idx(raw / f) for f in IDX_FILES)
+    return images, labels.long(), test_images, test_labels.long()
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An idx file as a uint8 tensor of the shape its header announces (see :func:`idx_expected_size`).
+
+    Check the file first (:func:`check_idx_file`): this reads what is there.
+    """
+    content = path.read_bytes()
+    shape, _ = idx_expected_size(content[:16])
+    return torch.frombuffer(bytearray(content[4 + 4 * len(shape):]), dtype=torch.uint8).reshape(shape)
 
 
 def normalise(images: torch.Tensor, name: str = "fashion-mnist") -> torch.Tensor:

@@ -247,3 +247,25 @@ def test_batches_cover_each_sample_once_and_are_seeded():
     assert sorted(order(0).tolist()) == list(range(10))
     assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
     assert [len(y) for _, y in data.batches(ds, 4)] == [4, 4, 2]
+
+
+def test_read_idx_agrees_with_torchvision(fake_root):
+    """The course reads the idx files itself (importing torchvision slows every kernel's start); torchvision's
+    own reader must see the same images and labels, in the same types."""
+    from torchvision import datasets
+
+    ours = data._read_raw("fashion-mnist", str(fake_root), ())
+    for train, (images, labels) in ((True, ours[:2]), (False, ours[2:])):
+        theirs = datasets.FashionMNIST(str(fake_root), train=train, download=False)
+        assert images.dtype == theirs.data.dtype and labels.dtype == theirs.targets.dtype
+        assert torch.equal(images, theirs.data) and torch.equal(labels, theirs.targets)
+
+
+def test_the_course_does_not_import_torchvision_to_read_data():
+    import subprocess
+    import sys
+
+    code = ("import sys; import course_lib.data, course_lib.widgets, course_lib.chapters.ch05_rethinking_pruning; "
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False", "an import of torchvision crept back into the course's import path"

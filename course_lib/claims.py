@@ -120,6 +120,9 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
 
 
 TEST_NOISE = 0.25  # points: the smallest per-seed accuracy difference a verdict reads as a direction (see paired_verdict)
+# points: the floor for a change in a lead, i.e. a difference of two paired differences (A - B here minus A - B there).
+# Two independent noises of TEST_NOISE add in quadrature, so the floor is sqrt(2) times wider.
+CHANGE_NOISE = TEST_NOISE * 2 ** 0.5
 
 
 def accuracy_noise(images: int) -> float:

@@ -19,15 +19,13 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
 
 
-def test_small_dense_gets_the_rate_that_trains_it_best_on_validation(monkeypatch):
-    monkeypatch.setattr(ch6, "LEARNING_RATES", (1e-9, 1e-2))  # a rate that cannot train, and one that can
+def test_small_dense_gets_the_rate_that_trains_it_best_on_validation():
     data = _toy_data(n=256)
     config = TrainConfig(epochs=2, batch_size=32, lr=3e-3)
-    assert ch6.small_dense_lr(data, config, 0.9) == 1e-2
+    assert ch6.small_dense_lr(data, config, 0.9, (1e-9, 1e-2)) == 1e-2  # a rate that cannot train, and one that can
 
 
-def test_a_rate_search_scores_every_rate_once_and_chooses_the_best(monkeypatch):
-    monkeypatch.setattr(ch6, "LEARNING_RATES", (1e-9, 1e-2))
+def test_a_rate_search_scores_every_rate_once_and_chooses_the_best():
     data, trials = _toy_data(n=256), []
 
     def trial(config: TrainConfig) -> nn.Module:
@@ -36,10 +34,19 @@ def test_a_rate_search_scores_every_rate_once_and_chooses_the_best(monkeypatch):
         ch6.train(model, data, config, progress=False)
         return model
 
-    search = ch6.RateSearch("test-rate-search", data, TrainConfig(epochs=2, batch_size=32, seed=5), 0.9, trial)
+    search = ch6.RateSearch("test-rate-search", data, TrainConfig(epochs=2, batch_size=32, seed=5), 0.9, trial,
+                            (1e-9, 1e-2))
     scores = search.scores()
     assert list(scores) == [1e-9, 1e-2] and search.best() == max(scores, key=scores.get) == 1e-2
     assert trials == [1e-9, 1e-2]  # one run per rate: the second call read the cache
+
+
+def test_a_search_of_one_rate_uses_it_without_training():
+    def trial(config: TrainConfig) -> nn.Module:
+        raise AssertionError("one rate: nothing to choose, so nothing may train")
+
+    search = ch6.RateSearch("test-one-rate", _toy_data(n=64), TrainConfig(epochs=1, batch_size=32), 0.9, trial, (1e-2,))
+    assert search.best() == 1e-2
 
 
 def test_the_small_dense_target_counts_the_kept_weights_and_every_bias():
@@ -145,7 +152,7 @@ def test_the_sgd_regime_trains_set_and_rigl_with_sgd_at_the_rate_chosen_for_set(
 
     monkeypatch.setattr(ch6, "train", spy)
     monkeypatch.setattr(ch6, "budget", lambda profile: ch6.BUDGETS["full"].__class__(
-        train_size=128, epochs=1, sparsities=(0.95,), lengths=(1,), sgd_rates=(1e-9, 0.05)))
+        train_size=128, epochs=1, sparsities=(0.95,), lengths=(1,), sgd_rates=(1e-9, 0.05), adam_rates=(1e-2,)))
     config = TrainConfig(epochs=1, batch_size=32, lr=3e-3)
     sgd = ch6.sgd_recipe(None, data, config)
     scores = ch6.sgd_search(None, data, config).scores()  # read from the cache: nothing trains again

@@ -44,7 +44,7 @@ from course_lib.sparse.updaters import SET, DropAndGrow, RigL, Static
 from course_lib.training import Hook, TrainConfig, evaluate, recipe, train
 
 SPARSE_LR = 3e-3  # Adam's peak rate of the base recipe (1e-3, the course default, trained sparse nets worse)
-LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2)  # Adam peak rates tried on validation (seed 0) by tuned_recipe and small-dense
+LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2)  # Adam peak rates the full profile's searches try on validation (seed 0)
 AGP_BEGIN_FRACTION = 0.25  # AGP trains dense for the first quarter, then prunes until T_end
 
 SPARSE_TRAINERS: dict[str, type[DropAndGrow]] = {"static": Static, "SET": SET, "RigL": RigL}
@@ -62,6 +62,11 @@ class Budget:
             lead over SET grows with training time and report RigL at 5x).
         sgd_rates: the SGD regime's peak rates (SGD with momentum 0.9, Evci et al.'s optimizer), tried on
             validation for SET as the shared rate was; with one rate (quick) there is nothing to choose.
+        adam_rates: the Adam peak rates every search of the chapter tries on validation (the shared rate, AGP's,
+            RigL's, small-dense's). Quick gives one, so nothing is searched: in its three epochs 1e-2 and 3e-2
+            score within the validation noise of each other, and which one wins can flip with the last digits of
+            the arithmetic (another thread count), which trains every run of the chapter at another rate.
+            1e-2 is what every search chose in the full profile's runs.
     """
 
     train_size: int
@@ -69,14 +74,16 @@ class Budget:
     sparsities: tuple[float, ...]
     lengths: tuple[int, ...]
     sgd_rates: tuple[float, ...]
+    adam_rates: tuple[float, ...]
 
 
 REGIME_SPARSITY = 0.95  # where SET and RigL are trained for longer (in both profiles' list of sparsities)
 DENSE_CLASSIFIER = "uniform, classifier dense"  # the distribution label of classifier_runs
 GROW_BATCHES = 8  # the gradient experiment's RigL sums the dense gradients of this many batches (128 images each)
-BUDGETS = {"quick": Budget(train_size=20_000, epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2), sgd_rates=(0.1,)),
+BUDGETS = {"quick": Budget(train_size=20_000, epochs=3, sparsities=(0.9, 0.95), lengths=(1, 2), sgd_rates=(0.1,),
+                           adam_rates=(1e-2,)),
            "full": Budget(train_size=20_000, epochs=4, sparsities=(0.9, 0.95, 0.98), lengths=(1, 3, 5),
-                          sgd_rates=(0.03, 0.1, 0.3, 1.0))}
+                          sgd_rates=(0.03, 0.1, 0.3, 1.0), adam_rates=LEARNING_RATES)}
 
 
 def budget(profile: Profile) -> Budget:
@@ -159,19 +166,19 @@ def small_dense_parameters(sparsity: float) -> int:
 @dataclass(frozen=True)
 class RateSearch:
     """One learning-rate search of the chapter: ``trial`` (a run of seed 0's weights with the recipe it is given)
-    trained at every one of ``rates`` (empty: Adam's :data:`LEARNING_RATES`), scored on validation. ``name`` keys its
-    cache entry."""
+    trained at every one of ``rates`` (a budget's ``adam_rates`` or ``sgd_rates``), scored on validation. ``name``
+    keys its cache entry."""
 
     name: str
     data: DataSplits
     config: TrainConfig
     sparsity: float
     trial: Callable[[TrainConfig], nn.Module]
-    rates: tuple[float, ...] = ()
+    rates: tuple[float, ...]
 
     def tried(self) -> tuple[float, ...]:
         """The rates this search trains at."""
-        return self.rates or LEARNING_RATES
+        return self.rates
 
     def scores(self) -> dict[float, float]:
         """Validation accuracy (%) at each rate (cached)."""
@@ -205,12 +212,12 @@ def _erk_trial(trainer: type[DropAndGrow], sparsity: float, data: DataSplits) ->
 def _recipe_search(profile: Profile, data: DataSplits) -> RateSearch:
     config, sparsities = sparse_recipe(profile), budget(profile).sparsities
     middle = sparsities[len(sparsities) // 2]
-    return RateSearch("ch6-recipe-lr", data, config, middle, _erk_trial(SET, middle, data))
+    return RateSearch("ch6-recipe-lr", data, config, middle, _erk_trial(SET, middle, data), budget(profile).adam_rates)
 
 
 def tuned_recipe(profile: Profile, data: DataSplits) -> TrainConfig:
     """:func:`sparse_recipe` with the peak rate chosen on validation: SET with ERK densities at the chapter's middle
-    sparsity, seed 0, over :data:`LEARNING_RATES` (cached). Every run of the chapter uses it but small-dense
+    sparsity, seed 0, over the budget's ``adam_rates`` (cached; one rate, as in quick, is used untried). Every run of the chapter uses it but small-dense
     and AGP, which get rates of their own (:func:`small_dense_lr`, :func:`agp_lr`)."""
     return replace(sparse_recipe(profile), lr=_recipe_search(profile, data).best())
 
@@ -227,34 +234,35 @@ def agp_pruning(data: DataSplits, sparsity: float, config: TrainConfig, seed: in
                            progress=progress)
 
 
-def _agp_search(data: DataSplits, config: TrainConfig) -> RateSearch:
+def _agp_search(data: DataSplits, config: TrainConfig, rates: tuple[float, ...]) -> RateSearch:
     def agp_run(trial: TrainConfig) -> nn.Module:
         return agp_pruning(data, REGIME_SPARSITY, trial, seed=0).model
 
-    return RateSearch("ch6-agp-lr", data, config, REGIME_SPARSITY, agp_run)
+    return RateSearch("ch6-agp-lr", data, config, REGIME_SPARSITY, agp_run, rates)
 
 
-def agp_lr(data: DataSplits, config: TrainConfig) -> float:
-    """AGP's own peak learning rate: the best validation accuracy of :data:`LEARNING_RATES` at 95 %, seed 0 (cached).
-    AGP starts dense and prunes as it goes; the recipe's rate was tuned for a sparse trainer."""
-    return _agp_search(data, config).best()
+def agp_lr(data: DataSplits, config: TrainConfig, rates: tuple[float, ...]) -> float:
+    """AGP's own peak learning rate: the best validation accuracy of ``rates`` (the budget's ``adam_rates``) at
+    95 %, seed 0 (cached). AGP starts dense and prunes as it goes; the recipe's rate was tuned for a sparse trainer."""
+    return _agp_search(data, config, rates).best()
 
 
-def rigl_lr(data: DataSplits, config: TrainConfig) -> float:
-    """RigL's own peak learning rate: the best validation accuracy of :data:`LEARNING_RATES` for RigL with ERK
+def rigl_lr(data: DataSplits, config: TrainConfig, rates: tuple[float, ...]) -> float:
+    """RigL's own peak learning rate: the best validation accuracy of ``rates`` (the budget's ``adam_rates``) for RigL with ERK
     densities at :data:`REGIME_SPARSITY`, seed 0 (cached). The chapter's shared rate was chosen for SET; a trainer
     that grows by the gradient may want another, and a comparison at a rival's rate is not a fair one."""
-    return _rigl_search(data, config).best()
+    return _rigl_search(data, config, rates).best()
 
 
-def _rigl_search(data: DataSplits, config: TrainConfig) -> RateSearch:
-    return RateSearch("ch6-rigl-lr", data, config, REGIME_SPARSITY, _erk_trial(RigL, REGIME_SPARSITY, data))
+def _rigl_search(data: DataSplits, config: TrainConfig, rates: tuple[float, ...]) -> RateSearch:
+    return RateSearch("ch6-rigl-lr", data, config, REGIME_SPARSITY, _erk_trial(RigL, REGIME_SPARSITY, data), rates)
 
 
-def own_rate_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,
+def own_rate_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int, rates: tuple[float, ...],
                   progress: bool = True) -> list[dict[str, object]]:
-    """RigL (ERK) at its own learning rate (:func:`rigl_lr`), otherwise as in :func:`sparsity_runs`. One seed."""
-    config = replace(config, lr=rigl_lr(data, replace(config, seed=0)), seed=seed)
+    """RigL (ERK) at its own learning rate (:func:`rigl_lr` over ``rates``), otherwise as in :func:`sparsity_runs`.
+    One seed."""
+    config = replace(config, lr=rigl_lr(data, replace(config, seed=0), rates), seed=seed)
     updater = RigL(sparsity, "erk", update_every=update_every(config, len(data.train)), end_fraction=END_FRACTION,
                    seed=seed)
     return [{**_sparse_row("RigL", "erk", sparsity, updater, data, config, f"RigL (erk), lr {config.lr:g}", progress),
@@ -265,10 +273,11 @@ def own_rate_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
                         progress: bool = True) -> pd.DataFrame:
     """:func:`own_rate_runs` at :data:`REGIME_SPARSITY` for every seed, through the run cache (code-keyed). When
     RigL's own rate is the shared one, section 3's RigL already ran at it: no rows."""
-    if rigl_lr(data, replace(config, seed=0)) == config.lr:
+    rates = budget(profile).adam_rates
+    if rigl_lr(data, replace(config, seed=0), rates) == config.lr:
         return pd.DataFrame(columns=["method", "distribution", "sparsity", "test_acc", "lr", "seed"])
     return over_seeds("ch6-rigl-own-rate", {"data": data.key(), "config": config, "sparsity": REGIME_SPARSITY},
-                      lambda seed: own_rate_runs(data, config, REGIME_SPARSITY, seed, progress=progress),
+                      lambda seed: own_rate_runs(data, config, REGIME_SPARSITY, seed, rates, progress=progress),
                       profile.seeds(), progress=progress, code=__name__)
 
 
@@ -312,48 +321,55 @@ def sgd_experiment(profile: Profile, data: DataSplits, config: TrainConfig, prog
                       profile.seeds(), progress=progress, code=__name__)
 
 
-def _small_dense_search(data: DataSplits, config: TrainConfig, sparsity: float) -> RateSearch:
+def _small_dense_search(data: DataSplits, config: TrainConfig, sparsity: float, rates: tuple[float, ...]) -> RateSearch:
     def small_run(trial: TrainConfig) -> nn.Module:
         model = lenet300_of_size(small_dense_parameters(sparsity), seed=0)
         train(model, data, trial, progress=False)
         return model
 
-    return RateSearch("ch6-small-dense-lr", data, config, sparsity, small_run)
+    return RateSearch("ch6-small-dense-lr", data, config, sparsity, small_run, rates)
 
 
-def small_dense_lr(data: DataSplits, config: TrainConfig, sparsity: float) -> float:
-    """Small-dense's own peak learning rate at ``sparsity``: the best validation accuracy of :data:`LEARNING_RATES`
-    on seed 0 (cached). The recipe's rate was tuned for a sparse trainer; a narrow dense network may want another."""
-    return _small_dense_search(data, config, sparsity).best()
+def small_dense_lr(data: DataSplits, config: TrainConfig, sparsity: float, rates: tuple[float, ...]) -> float:
+    """Small-dense's own peak learning rate at ``sparsity``: the best validation accuracy of ``rates`` (the budget's
+    ``adam_rates``) on seed 0 (cached). The recipe's rate was tuned for a sparse trainer; a narrow dense network may
+    want another."""
+    return _small_dense_search(data, config, sparsity, rates).best()
 
 
 def rate_searches(profile: Profile, data: DataSplits, config: TrainConfig) -> pd.DataFrame:
-    """Every learning-rate search of the chapter: validation accuracy (%, seed 0) at each rate of
-    :data:`LEARNING_RATES`, one row per search, and the rate it chose. ``config`` is :func:`tuned_recipe`'s.
-    The entries are the ones the runs read (cached): printing them trains nothing new."""
-    at_seed_0, recipe_search = replace(config, seed=0), _recipe_search(profile, data)
+    """Every learning-rate search of the chapter: validation accuracy (%, seed 0) at each rate of the budget's
+    ``adam_rates``, one row per search, and the rate it chose. ``config`` is :func:`tuned_recipe`'s.
+    The entries are the ones the runs read (cached): printing them trains nothing new. With one rate (quick)
+    nothing was searched, and the table holds only the rate every run used."""
+    at_seed_0, recipe_search, rates = replace(config, seed=0), _recipe_search(profile, data), budget(profile).adam_rates
     searches = {f"SET, ERK {recipe_search.sparsity:.0%} (the shared rate)": recipe_search,
-                f"AGP {REGIME_SPARSITY:.0%}": _agp_search(data, at_seed_0),
-                f"RigL, ERK {REGIME_SPARSITY:.0%}": _rigl_search(data, at_seed_0),
-                **{f"small-dense {s:.0%}": _small_dense_search(data, at_seed_0, s) for s in budget(profile).sparsities}}
+                f"AGP {REGIME_SPARSITY:.0%}": _agp_search(data, at_seed_0, rates),
+                f"RigL, ERK {REGIME_SPARSITY:.0%}": _rigl_search(data, at_seed_0, rates),
+                **{f"small-dense {s:.0%}": _small_dense_search(data, at_seed_0, s, rates)
+                   for s in budget(profile).sparsities}}
+    if len(rates) == 1:  # no search: scoring the one rate would train a run that nothing reads
+        return pd.DataFrame({"chosen": [search.best() for search in searches.values()]},
+                            index=pd.Index(list(searches), name="search"))
     table = pd.DataFrame({name: search.scores() for name, search in searches.items()}).T
     return table.assign(chosen=[search.best() for search in searches.values()]).rename_axis("search")
 
 
-def sparsity_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int,
+def sparsity_runs(data: DataSplits, config: TrainConfig, sparsity: float, seed: int, rates: tuple[float, ...],
                   distributions: Sequence[Distribution] = ("uniform", "erk"),
                   progress: bool = True) -> list[dict[str, object]]:
-    """Small-dense, AGP, and static/SET/RigL with each layer-density ``distribution``, at one sparsity. One seed."""
+    """Small-dense, AGP, and static/SET/RigL with each layer-density ``distribution``, at one sparsity. One seed.
+    Small-dense and AGP train at their own rates, the best of ``rates`` on validation."""
     config = replace(config, seed=seed)
     delta_t = update_every(config, len(data.train))
     rows = []
     small = lenet300_of_size(small_dense_parameters(sparsity), seed=seed)  # biases stay dense in all
-    lr = small_dense_lr(data, replace(config, seed=0), sparsity)
+    lr = small_dense_lr(data, replace(config, seed=0), sparsity, rates)
     tracker = _train_tracked(small, data, replace(config, lr=lr), [], delta_t, "small-dense", progress)
     rows.append({**run_row("small-dense", "dense", sparsity, small, data, tracker), "lr": lr})
 
     tracker = MaskTracker(delta_t)
-    agp_config = replace(config, lr=agp_lr(data, replace(config, seed=0)))
+    agp_config = replace(config, lr=agp_lr(data, replace(config, seed=0), rates))
     agp = agp_pruning(data, sparsity, agp_config, seed, extra_hooks=[tracker], progress=progress)
     rows.append({**run_row("AGP", "global magnitude", sparsity, agp.model, data, tracker), "lr": agp_config.lr})
 
@@ -377,7 +393,8 @@ def comparison_experiment(profile: Profile, data: DataSplits, config: TrainConfi
                          progress=progress, code=__name__)]
     for sparsity in budget(profile).sparsities if sparsities is None else sparsities:
         tables.append(over_seeds(f"ch6-sparsity-{sparsity:g}", {**key, "sparsity": sparsity},
-                                 lambda seed, s=sparsity: sparsity_runs(data, config, s, seed, progress=progress),
+                                 lambda seed, s=sparsity: sparsity_runs(data, config, s, seed, budget(profile).adam_rates,
+                                                                        progress=progress),
                                  seeds, progress=progress, code=__name__))
     return pd.concat(tables, ignore_index=True)
 

@@ -298,7 +298,7 @@ def test_joint_quantization_and_the_trace_of_confidence_and_diversity():
     dpp = DPP(0.9, temperatures=(2.0, 0.1), logits_lr=0.3, bits=8, record_every=2, exclude=["net.fc3"])
     train(model, _toy_data(n=128), TrainConfig(epochs=1, batch_size=32), hooks=[dpp], progress=False, device=CPU)
     steps = sorted({r["step"] for r in dpp.trace})
-    assert steps == [0, 2, 4] and {r["layer"] for r in dpp.trace} == {"net.fc1", "net.fc2"}
+    assert steps == [0, 1, 2, 4] and {r["layer"] for r in dpp.trace} == {"net.fc1", "net.fc2"}
     assert all(0.0 <= r["confidence"] <= 1.0 and 0.0 <= r["diversity"] <= 1.0 for r in dpp.trace)
     freeze(model)
     for name in ("fc1", "fc2"):
@@ -307,6 +307,12 @@ def test_joint_quantization_and_the_trace_of_confidence_and_diversity():
     mask = model.net.fc1.parametrizations.weight[0].mask
     mask[0, (mask[0] == 0).nonzero()[0]] = 1.0  # one row keeps one more than k
     assert not exactly_k_per_row(model, dpp)
+
+
+def test_the_trace_looks_at_doubling_steps_before_its_first_regular_record():
+    dpp = DPP(0.9, record_every=20)
+    assert [step for step in range(1, 51) if dpp.records_at(step, total_steps=50)] == [1, 2, 4, 8, 16, 20, 40, 50]
+    assert not DPP(0.9).records_at(1, total_steps=50)  # record_every=None: no trace at all
 
 
 def test_a_sampled_off_filter_is_off_after_its_batchnorm_too():

@@ -58,9 +58,11 @@ class DPP(Hook):
         exclude: layers left dense (e.g. the classifier for feature-map granularity).
         bits: also fake-quantize every masked weight to this many bits (joint
             pruning and quantization; ``None``: float32).
-        record_every: every this many steps (and at the start and the end),
-            append each layer's confidence and diversity and the temperature
-            to :attr:`trace` (``None``: record nothing).
+        record_every: every this many steps (and at the start, at steps 1, 2, 4, 8, ... before the first of
+            these, and at the end), append each layer's confidence and diversity and the temperature to
+            :attr:`trace` (``None``: record nothing). The early doubling steps are there because a mask can
+            commit within its first few dozen steps: a trace that looks first after half an epoch can only say
+            "decided by then".
         seed: seeds the logits and the noise.
 
     Attributes:
@@ -129,8 +131,16 @@ class DPP(Hook):
             return None
         return self.entropy * torch.stack([row_entropy(m.logits).mean() for m in self.masks.values()]).mean()
 
+    def records_at(self, step: int, total_steps: int) -> bool:
+        """Does the trace record after ``step``? Every ``record_every`` steps, the last step, and the powers of
+        two before the first regular record (1, 2, 4, ...): a fine look at the start, where masks commit."""
+        if self.record_every is None:
+            return False
+        early = step < self.record_every and step & (step - 1) == 0  # a power of two (step >= 1)
+        return early or step % self.record_every == 0 or step == total_steps
+
     def after_step(self, ctx: TrainContext) -> None:
-        if self.record_every is not None and (ctx.step % self.record_every == 0 or ctx.step == ctx.total_steps):
+        if self.records_at(ctx.step, ctx.total_steps):
             self.record(ctx.step, self.temperature(ctx.progress))
 
     def record(self, step: int, temperature: float | None = None) -> None:
@@ -190,7 +200,7 @@ def dpp_hook(sparsity: float, data: DataSplits, config: TrainConfig, seed: int, 
              granularity: Granularity = "weight", tile: int | None = None, bits: int | None = None,
              logits_lr: float = LOGITS_LR) -> DPP:
     """A :class:`DPP` hook with the course's settings, recording confidence and diversity ``RECORDS_PER_EPOCH``
-    times per epoch. ``exclude`` names the layers left dense (e.g. :data:`course_lib.models.LENET_CLASSIFIER`);
+    times per epoch (and at steps 1, 2, 4, ... before the first of those records). ``exclude`` names the layers left dense (e.g. :data:`course_lib.models.LENET_CLASSIFIER`);
     ``logits_lr`` sets how fast the masks can commit (chapter 7's regime experiment varies it)."""
     per_epoch = steps_per_epoch(len(data.train), config.batch_size)
     return DPP(sparsity, granularity, tile, temperatures=TEMPERATURES, logits_lr=logits_lr, exclude=exclude,

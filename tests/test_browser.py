@@ -1,13 +1,15 @@
 """A real browser: JupyterLab in Chromium, a chapter's widget shown, its slider moved, the output seen to change.
 
 nbval proves the notebooks execute; only a browser proves that a lecturer's
-widget actually renders and answers. Each test serves a notebook from a
-temporary folder (so autosave never writes outputs into the repo), on
-127.0.0.1 with a random token, and stops the server at the end: chapter 0
-itself, and for every other chapter with a widget a short notebook that builds
-it from the same library calls (a whole chapter takes minutes to run). A move
-counts as answered when the caption *and* the figure below it have been
-redrawn; the time from the key press to then is written to ``test-artifacts/``.
+widget actually renders and answers. One JupyterLab server (on 127.0.0.1, with a
+random token) and one Chromium serve the whole module; each test writes its
+notebook into the server's temporary folder (so autosave never writes outputs
+into the repo), opens it in a page and a JupyterLab workspace of its own, and
+shuts its kernel down at the end: chapter 0 itself, and for every other chapter
+with a widget a short notebook that builds it from the same library calls (a
+whole chapter takes minutes to run). A move counts as answered when the caption
+*and* the figure below it have been redrawn; the time from the key press to then
+is written to ``test-artifacts/``.
 
 Without Chromium the test is skipped with a message saying how to enable it,
 so ``make test`` still passes on a student's laptop.
@@ -15,9 +17,12 @@ so ``make test`` still passes on a student's laptop.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -97,104 +102,126 @@ _FIGURE_JS = ("(() => { const box = document.querySelector('.%s').closest('.widg
               "return img && img.complete && img.naturalWidth > 0 ? img : null; })()")
 
 
-def _serve(tmp_path: Path, name: str, notebook: nbformat.NotebookNode):
-    served = tmp_path / "served"
-    served.mkdir()
-    nbformat.write(notebook, served / name)
-    return running_lab(lab_command(served), served, tmp_path)
+class Lab:
+    """The module's JupyterLab server and Chromium: starting each once saves seconds per test."""
+
+    def __init__(self, served: Path, base: str, token: str, browser) -> None:
+        self.served, self.base, self.token, self.browser = served, base, token, browser
+
+    def shut_down_kernels(self) -> None:
+        """End every session (and its kernel), so that a test's kernel does not outlive it."""
+        def call(path: str, method: str = "GET") -> bytes:
+            request = urllib.request.Request(f"{self.base}{path}?token={self.token}", method=method)
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.read()
+        for session in json.loads(call("/api/sessions")):
+            call(f"/api/sessions/{session['id']}", "DELETE")
 
 
-def _move_slider_and_watch(base: str, token: str, notebook: str, caption_class: str, key_presses: int,
-                           changed: str, artifact: str, key: str = "ArrowRight") -> float:
-    """Open ``notebook``, run all cells, press ``key`` on the first slider; return seconds until ``changed``.
-
-    ``changed`` is a JavaScript condition on ``caption`` (the caption element's innerText).
-    """
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Iterator[Lab]:
     sync_api = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
+    scratch = tmp_path_factory.mktemp("lab")
+    served = scratch / "served"
+    served.mkdir()
+    with running_lab(lab_command(served), served, scratch) as (base, token), sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"{base}/lab/tree/{notebook}?token={token}")
-            # A cold kernel must be idle before cells are queued, or the run is lost.
-            page.locator(".jp-Notebook").wait_for(timeout=60_000)
-            page.locator("#jp-main-statusbar").get_by_text("Idle").first.wait_for(timeout=120_000)
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_text("Run All Cells", exact=True).click()
-
-            caption = page.locator(f".{caption_class}").first
-            caption.wait_for(timeout=600_000)  # the notebook trains the quick networks if not cached
-            caption.scroll_into_view_if_needed()
-            page.wait_for_function(f"() => {_FIGURE_JS % caption_class} !== null", timeout=60_000)
-            before = caption.inner_text()
-            page.evaluate(f"() => {{ {_FIGURE_JS % caption_class}.dataset.shownBefore = 'yes'; }}")  # mark the old image
-            handle = page.locator(".noUi-handle").first
-            handle.focus()
-            started = time.perf_counter()
-            for _ in range(key_presses):
-                page.keyboard.press(key)
-            # The whole output must be redrawn: a new caption *and* a new, fully loaded figure below it.
-            page.wait_for_function(
-                f"() => {{ const caption = document.querySelector('.{caption_class}').innerText; "
-                f"const figure = {_FIGURE_JS % caption_class}; "
-                f"return caption !== {before!r} && ({changed}) && figure !== null && figure.dataset.shownBefore !== 'yes'; }}",
-                timeout=30_000)
-            seconds = time.perf_counter() - started
-            page.screenshot(path=str(ARTIFACTS / f"{artifact}.png"), full_page=False)
-            (ARTIFACTS / f"{artifact}_response.txt").write_text(
-                f"{key_presses} key press(es) to changed output: {seconds:.3f} s (kernel and browser together)\n")
-            return seconds
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / f"{artifact}_failure.png"))
-            raise
+            yield Lab(served, base, token, browser)
         finally:
             browser.close()
 
 
-def test_chapter0_slider_walks_the_mistakes(tmp_path):
+def _move_slider_and_watch(lab: Lab, name: str, notebook: nbformat.NotebookNode, caption_class: str,
+                           key_presses: int, changed: str, artifact: str, key: str = "ArrowRight") -> float:
+    """Serve ``notebook`` as ``name``, open it, run all cells, press ``key`` on the first slider; return seconds
+    until ``changed``.
+
+    ``changed`` is a JavaScript condition on ``caption`` (the caption element's innerText).
+    """
+    ARTIFACTS.mkdir(exist_ok=True)
+    nbformat.write(notebook, lab.served / name)
+    page = lab.browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        # A workspace of its own: JupyterLab would otherwise reopen the previous test's notebook too.
+        page.goto(f"{lab.base}/lab/workspaces/{artifact}/tree/{name}?token={lab.token}")
+        # A cold kernel must be idle before cells are queued, or the run is lost.
+        page.locator(".jp-Notebook").wait_for(timeout=60_000)
+        page.locator("#jp-main-statusbar").get_by_text("Idle").first.wait_for(timeout=120_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_text("Run All Cells", exact=True).click()
+
+        caption = page.locator(f".{caption_class}").first
+        caption.wait_for(timeout=600_000)  # the notebook trains the quick networks if not cached
+        caption.scroll_into_view_if_needed()
+        page.wait_for_function(f"() => {_FIGURE_JS % caption_class} !== null", timeout=60_000)
+        before = caption.inner_text()
+        page.evaluate(f"() => {{ {_FIGURE_JS % caption_class}.dataset.shownBefore = 'yes'; }}")  # mark the old image
+        handle = page.locator(".noUi-handle").first
+        handle.focus()
+        started = time.perf_counter()
+        for _ in range(key_presses):
+            page.keyboard.press(key)
+        # The whole output must be redrawn: a new caption *and* a new, fully loaded figure below it.
+        page.wait_for_function(
+            f"() => {{ const caption = document.querySelector('.{caption_class}').innerText; "
+            f"const figure = {_FIGURE_JS % caption_class}; "
+            f"return caption !== {before!r} && ({changed}) && figure !== null && figure.dataset.shownBefore !== 'yes'; }}",
+            timeout=30_000)
+        seconds = time.perf_counter() - started
+        page.screenshot(path=str(ARTIFACTS / f"{artifact}.png"), full_page=False)
+        (ARTIFACTS / f"{artifact}_response.txt").write_text(
+            f"{key_presses} key press(es) to changed output: {seconds:.3f} s (kernel and browser together)\n")
+        return seconds
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / f"{artifact}_failure.png"))
+        raise
+    finally:
+        page.close()
+        lab.shut_down_kernels()
+
+
+def test_chapter0_slider_walks_the_mistakes(lab):
     notebook = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4)
-    with _serve(tmp_path, NOTEBOOK, notebook) as (base, token):
-        seconds = _move_slider_and_watch(base, token, NOTEBOOK, "mistake-caption", 1,
-                                         "caption.includes('mistake 2 of') && "  # the slider counts as the caption does
-                                         "document.querySelector('.widget-readout').innerText.trim() === '2'",
-                                         "chapter0_widget")
+    seconds = _move_slider_and_watch(lab, NOTEBOOK, notebook, "mistake-caption", 1,
+                                     "caption.includes('mistake 2 of') && "  # the slider counts as the caption does
+                                     "document.querySelector('.widget-readout').innerText.trim() === '2'",
+                                     "chapter0_widget")
     print(f"chapter 0 widget answered in {seconds:.2f} s")
 
 
-def _widget_notebook_test(tmp_path: Path, cells: list[str], name: str, caption_class: str, key_presses: int,
+def _widget_notebook_test(lab: Lab, cells: list[str], name: str, caption_class: str, key_presses: int,
                           changed: str, key: str = "ArrowRight") -> float:
     """Serve a notebook made of ``cells``, run it, move its first slider; seconds until the caption changed."""
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     notebook.metadata = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4).metadata
-    with _serve(tmp_path, f"{name}.ipynb", notebook) as (base, token):
-        return _move_slider_and_watch(base, token, f"{name}.ipynb", caption_class, key_presses, changed, name, key)
+    return _move_slider_and_watch(lab, f"{name}.ipynb", notebook, caption_class, key_presses, changed, name, key)
 
 
-def test_chapter1_sparsity_slider_remasks_the_network(tmp_path):
-    seconds = _widget_notebook_test(tmp_path, CHAPTER1_WIDGET, "chapter1_widget", "sparsity-caption", 1,
+def test_chapter1_sparsity_slider_remasks_the_network(lab):
+    seconds = _widget_notebook_test(lab, CHAPTER1_WIDGET, "chapter1_widget", "sparsity-caption", 1,
                                     "caption.includes('pruning to 91 %')")
     print(f"chapter 1 widget answered in {seconds:.2f} s")
 
 
-def test_chapter2_keep_ratio_slider_shows_the_shrunk_network(tmp_path):
-    seconds = _widget_notebook_test(tmp_path, CHAPTER2_WIDGET, "chapter2_widget", "keep-caption", 1,
+def test_chapter2_keep_ratio_slider_shows_the_shrunk_network(lab):
+    seconds = _widget_notebook_test(lab, CHAPTER2_WIDGET, "chapter2_widget", "keep-caption", 1,
                                     "caption.includes('keep 0.5 of')")
     print(f"chapter 2 widget answered in {seconds:.2f} s")
 
 
-def test_chapter3_round_slider_shows_another_ticket(tmp_path):
+def test_chapter3_round_slider_shows_another_ticket(lab):
     # The viewer opens on the last round: step back.
-    seconds = _widget_notebook_test(tmp_path, CHAPTER3_WIDGET, "chapter3_widget", "ticket-caption", 1,
+    seconds = _widget_notebook_test(lab, CHAPTER3_WIDGET, "chapter3_widget", "ticket-caption", 1,
                                     "caption.includes('round 1')", key="ArrowLeft")
     print(f"chapter 3 widget answered in {seconds:.2f} s")
 
 
-def test_chapter5_threshold_slider_redraws_the_slimmed_network(tmp_path):
-    seconds = _widget_notebook_test(tmp_path, CHAPTER5_WIDGET, "chapter5_widget", "slimming-caption", 1,
+def test_chapter5_threshold_slider_redraws_the_slimmed_network(lab):
+    seconds = _widget_notebook_test(lab, CHAPTER5_WIDGET, "chapter5_widget", "slimming-caption", 1,
                                     "caption.includes('threshold') && caption.includes('channels')")
     print(f"chapter 5 widget answered in {seconds:.2f} s")
 
@@ -219,8 +246,8 @@ CHAPTER6_WIDGET = [
 ]
 
 
-def test_chapter6_time_slider_redraws_the_masks(tmp_path):
-    seconds = _widget_notebook_test(tmp_path, CHAPTER6_WIDGET, "chapter6_widget", "sparse-caption", 2,
+def test_chapter6_time_slider_redraws_the_masks(lab):
+    seconds = _widget_notebook_test(lab, CHAPTER6_WIDGET, "chapter6_widget", "sparse-caption", 2,
                                     "caption.includes('step') && !caption.includes('step 0 ')")
     print(f"chapter 6 widget answered in {seconds:.2f} s")
 
@@ -231,8 +258,8 @@ CHAPTER7_WIDGET = [
 ]
 
 
-def test_chapter7_k_slider_redraws_the_sampler(tmp_path):
-    seconds = _widget_notebook_test(tmp_path, CHAPTER7_WIDGET, "chapter7_widget", "sampler-caption", 1,
+def test_chapter7_k_slider_redraws_the_sampler(lab):
+    seconds = _widget_notebook_test(lab, CHAPTER7_WIDGET, "chapter7_widget", "sampler-caption", 1,
                                     "caption.includes('k = 3')")
     print(f"chapter 7 widget answered in {seconds:.2f} s")
 
@@ -250,7 +277,7 @@ CHAPTER9_WIDGET = [
 ]
 
 
-def test_chapter9_sparsity_slider_prunes_and_continues_the_prompt(tmp_path):
-    seconds = _widget_notebook_test(tmp_path, CHAPTER9_WIDGET, "chapter9_widget", "one-shot-caption", 1,
+def test_chapter9_sparsity_slider_prunes_and_continues_the_prompt(lab):
+    seconds = _widget_notebook_test(lab, CHAPTER9_WIDGET, "chapter9_widget", "one-shot-caption", 1,
                                     "caption.includes('at 50 %')")
     print(f"chapter 9 widget answered in {seconds:.2f} s")

@@ -126,18 +126,33 @@ def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, classes:
     return fig
 
 
-def cost_bars(costs: Mapping[str, Mapping[str, float]], columns: Sequence[str],
-              units: Mapping[str, str]) -> Figure:
-    """One panel per cost column, one bar per model (log scale: costs span decades)."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2))
+def cost_dots(costs: Mapping[str, Mapping[str, float]], columns: Mapping[str, tuple[str, str]]) -> Figure:
+    """One panel per cost, one dot per model on a log axis (costs span decades), each dot labelled with its value
+    and its ratio to the cheapest model.
+
+    ``columns`` maps a column of ``costs`` to its panel's (title, unit). Dots, not bars: a bar on a log axis
+    starts at an arbitrary floor, so its length says nothing (1.9x can look like 10x); a dot's position and the
+    printed ratio do.
+    """
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 2.9))
     names = list(costs)
-    for ax, column in zip(np.atleast_1d(axes), columns):
-        ax.bar(names, [costs[n][column] for n in names], color=["tab:blue", "tab:orange", "tab:green"][: len(names)])
-        ax.set_yscale("log")
-        ax.set_title(column)
-        ax.set_ylabel(units[column])
-        ax.set_xlabel("model")
-    fig.suptitle("What each dense baseline costs (log scale)")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (column, (title, unit)) in zip(np.atleast_1d(axes), columns.items()):
+        values = [float(costs[name][column]) for name in names]
+        cheapest = min(values)
+        for row, (name, value) in enumerate(zip(names, values)):
+            ax.plot(value, row, "o", markersize=8, color=colours[row % len(colours)])
+            shown = f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
+            ax.annotate(f"{shown} ({value / cheapest:.1f}x)", (value, row), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks crowd a short log axis
+        ax.set_xlim(cheapest / 4, max(values) * 4)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_ylim(-0.6, len(names) - 0.3)
+        ax.set_title(title)
+        ax.set_xlabel(f"{unit} (log scale)")
+    fig.suptitle("What each dense baseline costs (in brackets: the ratio to the cheapest network)")
     fig.tight_layout()
     return fig
 
@@ -245,12 +260,21 @@ def bytes_vs_sparsity(table: pd.DataFrame, crossings: Mapping[str, float], ax: A
 
 def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | None = None,
                     title: str = "Weights kept per layer") -> Figure:
-    """One line per method: percent of weights kept in each layer (log scale), layers in network order."""
+    """One line per method: percent of weights kept in each layer (log scale), layers in network order.
+
+    A log axis has no zero, so an emptied layer (0 %) is drawn on a dotted floor line a decade below the smallest
+    share kept anywhere, labelled as such, rather than at an invented small value."""
     fig, ax = _axes(ax, (6.5, 3.8))
     styles = _styles(list(densities))
+    kept = [v for per_layer in densities.values() for v in per_layer.values() if v > 0]
+    floor = min(kept, default=1.0) / 10
     for method, per_layer in densities.items():
         layers = list(per_layer)
-        ax.plot(layers, [max(v, 1e-3) for v in per_layer.values()], label=method, **styles[method])
+        ax.plot(layers, [v if v > 0 else floor for v in per_layer.values()], label=method, **styles[method])
+    if any(v <= 0 for per_layer in densities.values() for v in per_layer.values()):
+        ax.axhline(floor, color="grey", linestyle=":", linewidth=1)
+        ax.annotate("0 % (layer emptied)", (0, floor), xycoords=("axes fraction", "data"), xytext=(4, 3),
+                    textcoords="offset points", fontsize=8, color="grey")
     ax.set_yscale("log")
     ax.set(xlabel="layer (input to output)", ylabel="weights kept (%, log scale)", title=title)
     return _finish(fig, ax, legend_size=8)

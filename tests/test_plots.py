@@ -117,3 +117,17 @@ def test_setting_sweep_draws_the_mean_of_each_setting():
     runs = pd.DataFrame({"rate": [0.01, 0.01, 0.3, 0.3], "acc": [80.0, 82.0, 84.0, 84.0], "share": 0.5})
     fig = plots.setting_sweep(runs, "rate", {"acc": "test accuracy (%)", "share": "share of training"})
     assert list(fig.axes[0].containers[0].lines[0].get_ydata()) == [81.0, 84.0] and len(fig.axes) == 2
+
+
+def test_cost_dots_print_each_cost_as_a_ratio_to_the_cheapest():
+    costs = {"a": {"MACs": 100.0, "ms": 2.0}, "b": {"MACs": 190.0, "ms": 1.0}}
+    fig = plots.cost_dots(costs, {"MACs": ("MACs per image", "multiply-accumulates"), "ms": ("latency", "ms")})
+    labels = [[text.get_text() for text in ax.texts] for ax in fig.axes]
+    assert labels == [["100 (1.0x)", "190 (1.9x)"], ["2 (2.0x)", "1 (1.0x)"]]
+
+
+def test_an_emptied_layer_sits_on_a_labelled_floor_not_at_an_invented_value():
+    fig = plots.layer_densities({"magnitude": {"fc1": 0.0, "fc2": 2.0}, "snip": {"fc1": 0.5, "fc2": 3.0}})
+    ax = fig.axes[0]
+    assert ax.lines[0].get_ydata()[0] == 0.05  # a decade below the smallest share kept anywhere (0.5 %)
+    assert any("emptied" in text.get_text() for text in ax.texts)

@@ -8,6 +8,7 @@ seeds, through the run cache. Chapter 4 reuses the recipe and the ticket curve.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -16,7 +17,7 @@ import torch
 from course_lib.cache import cached_run
 from course_lib.data import DataSplits, load_splits
 from course_lib.experiments import over_seeds
-from course_lib.masks import mask_sparsity
+from course_lib.masks import apply_masks, mask_sparsity
 from course_lib.models import build_model
 from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.lottery import (Ticket, imp_round_masks, iterative_magnitude_pruning, random_mask_control,
@@ -91,7 +92,9 @@ def ticket_vs_controls(model_name: str, data: DataSplits, config: TrainConfig, r
 
 def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig, round_: int, rate: float = 0.2,
                          rewind_epoch: int = 1, seed: int = 0, progress: bool = True) -> list[dict[str, object]]:
-    """One seed of Renda et al.'s comparison: train dense, prune once, retrain three ways; one row per method.
+    """One seed of Renda et al.'s comparison: train dense, prune once, retrain three ways; one row per method, and
+    a ``no retraining`` row (the pruned network as it is), the floor that shows how little fine-tuning at the
+    schedule's final rate moves it.
 
     The dense network is trained from ``seed`` (which replaces ``config.seed``), its
     weights after ``rewind_epoch`` epochs are remembered, and it is pruned
@@ -105,7 +108,10 @@ def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig,
     remember = remember_at_epoch(rewind_state, rewind_epoch, len(data.train), seeded.batch_size)
     train(dense, data, seeded, hooks=[remember], progress=progress, desc=f"seed {seed}: dense")
     masks = imp_round_masks(dense, round_, rate)
-    rows = []
+    pruned = copy.deepcopy(dense)
+    apply_masks(pruned, masks)
+    rows = [{"method": "no retraining", "density": 1.0 - mask_sparsity(masks),
+             "val_acc": evaluate(pruned, data.val), "test_acc": evaluate(pruned, data.test)}]
     for method in ("fine-tune", "weight rewinding", "LR rewinding"):
         model, _ = retrain_after_pruning(method, dense, masks, rewind_state, data, seeded, rewind_epoch, progress)
         rows.append({"method": method, "density": 1.0 - mask_sparsity(masks),

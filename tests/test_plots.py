@@ -42,7 +42,7 @@ def test_methods_vs_sparsity_names_the_layer_density_when_a_method_has_several()
 # The methods each chapter draws in one figure: no two of them may share a colour.
 DRAWN_TOGETHER = {
     "chapter 1, fine-tuned": ["global + fine-tune", "local + fine-tune", "local, fc3 at half rate + fine-tune",
-                              "random + fine-tune"],
+                              "random, local's sizes + fine-tune", "random, global's sizes + fine-tune"],
     "chapter 3": ["ticket", "random re-init", "random mask"],
     "chapter 4": ["magnitude", "snip", "grasp", "synflow", "random", "lottery ticket (chapter 3)"],
     "chapter 5": ["dense", "fine-tuned", "fine-tuned, as long as Scratch-B", "Scratch-E", "Scratch-B",

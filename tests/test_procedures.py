@@ -60,3 +60,12 @@ def test_structured_sweep_shrinks_without_changing_outputs(quick_splits):
     assert table.loc[0.5, "max_output_diff"] < 1e-5
     assert table.loc[0.5, "MAC_reduction"] > 3 and table.loc[1.0, "MAC_reduction"] == 1
     assert shrunk[0.5].net.conv1.out_channels == 4
+
+
+def test_a_random_control_keeps_each_layers_count_of_the_method_it_copies():
+    model = build_model("lenet300", seed=3)
+    chosen = P.magnitude("global")(model, 0.95)
+    control = P.random_like(P.magnitude("global"))(model, 0.95)
+    for name, mask in chosen.items():
+        assert int(control[name].sum()) == int(mask.sum()), name  # where the zeros go: the same
+    assert not torch.equal(control["net.fc1.weight"], chosen["net.fc1.weight"])  # which weights: not the same

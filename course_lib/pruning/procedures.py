@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from course_lib.data import DataSplits
 from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, weight_masks, zero_pruned_weights
-from course_lib.pruning.selection import Criterion, Scope, UnitCriterion, structured_masks, unstructured_masks
+from course_lib.pruning.selection import (Criterion, Scope, UnitCriterion, random_masks_like, structured_masks,
+                                          unstructured_masks)
 from course_lib.masks import check_sparsity, prunable_weights
 from course_lib.sparse.schedules import iterative_sparsities
 from course_lib.sparse.updaters import AGP
@@ -196,6 +197,16 @@ def per_layer(sparsities: Mapping[str, float]) -> MaskFn:
     def make_masks(model: nn.Module, _: float) -> Masks:
         return unstructured_masks(model, top, scope="local", rate_multipliers={n: s / top for n, s in sparsities.items()})
     return make_masks
+
+
+def random_like(make_masks: MaskFn, seed: int = 1) -> MaskFn:
+    """A ``make_masks`` function that keeps as many weights in every layer as ``make_masks`` would, chosen at random.
+
+    The control that separates *where* a method puts its zeros (how many per layer) from *which* weights it
+    picks within a layer: a method that beats this control chose well within the layers."""
+    def make(model: nn.Module, sparsity: float) -> Masks:
+        return random_masks_like(make_masks(model, sparsity), seed=seed)
+    return make
 
 
 def finetune_epochs(epochs: int) -> int:

@@ -280,16 +280,26 @@ def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | Non
     return _finish(fig, ax, legend_size=8)
 
 
-def early_stopping(points: Mapping[str, tuple[Sequence[float], Sequence[int]]], ax: Axes | None = None) -> Figure:
-    """Early-stopping step (validation peak) against weights remaining, one line per method."""
-    fig, ax = _axes(ax, (6.5, 3.8))
-    styles = _styles(list(points))
-    for label, (densities, steps) in points.items():
-        ax.plot([100 * d for d in densities], steps, label=label, **styles[label])
-    _percent_log_axis(ax)
-    ax.set(xlabel="weights remaining (%, log scale)", ylabel="step of best validation accuracy",
-           title="How fast does each network learn?")
-    return _finish(fig, ax)
+def validation_curves(histories: Mapping[str, History], title: str = "Validation accuracy during training",
+                      dashed: Sequence[str] = ()) -> Figure:
+    """Validation accuracy at every check of each run (``History.eval_steps``), its best point circled.
+
+    The curves a single "early-stopping step" is read from: a flat top spanning several checks makes that step
+    an accident of the check grid. One colour per run, from dark to light in the order given; runs named in
+    ``dashed`` (controls) are drawn dashed.
+    """
+    fig, ax = _axes(None, (6.5, 3.8))
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(1, len(histories))))
+    for colour, (label, history) in zip(colours, histories.items()):
+        if not history.eval_steps:
+            raise ValueError(f"{label}: the run recorded no checks; train it with eval_every=... to draw its curve.")
+        ax.plot(history.eval_steps, history.eval_scores, label=label, color=colour,
+                linestyle="--" if label in dashed else "-", marker=".")
+        best = history.early_stopping_step
+        ax.plot(best, history.eval_scores[history.eval_steps.index(best)], "o", markersize=10, markerfacecolor="none",
+                color=colour)
+    ax.set(xlabel="training step", ylabel="validation accuracy (%)", title=title)
+    return _finish(fig, ax, legend_size=8)
 
 
 # One colour and one marker per method in every figure of the course: a method looks the same in chapter 6 and in

@@ -131,3 +131,12 @@ def test_an_emptied_layer_sits_on_a_labelled_floor_not_at_an_invented_value():
     ax = fig.axes[0]
     assert ax.lines[0].get_ydata()[0] == 0.05  # a decade below the smallest share kept anywhere (0.5 %)
     assert any("emptied" in text.get_text() for text in ax.texts)
+
+
+def test_validation_curves_circle_each_runs_best_check():
+    from course_lib.training import History
+
+    run = History(eval_steps=[100, 200, 300], eval_accuracy=[80.0, 84.0, 83.5])
+    fig = plots.validation_curves({"ticket, 100 %": run})
+    circle = fig.axes[0].lines[1]
+    assert (list(circle.get_xdata()), list(circle.get_ydata())) == ([200], [84.0])

@@ -254,7 +254,8 @@ def bytes_vs_sparsity(table: pd.DataFrame, crossings: Mapping[str, float], ax: A
         (line,) = ax.plot(percent, table[column] / 1024, label=column, linestyle="--" if column == "dense" else "-")
         if column in crossings and np.isfinite(crossings[column]):
             ax.axvline(100 * crossings[column], color=line.get_color(), linewidth=0.8, alpha=0.6)
-    ax.set(xlabel="sparsity (%)", ylabel="KiB", title=title)
+    ax.set_yscale("log")  # the high sparsities, where the formats part ways, span decades below dense
+    ax.set(xlabel="sparsity (%)", ylabel="KiB (log scale)", title=title)
     return _finish(fig, ax, legend_size=8)
 
 

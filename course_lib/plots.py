@@ -282,12 +282,13 @@ def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | Non
 
 
 def validation_curves(histories: Mapping[str, History], title: str = "Validation accuracy during training",
-                      dashed: Sequence[str] = ()) -> Figure:
+                      dashed: Sequence[str] = (), cuts: Sequence[int] = ()) -> Figure:
     """Validation accuracy at every check of each run (``History.eval_steps``), its best point circled.
 
     The curves a single "early-stopping step" is read from: a flat top spanning several checks makes that step
     an accident of the check grid. One colour per run, from dark to light in the order given; runs named in
-    ``dashed`` (controls) are drawn dashed.
+    ``dashed`` (controls) are drawn dashed. ``cuts`` marks the steps where the learning rate drops: a best check
+    right after a drop is the schedule's doing, not the network's.
     """
     fig, ax = _axes(None, (6.5, 3.8))
     colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(1, len(histories))))
@@ -299,6 +300,11 @@ def validation_curves(histories: Mapping[str, History], title: str = "Validation
         best = history.early_stopping_step
         ax.plot(best, history.eval_scores[history.eval_steps.index(best)], "o", markersize=10, markerfacecolor="none",
                 color=colour)
+    for step in cuts:
+        ax.axvline(step, color="grey", linestyle=":", linewidth=1)
+    if cuts:
+        ax.annotate("learning rate cut", (cuts[0], 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                    textcoords="offset points", fontsize=8, color="grey")
     ax.set(xlabel="training step", ylabel="validation accuracy (%)", title=title)
     return _finish(fig, ax, legend_size=8)
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import statistics
 import time
 import warnings
@@ -560,6 +561,10 @@ def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[i
     for _ in range(3):
         model(x)
     synchronize(device)  # the warm-up's kernels must not land in the profile
+    # The profiler's library (Kineto) logs its start and stop, and on a machine without a GPU an "ERROR" that it
+    # found none, into the notebook's output, where a learner reads them as failures. Level 6 keeps it quiet; it is
+    # read when the profiler first starts, and a level you set yourself is kept.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(repeats):
             model(x)

@@ -320,7 +320,8 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "L1 filters": ("#1f77b4", "s"), "local": ("#aec7e8", "s"), "local, fc3 at half rate": ("#6b6ecf", "D"),
     "row": ("#7b4173", "d"), "iterative magnitude": ("#393b79", "s"), "AGP": ("#9467bd", "D"),
     "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#8c6d31", "v"),
-    "random re-init": ("#fdae6b", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"), "random, global's sizes": ("#bdbdbd", "P"),
+    "random re-init": ("#fdae6b", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"),
+    "random, global's sizes": ("#bdbdbd", "P"),
     # chapter 5: the same architecture trained three ways
     "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),

@@ -217,8 +217,9 @@ def _recipe_search(profile: Profile, data: DataSplits) -> RateSearch:
 
 def tuned_recipe(profile: Profile, data: DataSplits) -> TrainConfig:
     """:func:`sparse_recipe` with the peak rate chosen on validation: SET with ERK densities at the chapter's middle
-    sparsity, seed 0, over the budget's ``adam_rates`` (cached; one rate, as in quick, is used untried). Every run of the chapter uses it but small-dense
-    and AGP, which get rates of their own (:func:`small_dense_lr`, :func:`agp_lr`)."""
+    sparsity, seed 0, over the budget's ``adam_rates`` (cached; one rate, as in quick, is used untried). Every run
+    of the chapter uses it but small-dense and AGP, which get rates of their own (:func:`small_dense_lr`,
+    :func:`agp_lr`)."""
     return replace(sparse_recipe(profile), lr=_recipe_search(profile, data).best())
 
 
@@ -248,8 +249,8 @@ def agp_lr(data: DataSplits, config: TrainConfig, rates: tuple[float, ...]) -> f
 
 
 def rigl_lr(data: DataSplits, config: TrainConfig, rates: tuple[float, ...]) -> float:
-    """RigL's own peak learning rate: the best validation accuracy of ``rates`` (the budget's ``adam_rates``) for RigL with ERK
-    densities at :data:`REGIME_SPARSITY`, seed 0 (cached). The chapter's shared rate was chosen for SET; a trainer
+    """RigL's own peak learning rate: the best validation accuracy of ``rates`` (the budget's ``adam_rates``) for
+    RigL with ERK densities at :data:`REGIME_SPARSITY`, seed 0 (cached). The chapter's shared rate was chosen for SET; a trainer
     that grows by the gradient may want another, and a comparison at a rival's rate is not a fair one."""
     return _rigl_search(data, config, rates).best()
 
@@ -276,7 +277,8 @@ def own_rate_experiment(profile: Profile, data: DataSplits, config: TrainConfig,
     rates = budget(profile).adam_rates
     if rigl_lr(data, replace(config, seed=0), rates) == config.lr:
         return pd.DataFrame(columns=["method", "distribution", "sparsity", "test_acc", "lr", "seed"])
-    return over_seeds("ch6-rigl-own-rate", {"data": data.key(), "config": config, "sparsity": REGIME_SPARSITY},
+    return over_seeds("ch6-rigl-own-rate", {"data": data.key(), "config": config, "sparsity": REGIME_SPARSITY,
+                                            "adam_rates": rates},
                       lambda seed: own_rate_runs(data, config, REGIME_SPARSITY, seed, rates, progress=progress),
                       profile.seeds(), progress=progress, code=__name__)
 
@@ -388,13 +390,12 @@ def comparison_experiment(profile: Profile, data: DataSplits, config: TrainConfi
 
     The capstone reads the same entries to set chapter 6's verdicts beside its own.
     """
-    key, seeds = {"data": data.key(), "config": config}, profile.seeds()
+    key, seeds, rates = {"data": data.key(), "config": config}, profile.seeds(), budget(profile).adam_rates
     tables = [over_seeds("ch6-dense", key, lambda seed: dense_run(data, config, seed, progress), seeds,
                          progress=progress, code=__name__)]
     for sparsity in budget(profile).sparsities if sparsities is None else sparsities:
-        tables.append(over_seeds(f"ch6-sparsity-{sparsity:g}", {**key, "sparsity": sparsity},
-                                 lambda seed, s=sparsity: sparsity_runs(data, config, s, seed, budget(profile).adam_rates,
-                                                                        progress=progress),
+        tables.append(over_seeds(f"ch6-sparsity-{sparsity:g}", {**key, "sparsity": sparsity, "adam_rates": rates},
+                                 lambda seed, s=sparsity: sparsity_runs(data, config, s, seed, rates, progress=progress),
                                  seeds, progress=progress, code=__name__))
     return pd.concat(tables, ignore_index=True)
 

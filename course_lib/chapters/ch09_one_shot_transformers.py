@@ -338,8 +338,8 @@ def pruning_times(model: nn.Module, batches: Sequence[torch.Tensor], layer: str,
 
 def error_against_perplexity(table: pd.DataFrame, layers: Sequence[str], pattern: str, noise: float) -> str:
     """Does the layer error order the methods as perplexity does, at ``pattern``? For every pair of methods that
-    perplexity separates (:func:`perplexity_verdict`'s rule, with the pattern's ``noise``), whether the mean layer error (over layers and seeds)
-    puts the same one ahead; pairs that perplexity does not separate are counted apart."""
+    perplexity separates (:func:`perplexity_verdict`'s rule, with the pattern's ``noise``), whether the mean layer
+    error (over layers and seeds) puts the same one ahead; pairs that perplexity does not separate are counted apart."""
     at = table[table["pattern"] == pattern]
     error = at.groupby("method")[list(layers)].mean().mean(axis=1)
     methods = [m for m in NAMES.values() if m in error.index]

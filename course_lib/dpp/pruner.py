@@ -200,8 +200,9 @@ def dpp_hook(sparsity: float, data: DataSplits, config: TrainConfig, seed: int, 
              granularity: Granularity = "weight", tile: int | None = None, bits: int | None = None,
              logits_lr: float = LOGITS_LR) -> DPP:
     """A :class:`DPP` hook with the course's settings, recording confidence and diversity ``RECORDS_PER_EPOCH``
-    times per epoch (and at steps 1, 2, 4, ... before the first of those records). ``exclude`` names the layers left dense (e.g. :data:`course_lib.models.LENET_CLASSIFIER`);
-    ``logits_lr`` sets how fast the masks can commit (chapter 7's regime experiment varies it)."""
+    times per epoch (and at steps 1, 2, 4, ... before the first of those records). ``exclude`` names the layers
+    left dense (e.g. :data:`course_lib.models.LENET_CLASSIFIER`); ``logits_lr`` sets how fast the masks can commit
+    (chapter 7's regime experiment varies it)."""
     per_epoch = steps_per_epoch(len(data.train), config.batch_size)
     return DPP(sparsity, granularity, tile, temperatures=TEMPERATURES, logits_lr=logits_lr, exclude=exclude,
                bits=bits, record_every=max(1, per_epoch // RECORDS_PER_EPOCH), seed=seed)

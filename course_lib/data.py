@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -223,8 +224,15 @@ def _gunzip(source: Path, target: Path) -> str | None:
 
 
 def _unpack_checked(source: Path, target: Path, name: str) -> None:
-    """Gunzip ``source`` into ``target`` atomically, or raise an error naming ``source``."""
-    partial = target.with_name(target.name + ".partial")
+    """Gunzip ``source`` into ``target`` atomically, or raise an error naming ``source``.
+
+    Each call writes its own half-written file (a fresh name from :mod:`tempfile`), so two notebooks unpacking
+    the data at once on a fresh machine (``make seed-sweep`` with two jobs) write two copies and the last rename
+    wins, both whole.
+    """
+    handle, name_of_partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".partial")
+    os.close(handle)
+    partial = Path(name_of_partial)
     problem = _gunzip(source, partial)
     if problem is not None:
         partial.unlink(missing_ok=True)
@@ -234,6 +242,7 @@ def _unpack_checked(source: Path, target: Path, name: str) -> None:
             f"The compressed {name} file {source} ({source.stat().st_size:,} bytes) is damaged: {problem}.\n"
             f"Nothing was unpacked from it; {fix}. {_where_to_get_it(name)}"
         )
+    partial.chmod(0o644)  # mkstemp makes it private; the data is not
     partial.replace(target)  # atomic: a reader never sees half a file
 
 

@@ -269,3 +269,26 @@ def test_the_course_does_not_import_torchvision_to_read_data():
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False", "an import of torchvision crept back into the course's import path"
+
+
+
+def test_two_unpacks_of_one_file_at_once_both_succeed(tmp_path, monkeypatch):
+    """Two notebooks started together on a fresh machine (a seed sweep with two jobs) unpack the same file:
+    the second starts while the first is half-way, and each must still end with a whole file."""
+    system = write_fake_idx(tmp_path / "debian", compressed=True)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    source, target = system / "train-labels-idx1-ubyte.gz", raw / "train-labels-idx1-ubyte"
+    unpack = data._gunzip
+    started = []
+
+    def the_other_notebook_starts_meanwhile(src: Path, dst: Path) -> str | None:
+        problem = unpack(src, dst)
+        if not started:
+            started.append(dst)
+            data._unpack_checked(source, target, "fashion-mnist")  # runs to the end in the middle of the first
+        return problem
+
+    monkeypatch.setattr(data, "_gunzip", the_other_notebook_starts_meanwhile)
+    data._unpack_checked(source, target, "fashion-mnist")
+    assert data.idx_problem(target) is None and not list(raw.glob("*.partial"))

@@ -134,10 +134,14 @@ def cost_dots(costs: Mapping[str, Mapping[str, float]], columns: Mapping[str, tu
     starts at an arbitrary floor, so its length says nothing (1.9x can look like 10x); a dot's position and the
     printed ratio do.
     """
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 2.9))
+    across = min(3, len(columns))  # at most three panels a row: five in one row shrink to unreadable type
+    down = -(-len(columns) // across)
+    fig, axes = plt.subplots(down, across, figsize=(4.2 * across, 2.9 * down), squeeze=False)
+    for spare in axes.flat[len(columns):]:
+        spare.remove()
     names = list(costs)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (column, (title, unit)) in zip(np.atleast_1d(axes), columns.items()):
+    for ax, (column, (title, unit)) in zip(axes.flat, columns.items()):
         values = [float(costs[name][column]) for name in names]
         cheapest = min(values)
         for row, (name, value) in enumerate(zip(names, values)):
@@ -202,8 +206,10 @@ def layer_sparsity_bars(per_layer: Mapping[str, Mapping[str, float]], ax: Axes |
     layers = list(next(iter(per_layer.values())))
     width = 0.8 / len(methods)
     x = np.arange(len(layers))
+    styles = _styles(methods)  # "global 90 %" is drawn in global's colour, as in every other figure
     for i, method in enumerate(methods):
-        ax.bar(x + i * width, [per_layer[method][layer] for layer in layers], width, label=method)
+        ax.bar(x + i * width, [per_layer[method][layer] for layer in layers], width, label=method,
+               color=styles[method]["color"])
     ax.set_xticks(x + width * (len(methods) - 1) / 2, layers)
     ax.set(xlabel="layer", ylabel="sparsity (%)", title=title, ylim=(0, 100))
     ax.legend()
@@ -214,9 +220,10 @@ def layer_sparsity_bars(per_layer: Mapping[str, Mapping[str, float]], ax: Axes |
 def sparsity_schedule(schedules: Mapping[str, Sequence[tuple[int, float]]], ax: Axes | None = None) -> Figure:
     """Sparsity against training step for each schedule (steps, fractions)."""
     fig, ax = _axes(ax, (6.5, 3.5))
+    styles = _styles(list(schedules))
     for label, points in schedules.items():
         steps, values = zip(*points)
-        ax.step(steps, [100 * v for v in values], where="post", marker=".", label=label)
+        ax.step(steps, [100 * v for v in values], where="post", label=label, **styles[label])
     ax.set(xlabel="optimizer step", ylabel="sparsity (%)", title="When the weights are removed")
     return _finish(fig, ax)
 
@@ -319,6 +326,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "magnitude + fine-tune": ("#1f77b4", "o"), "global": ("#1f77b4", "o"), "fine-tuned": ("#1f77b4", "o"),
     "L1 filters": ("#1f77b4", "s"), "local": ("#aec7e8", "s"), "local, fc3 at half rate": ("#6b6ecf", "D"),
     "row": ("#7b4173", "d"), "iterative magnitude": ("#393b79", "s"), "AGP": ("#9467bd", "D"),
+    "one-shot": ("#1f77b4", "o"), "iterative": ("#393b79", "s"), "gradual": ("#9467bd", "D"),
     "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#8c6d31", "v"),
     "random re-init": ("#fdae6b", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"),
     "random, global's sizes": ("#bdbdbd", "P"),

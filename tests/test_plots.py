@@ -66,7 +66,8 @@ def test_every_method_of_the_course_has_its_own_look():
     for name, look in plots.METHOD_STYLES.items():
         looks.setdefault(look, []).append(name)
     shared = [names for names in looks.values() if len(names) > 1]
-    aliases = [{"magnitude + fine-tune", "global", "fine-tuned", "unstructured (global)"}, {"ticket", "lottery ticket"}, {"AGP", "fine-tuned, gradual"},
+    aliases = [{"magnitude + fine-tune", "global", "fine-tuned", "unstructured (global)", "one-shot"},
+               {"ticket", "lottery ticket"}, {"AGP", "fine-tuned, gradual", "gradual"}, {"iterative magnitude", "iterative"},
                {"random re-init", "Scratch-E, dense-scale init"},
                {"random mask", "random", "random k per neuron", "random row"},
                {"DPP", "feature-map DPP", "DPP (feature-map)", "DPP 2:4"}]

@@ -69,3 +69,36 @@ def test_a_random_control_keeps_each_layers_count_of_the_method_it_copies():
     for name, mask in chosen.items():
         assert int(control[name].sum()) == int(mask.sum()), name  # where the zeros go: the same
     assert not torch.equal(control["net.fc1.weight"], chosen["net.fc1.weight"])  # which weights: not the same
+
+
+def _scan(drops: dict[str, list[float]], grid=(0.0, 0.5, 0.8, 0.9)):
+    import pandas as pd
+
+    return pd.DataFrame([{"layer": layer, "sparsity": s, "accuracy": 90.0 - d}
+                         for layer, ds in drops.items() for s, d in zip(grid, ds)])
+
+
+def test_the_scan_design_prices_a_weight_not_a_layer():
+    """A large layer that is cheap per weight takes the zeros; a small one is left dense, even where its own
+    curve drops no more than the large one's (an equal-drop rule would prune both alike)."""
+    scan = _scan({"big": [0, 0.5, 1.0, 3.0], "small": [0, 0.5, 1.0, 3.0]})
+    chosen = P.sparsities_from_scan(scan, {"big": 1000, "small": 10}, 0.75)
+    assert chosen == {"big": 0.8, "small": 0.0}
+    # a layer whose next step costs nothing (or gains) is moved first, whatever its size
+    scan = _scan({"big": [0, 0.5, 1.0, 3.0], "small": [0, -0.2, 0.0, 0.1]})
+    assert P.sparsities_from_scan(scan, {"big": 1000, "small": 10}, 0.4)["small"] > 0
+    with pytest.raises(ValueError, match="scan higher sparsities"):
+        P.sparsities_from_scan(scan, {"big": 1000, "small": 10}, 0.95)
+
+
+@pytest.mark.parametrize("classes, inputs, kept", [(3, 2, 3), (4, 3, 5), (10, 2, 12)])
+def test_class_coverage_agrees_with_counting_every_draw(classes, inputs, kept):
+    import itertools
+
+    from course_lib.chapters import ch01_magnitude_pruning as ch01
+
+    draws = list(itertools.combinations(range(classes * inputs), kept))
+    empty = [classes - len({position // inputs for position in draw}) for draw in draws]
+    covered, expected_empty = ch01.class_coverage(kept, classes, inputs)
+    assert covered == pytest.approx(sum(e == 0 for e in empty) / len(draws))
+    assert expected_empty == pytest.approx(sum(empty) / len(draws))

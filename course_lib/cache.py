@@ -88,6 +88,16 @@ def make_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def weights_digest(model: nn.Module) -> str:
+    """A short hash of ``model``'s parameters and buffers: the key part of a result computed *from* a trained model
+    (a pruned copy, say), so that retraining the model, or loading other weights, re-keys what was derived from it."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 _MISSING = object()
 
 

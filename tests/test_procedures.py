@@ -102,3 +102,26 @@ def test_class_coverage_agrees_with_counting_every_draw(classes, inputs, kept):
     covered, expected_empty = ch01.class_coverage(kept, classes, inputs)
     assert covered == pytest.approx(sum(e == 0 for e in empty) / len(draws))
     assert expected_empty == pytest.approx(sum(empty) / len(draws))
+
+
+def test_a_cached_fine_tuning_is_read_back_and_keyed_on_the_trained_weights(small, trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    config = TrainConfig(epochs=1)
+    first = P.prune_and_finetune(trained, small, 0.9, P.magnitude("global"), config, progress=False, cached=True)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run must not train again")
+
+    monkeypatch.setattr(P, "finetune", no_training)
+    again = P.prune_and_finetune(trained, small, 0.9, P.magnitude("global"), config, progress=False, cached=True)
+    for (name, a), (_, b) in zip(first.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert again.sparsity == first.sparsity and again.histories[0].steps == first.histories[0].steps
+    with pytest.raises(AssertionError, match="must not train"):  # other weights, another criterion: other keys
+        other = build_model("lenet300", seed=1)
+        P.prune_and_finetune(other, small, 0.9, P.magnitude("global"), config, progress=False, cached=True)
+    with pytest.raises(AssertionError, match="must not train"):
+        P.prune_and_finetune(trained, small, 0.9, P.magnitude("local"), config, progress=False, cached=True)
+    with pytest.raises(AssertionError, match="must not train"):  # a mask function of one's own is never cached
+        P.prune_and_finetune(trained, small, 0.9, lambda m, s: P.magnitude("global")(m, s), config, progress=False,
+                             cached=True)

@@ -53,7 +53,7 @@ def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[f
         if keep == 1.0:
             small, diff = model, 0.0
         else:
-            masked = prune_and_finetune(model, data, 1.0 - keep, make_masks, config, progress=progress).model
+            masked = prune_and_finetune(model, data, 1.0 - keep, make_masks, config, progress=progress, cached=True).model
             small = shrink(masked)
             x = probe.to(model_device(masked))  # the inputs follow the model
             with torch.no_grad():

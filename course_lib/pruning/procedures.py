@@ -11,8 +11,9 @@ every optimizer step.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
+from course_lib.cache import cached_run, weights_digest
 from course_lib.data import DataSplits
 from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, weight_masks, zero_pruned_weights
 from course_lib.pruning.selection import (Criterion, Scope, UnitCriterion, random_masks_like, structured_masks,
@@ -32,6 +34,17 @@ from course_lib.training import History, Hook, StepFunction, TrainConfig, evalua
 MaskFn = Callable[[nn.Module, float], Masks]
 
 
+def _described(make_masks: MaskFn, settings: dict[str, Any]) -> MaskFn:
+    """Attach what ``make_masks`` does, as plain settings, when they can be written down (JSON): a cached run keys
+    on them (see :func:`prune_and_finetune`). A function given data or tensors is left undescribed, and uncached."""
+    try:
+        json.dumps(settings)
+    except TypeError:
+        return make_masks
+    make_masks.settings = settings  # type: ignore[attr-defined]
+    return make_masks
+
+
 def magnitude(scope: Scope = "global", criterion: Criterion = "magnitude", **options: object) -> MaskFn:
     """A ``make_masks`` function for unstructured pruning, e.g. ``magnitude("local")``.
 
@@ -40,7 +53,7 @@ def magnitude(scope: Scope = "global", criterion: Criterion = "magnitude", **opt
     """
     def make_masks(model: nn.Module, sparsity: float) -> Masks:
         return unstructured_masks(model, sparsity, criterion=criterion, scope=scope, **options)  # type: ignore[arg-type]
-    return make_masks
+    return _described(make_masks, {"unstructured": criterion, "scope": scope, **options})
 
 
 def units(criterion: UnitCriterion = "l1", scope: Scope = "local", **options: object) -> MaskFn:
@@ -51,7 +64,7 @@ def units(criterion: UnitCriterion = "l1", scope: Scope = "local", **options: ob
     """
     def make_masks(model: nn.Module, sparsity: float) -> Masks:
         return structured_masks(model, sparsity, criterion=criterion, scope=scope, **options)  # type: ignore[arg-type]
-    return make_masks
+    return _described(make_masks, {"units": criterion, "scope": scope, **options})
 
 
 @dataclass
@@ -95,11 +108,29 @@ def one_shot(model: nn.Module, sparsity: float, make_masks: MaskFn) -> Pruned:
 
 
 def prune_and_finetune(model: nn.Module, data: DataSplits, sparsity: float, make_masks: MaskFn,
-                       config: TrainConfig, progress: bool = True) -> Pruned:
+                       config: TrainConfig, progress: bool = True, cached: bool = False) -> Pruned:
     """One-shot train-prune-fine-tune: prune the trained model once, then retrain it.
 
     Han et al. (2015) repeat prune-and-retrain several times: that is :func:`iterative_pruning`.
+
+    ``cached=True`` goes through the run cache, so that a chapter opened again does not fine-tune again. The key
+    holds the trained model's weights (:func:`~course_lib.cache.weights_digest`), the data, the sparsity, the
+    recipe, this module's code and what ``make_masks`` does: the library's :func:`magnitude`, :func:`units`,
+    :func:`per_layer` and :func:`random_like` say it. A ``make_masks`` of your own cannot be read by the cache, so
+    its run is computed every time.
     """
+    settings = getattr(make_masks, "settings", None)
+    if cached and settings is not None:
+        def compute() -> dict[str, Any]:
+            done = prune_and_finetune(model, data, sparsity, make_masks, config, progress=progress)
+            return {"state": done.model.state_dict(), "histories": [asdict(h) for h in done.histories]}
+
+        saved = cached_run("pruned-finetuned", {"model": weights_digest(model), "data": data.key(), "config": config,
+                                                "sparsity": sparsity, "masks": settings}, compute, code=[__name__])
+        result = one_shot(model, sparsity, make_masks)
+        result.model.load_state_dict(saved["state"])
+        result.histories = [History(**h) for h in saved["histories"]]
+        return result
     result = one_shot(model, sparsity, make_masks)
     result.histories.append(finetune(result.model, data, config, progress=progress,
                                      desc=f"fine-tuning at {sparsity:.0%}"))
@@ -207,7 +238,7 @@ def per_layer(sparsities: Mapping[str, float]) -> MaskFn:
 
     def make_masks(model: nn.Module, _: float) -> Masks:
         return unstructured_masks(model, top, scope="local", rate_multipliers={n: s / top for n, s in sparsities.items()})
-    return make_masks
+    return _described(make_masks, {"per_layer": dict(sparsities)})
 
 
 def random_like(make_masks: MaskFn, seed: int = 1) -> MaskFn:
@@ -217,7 +248,8 @@ def random_like(make_masks: MaskFn, seed: int = 1) -> MaskFn:
     picks within a layer: a method that beats this control chose well within the layers."""
     def make(model: nn.Module, sparsity: float) -> Masks:
         return random_masks_like(make_masks(model, sparsity), seed=seed)
-    return make
+    copied = getattr(make_masks, "settings", None)
+    return make if copied is None else _described(make, {"random_like": copied, "seed": seed})
 
 
 def finetune_epochs(epochs: int) -> int:

@@ -416,9 +416,13 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
                     max_seconds: float = 60.0) -> pd.DataFrame:
     """Forward-pass latency of several models on the same random batch, measured in alternating rounds.
 
-    Returns one row per model: ``latency_ms`` (median over rounds of each
-    round's fastest call) and the speed-up over the *first* model with its
-    spread (see :func:`speedups_over_first`). Use this, not separate
+    Returns one row per model: the speed-up over the *first* model with its
+    spread (see :func:`speedups_over_first`), and ``latency_ms``: the first
+    model's latency (median over rounds of each round's fastest call) divided
+    by the speed-up. So the latencies agree with the speed-ups: each model's own
+    median over rounds need not, when the machine drifts between rounds (two
+    medians taken over different rounds' conditions can even swap the order of
+    two models whose per-round ratio is clear). Use this, not separate
     :func:`measure_latency` calls, to compute speed-ups.
 
     ``until_decided`` maps model names to a speed-up bar (e.g. ``{"keep 0.5":
@@ -461,7 +465,8 @@ def compare_latency(models: Mapping[str, nn.Module], batch_size: int = 256, inpu
         times = pd.concat([times, more], ignore_index=True)
     for name, model in models.items():
         model.train(was_training[name])
-    return pd.DataFrame({"latency_ms": times.median()}).join(speedups_over_first(times))
+    speedups = speedups_over_first(times)
+    return pd.DataFrame({"latency_ms": times.iloc[:, 0].median() / speedups["speedup"]}).join(speedups)
 
 
 @torch.inference_mode()
@@ -545,7 +550,8 @@ def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[i
     launched. On Apple's MPS the profiler sees only the CPU side (launching
     the kernels, not running them), so the shares say little: a warning says
     so; profile a CPU copy instead. The inputs have shape ``input_shape``
-    (default: ``model.input_shape``).
+    (default: ``model.input_shape``). On the CPU it runs on ``TIMING_THREADS``
+    threads, as :func:`compare_latency` times.
     """
     shape = input_shape_of(model, input_shape)
     device = model_device(model)
@@ -565,8 +571,8 @@ def op_time_shares(model: nn.Module, batch_size: int = 256, input_shape: tuple[i
     # found none, into the notebook's output, where a learner reads them as failures. Level 6 keeps it quiet; it is
     # read when the profiler first starts, and a level you set yourself is kept.
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(repeats):
+    with cpu_threads(TIMING_THREADS, device), torch.profiler.profile(activities=activities) as prof:
+        for _ in range(repeats):  # on the threads the course times on, so that shares and latencies go together
             model(x)
         synchronize(device)
     model.train(was_training)

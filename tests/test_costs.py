@@ -97,6 +97,10 @@ def test_interleaved_timing_compares_like_with_like():
     latency = costs.compare_latency({"a": nn.Sequential(nn.Flatten(), nn.Linear(784, 10))}, batch_size=2,
                                       rounds=2, repeats=2, input_shape=(1, 28, 28))
     assert latency.loc["a", "speedup"] == 1.0 and latency.loc["a", "latency_ms"] > 0
+    models = {"small": nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "big": nn.Sequential(nn.Flatten(), nn.Linear(784, 900))}
+    latency = costs.compare_latency(models, batch_size=8, rounds=3, repeats=2, input_shape=(1, 28, 28))
+    ratio = latency.loc["small", "latency_ms"] / latency.loc["big", "latency_ms"]
+    assert ratio == pytest.approx(latency.loc["big", "speedup"]), "the latencies must agree with the speed-ups"
 
 
 def test_each_round_keeps_the_fastest_call_on_one_cpu_thread(monkeypatch):

@@ -9,20 +9,23 @@ seeds, through the run cache. Chapter 4 reuses the recipe and the ticket curve.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 import torch
+from torch import nn
 
-from course_lib.cache import cached_run
+from course_lib.cache import cached_run, weights_digest
 from course_lib.data import DataSplits, load_splits
 from course_lib.experiments import over_seeds
-from course_lib.masks import apply_masks, mask_sparsity
+from course_lib.masks import apply_masks, get_masks, mask_sparsity
 from course_lib.models import build_model
 from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.lottery import (Ticket, imp_round_masks, iterative_magnitude_pruning, random_mask_control,
-                                        random_reinit_control, remember_at_epoch, retrain_after_pruning)
-from course_lib.training import TrainConfig, evaluate, train
+                                        random_reinit_control, remember_at_epoch, retrain_after_pruning,
+                                        weights_after)
+from course_lib.training import History, TrainConfig, evaluate, train
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,62 @@ def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig,
         rows.append({"method": method, "density": 1.0 - mask_sparsity(masks),
                      "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test)})
     return rows
+
+
+def _stored(model: nn.Module, history: History) -> dict[str, object]:
+    """A trained (masked) network as plain data for the run cache: its masks, its weights and its history."""
+    return {"masks": get_masks(model), "state": model.state_dict(), "history": asdict(history)}
+
+
+def _rebuilt(model_name: str, stored: dict[str, object]) -> tuple[nn.Module, History]:
+    model = build_model(model_name)
+    if stored["masks"]:
+        apply_masks(model, stored["masks"])  # the parametrizations first, so that the stored weights and masks fit
+    model.load_state_dict(stored["state"])
+    return model, History(**stored["history"])
+
+
+def lottery_runs(data: DataSplits, config: TrainConfig, rounds: int, rate: float, control_rounds: Sequence[int],
+                 eval_every: int = 100, progress: bool = True,
+                 ) -> tuple[list[Ticket], dict[str, torch.Tensor], dict[int, tuple[nn.Module, History]],
+                            dict[int, tuple[nn.Module, History]]]:
+    """Sections 1 and 2 of the chapter, through the run cache: IMP's tickets (round 0 is the dense network), θ₀,
+    and the two controls at ``control_rounds``: {round: (network, history)} for the random re-init and for the
+    random mask. Every network comes back trained, masks attached, so a chapter opened again trains nothing.
+    """
+    def compute() -> dict[str, object]:
+        tickets, theta0 = iterative_magnitude_pruning("lenet300", data, config, rounds, rate, eval_every=eval_every,
+                                                      progress=progress)
+        reinit = {r: random_reinit_control("lenet300", tickets[r], data, config, eval_every=eval_every,
+                                           progress=progress) for r in control_rounds}
+        randmask = {r: random_mask_control("lenet300", tickets[r], theta0, data, config, eval_every=eval_every,
+                                           progress=progress) for r in control_rounds}
+        return {"theta0": theta0, "tickets": [_stored(t.model, t.history) for t in tickets],
+                "reinit": {r: _stored(*run) for r, run in reinit.items()},
+                "randmask": {r: _stored(*run) for r, run in randmask.items()}}
+
+    saved = cached_run("ch3-lottery", {"data": data.key(), "config": config, "rounds": rounds, "rate": rate,
+                                       "control_rounds": list(control_rounds), "eval_every": eval_every}, compute)
+    tickets = []
+    for r, stored in enumerate(saved["tickets"]):
+        model, history = _rebuilt("lenet300", stored)
+        tickets.append(Ticket(r, stored["masks"], model, history))
+    return (tickets, saved["theta0"], {r: _rebuilt("lenet300", run) for r, run in saved["reinit"].items()},
+            {r: _rebuilt("lenet300", run) for r, run in saved["randmask"].items()})
+
+
+def renda_one_seed(data: DataSplits, config: TrainConfig, dense: nn.Module, round_: int, rate: float,
+                   progress: bool = True) -> dict[str, float]:
+    """The chapter's one-seed Renda table, through the run cache: ``dense`` (the chapter's round-0 network) pruned
+    once to IMP round ``round_``'s density, then retrained three ways; test accuracy by method."""
+    def compute() -> dict[str, float]:
+        theta1 = weights_after("lenet300", data, config, epochs=1, progress=progress)
+        masks = imp_round_masks(dense, round_, rate)
+        return {method: evaluate(retrain_after_pruning(method, dense, masks, theta1, data, config, rewind_epoch=1,
+                                                       progress=progress)[0], data.test)
+                for method in ("fine-tune", "weight rewinding", "LR rewinding")}
+    return cached_run("ch3-renda-one-seed", {"data": data.key(), "config": config, "dense": weights_digest(dense),
+                                             "round": round_, "rate": rate}, compute)
 
 
 def ticket_curve(data: DataSplits, config: TrainConfig, rounds: int, rate: float = 0.2,

@@ -78,18 +78,20 @@ def sample_grid(dataset: TensorDataset, classes: Sequence[str], per_class: int =
 
 def class_counts(labels_by_split: Mapping[str, torch.Tensor], classes: Sequence[str],
                  ax: Axes | None = None) -> Figure:
-    """Grouped bars: how many images of each class every split holds."""
+    """Grouped bars: each class's share of the images of every split (shares, not counts: a 5,000-image split
+    beside a 55,000-image one would be invisible), with the balanced share of 1 / classes as a line."""
     fig, ax = _axes(ax, (9, 3.2))
     width = 0.8 / len(labels_by_split)
     x = np.arange(len(classes))
     for i, (split, labels) in enumerate(labels_by_split.items()):
-        counts = torch.bincount(labels, minlength=len(classes)).numpy()
-        ax.bar(x + i * width, counts, width, label=f"{split} ({len(labels):,})")
+        shares = 100 * torch.bincount(labels, minlength=len(classes)).numpy() / len(labels)
+        ax.bar(x + i * width, shares, width, label=f"{split} ({len(labels):,} images)")
+    ax.axhline(100 / len(classes), color="black", linewidth=1, linestyle=":", label="balanced")
     ax.set_xticks(x + width * (len(labels_by_split) - 1) / 2, classes, rotation=30, ha="right")
-    ax.set_ylabel("images (count)")
+    ax.set_ylabel("share of the split (%)")
     ax.set_xlabel("class")
     ax.set_title("Class balance of the splits")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     return fig
 

@@ -94,7 +94,7 @@ def claim(label: str, text: str, value: float, op: str, bar: float, *, unit: str
     if not (math.isfinite(value) and math.isfinite(bar)):
         raise ValueError(f"claim {label} ({text}): the value {value} and the bar {bar} must be finite numbers; "
                          "a NaN usually means an empty selection in the table it came from.")
-    room = margin(value, op, bar)
+    room = margin(value, op, bar) + 0.0  # + 0.0: a margin of exactly zero prints as +0.00, not -0.00
     test = _OPS[op][0]
     held: bool | None = test(value, bar)
     noise = "" if spread is None else f", seed std {float(spread):.2f}"

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from course_lib.cache import cached_run
 from course_lib.chapters.ch03_lottery_tickets import over_seeds_splits
 from course_lib.data import DataSplits
 from course_lib.experiments import over_seeds
@@ -21,6 +22,8 @@ from course_lib.profiles import Profile, derive_seed
 from course_lib.pruning.at_init import init_masks
 from course_lib.pruning.procedures import train_masked
 from course_lib.pruning.selection import random_masks_like
+from course_lib.masks import Masks
+from course_lib.pruning.selection import collapsed_layers
 from course_lib.training import TrainConfig, evaluate, train
 
 
@@ -79,3 +82,33 @@ def sanity_checks_over_seeds(profile: Profile, config: TrainConfig, methods: Seq
                                      "methods": list(methods)},
                       lambda seed: sanity_checks("lenet300", splits, config, methods, SANITY_SPARSITY, seed=seed,
                                                  progress=progress), profile.seeds())
+
+
+RANDOM_LIKE_SYNFLOW = "random, SynFlow's densities"
+
+
+def trained_once(data: DataSplits, config: TrainConfig, sparsities: Sequence[float],
+                 methods: Sequence[str] = ("snip", "grasp", "synflow"), progress: bool = True,
+                 ) -> tuple[pd.DataFrame, dict[float, dict[str, Masks]]]:
+    """Section 3's runs, through the run cache: each method's mask of θ₀ (``config.seed``'s LeNet-300-100), and a
+    random mask with SynFlow's per-layer densities, at each sparsity, trained once with ``config``.
+
+    Returns the table (index method and sparsity: collapsed layers, validation and test accuracy) and the masks,
+    by sparsity and method, so that a chapter can show what each kept.
+    """
+    def compute() -> dict[str, object]:
+        init = build_model("lenet300", seed=config.seed)
+        rows, found = [], {}
+        for s in sparsities:
+            found[s] = {m: init_masks(init, m, s, data.train) for m in methods}
+            found[s][RANDOM_LIKE_SYNFLOW] = random_masks_like(found[s]["synflow"], seed=1)
+            for method, masks in found[s].items():
+                model = build_model("lenet300", seed=config.seed)
+                train_masked(model, masks, data, config, progress=progress, desc=f"{method} at {s:.1%}")
+                rows.append({"method": method, "sparsity": s, "collapsed layers": len(collapsed_layers(masks)),
+                             "validation (%)": evaluate(model, data.val), "test (%)": evaluate(model, data.test)})
+        return {"rows": rows, "masks": found}
+
+    saved = cached_run("ch4-trained-once", {"data": data.key(), "config": config, "sparsities": list(sparsities),
+                                            "methods": list(methods)}, compute)
+    return pd.DataFrame(saved["rows"]).set_index(["method", "sparsity"]), saved["masks"]

@@ -13,10 +13,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from course_lib.cache import cached_run, weights_digest
 from course_lib.costs import compare_latency, count_parameters, layer_costs
 from course_lib.data import DataSplits
 from course_lib.devices import model_device
-from course_lib.pruning.procedures import MaskFn, prune_and_finetune
+from course_lib.pruning.dependency import prune_channels
+from course_lib.pruning.procedures import MaskFn, finetune, prune_and_finetune
 from course_lib.pruning.surgery import shrink
 from course_lib.training import TrainConfig, evaluate
 
@@ -73,3 +75,25 @@ def structured_sweep(model: nn.Module, data: DataSplits, keep_ratios: Sequence[f
         row.update(latency_ms=measured.latency_ms, speedup=measured.speedup, speedup_low=measured.speedup_low,
                    speedup_high=measured.speedup_high)
     return pd.DataFrame(rows).set_index("keep_ratio"), small_models
+
+
+def pruned_resnet(resnet: nn.Module, data: DataSplits, config: TrainConfig, keep_ratio: float = 0.5,
+                  progress: bool = True) -> tuple[nn.Module, float]:
+    """Section 6's network, through the run cache: ``resnet`` with ``keep_ratio`` of the channels of every coupled
+    group removed (:func:`~course_lib.pruning.dependency.prune_channels`), then fine-tuned with ``config``.
+
+    Returns the fine-tuned smaller network (on the CPU, in eval mode) and its validation accuracy right after
+    pruning, before fine-tuning. The channels removed follow from the weights, so the cache keeps only the
+    fine-tuned weights and prunes again to rebuild the network they fit.
+    """
+    def compute() -> dict[str, object]:
+        small = prune_channels(resnet, keep_ratio=keep_ratio)
+        before = evaluate(small, data.val)
+        finetune(small, data, config, progress=progress, desc="fine-tuning the pruned ResNet")
+        return {"state": small.cpu().state_dict(), "before": before}
+
+    saved = cached_run("ch2-pruned-resnet", {"resnet": weights_digest(resnet), "data": data.key(), "config": config,
+                                             "keep_ratio": keep_ratio}, compute)
+    small = prune_channels(resnet, keep_ratio=keep_ratio)
+    small.load_state_dict(saved["state"])
+    return small.cpu().eval(), saved["before"]

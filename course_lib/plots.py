@@ -582,20 +582,29 @@ def mask_metrics(trace: pd.DataFrame, steps_per_epoch: int, title: str = "How th
 
     ``trace`` has columns ``run``, ``layer``, ``step``, ``temperature``, ``confidence`` and ``diversity`` (the
     records of :class:`course_lib.dpp.pruner.DPP`). A layer whose diversity is NaN throughout — a layer of one row,
-    or N:M tiles, where it means nothing — has no line in the diversity panel; the diversity axis is scaled to its
-    lines, so that a fall of a few hundredths is visible.
+    or N:M tiles, where it means nothing — has no line in the diversity panel. Each run keeps one colour in all
+    three panels (its layers differ by line style); runs on the same temperature schedule share one τ line. Both
+    metric axes run from 0 to 1: a change of a few hundredths, within the metrics' accuracy, should look small.
     """
     fig, (confidence, diversity, temperature) = plt.subplots(1, 3, figsize=(15, 4), sharex=True)
-    for (run, layer), rows in trace.groupby(["run", "layer"], sort=False):
-        epochs = rows["step"] / steps_per_epoch
-        label = f"{run}: {layer.removeprefix('net.')}"
-        line, = confidence.plot(epochs, rows["confidence"], marker=".", label=label)
-        if rows["diversity"].notna().any():
-            diversity.plot(epochs, rows["diversity"], marker=".", color=line.get_color(), label=label)
+    runs = list(dict.fromkeys(trace["run"]))  # one colour per run in every panel, one line style per layer
+    colour = {run: c for run, c in zip(runs, itertools.cycle(plt.get_cmap("tab10").colors))}
+    for run, by_run in trace.groupby("run", sort=False):
+        for j, (layer, rows) in enumerate(by_run.groupby("layer", sort=False)):
+            epochs, style = rows["step"] / steps_per_epoch, ("-", "--", ":", "-.")[j % 4]
+            label = f"{run}: {layer.removeprefix('net.')}"
+            confidence.plot(epochs, rows["confidence"], marker=".", color=colour[run], linestyle=style, label=label)
+            if rows["diversity"].notna().any():
+                diversity.plot(epochs, rows["diversity"], marker=".", color=colour[run], linestyle=style, label=label)
+    shared: dict[tuple, tuple[pd.DataFrame, list[str]]] = {}  # runs on the same temperature schedule: one line
     for run, rows in trace.drop_duplicates(["run", "step"]).groupby("run", sort=False):
-        temperature.plot(rows["step"] / steps_per_epoch, rows["temperature"], label=run)
+        key = (tuple(rows["step"]), tuple(np.round(rows["temperature"].to_numpy(), 6)))
+        shared.setdefault(key, (rows, []))[1].append(run)
+    for rows, names in shared.values():
+        temperature.plot(rows["step"] / steps_per_epoch, rows["temperature"], color=colour[names[0]],
+                         label=" = ".join(names))
     confidence.set(ylim=(-0.02, 1.02), ylabel="confidence (0 to 1)", title="confidence per layer")
-    diversity.set(ylabel="diversity (0 to 1)", title="diversity per layer (rows that choose)")
+    diversity.set(ylim=(-0.02, 1.02), ylabel="diversity (0 to 1)", title="diversity per layer (rows that choose)")
     temperature.set(ylabel="temperature τ", title="temperature of each run")
     for ax in (confidence, diversity, temperature):
         ax.set_xlabel("epoch")

@@ -19,7 +19,7 @@ from torch import nn
 from course_lib.cache import cached_run, weights_digest
 from course_lib.data import DataSplits, load_splits
 from course_lib.experiments import over_seeds
-from course_lib.masks import apply_masks, get_masks, mask_sparsity
+from course_lib.masks import apply_masks, get_masks, load_masked_state_dict, mask_sparsity
 from course_lib.models import build_model
 from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.lottery import (Ticket, imp_round_masks, iterative_magnitude_pruning, random_mask_control,
@@ -123,15 +123,13 @@ def rewinding_comparison(model_name: str, data: DataSplits, config: TrainConfig,
 
 
 def _stored(model: nn.Module, history: History) -> dict[str, object]:
-    """A trained (masked) network as plain data for the run cache: its masks, its weights and its history."""
-    return {"masks": get_masks(model), "state": model.state_dict(), "history": asdict(history)}
+    """A trained (masked) network as plain data for the run cache: its weights and masks, and its history."""
+    return {"state": model.state_dict(), "history": asdict(history)}
 
 
 def _rebuilt(model_name: str, stored: dict[str, object]) -> tuple[nn.Module, History]:
     model = build_model(model_name)
-    if stored["masks"]:
-        apply_masks(model, stored["masks"])  # the parametrizations first, so that the stored weights and masks fit
-    model.load_state_dict(stored["state"])
+    load_masked_state_dict(model, stored["state"])  # attaches the saved masks, then loads the weights
     return model, History(**stored["history"])
 
 
@@ -159,7 +157,7 @@ def lottery_runs(data: DataSplits, config: TrainConfig, rounds: int, rate: float
     tickets = []
     for r, stored in enumerate(saved["tickets"]):
         model, history = _rebuilt("lenet300", stored)
-        tickets.append(Ticket(r, stored["masks"], model, history))
+        tickets.append(Ticket(r, get_masks(model), model, history))
     return (tickets, saved["theta0"], {r: _rebuilt("lenet300", run) for r, run in saved["reinit"].items()},
             {r: _rebuilt("lenet300", run) for r, run in saved["randmask"].items()})
 

@@ -17,13 +17,12 @@ from course_lib.cache import cached_run
 from course_lib.chapters.ch03_lottery_tickets import over_seeds_splits
 from course_lib.data import DataSplits
 from course_lib.experiments import over_seeds
+from course_lib.masks import Masks
 from course_lib.models import build_model
 from course_lib.profiles import Profile, derive_seed
 from course_lib.pruning.at_init import init_masks
 from course_lib.pruning.procedures import train_masked
-from course_lib.pruning.selection import random_masks_like
-from course_lib.masks import Masks
-from course_lib.pruning.selection import collapsed_layers
+from course_lib.pruning.selection import collapsed_layers, random_masks_like
 from course_lib.training import TrainConfig, evaluate, train
 
 

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from course_lib.cache import cached_run, weights_digest
 from course_lib.data import DataSplits
-from course_lib.masks import Masks, apply_masks, get_masks, mask_sparsity, weight_masks, zero_pruned_weights
+from course_lib.masks import (Masks, apply_masks, get_masks, load_masked_state_dict, mask_sparsity, weight_masks,
+                               zero_pruned_weights)
 from course_lib.pruning.selection import (Criterion, Scope, UnitCriterion, random_masks_like, structured_masks,
                                           unstructured_masks)
 from course_lib.masks import check_sparsity, prunable_weights
@@ -127,9 +128,8 @@ def prune_and_finetune(model: nn.Module, data: DataSplits, sparsity: float, make
 
         saved = cached_run("pruned-finetuned", {"model": weights_digest(model), "data": data.key(), "config": config,
                                                 "sparsity": sparsity, "masks": settings}, compute, code=[__name__])
-        result = one_shot(model, sparsity, make_masks)
-        result.model.load_state_dict(saved["state"])
-        result.histories = [History(**h) for h in saved["histories"]]
+        result = Pruned(copy.deepcopy(model), [History(**h) for h in saved["histories"]])
+        load_masked_state_dict(result.model, saved["state"])  # the saved masks: no need to score the weights again
         return result
     result = one_shot(model, sparsity, make_masks)
     result.histories.append(finetune(result.model, data, config, progress=progress,

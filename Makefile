@@ -1,6 +1,7 @@
 # The two commands of the course (see README):
 #   make lab   - create the environment if missing, then open JupyterLab on the course (START_HERE.ipynb)
 #   make test  - create the environment if missing, then run the whole test suite (quick profile)
+# and, not a set-up step: make site - the course as a static website in build/site/ (tools/build_site.py)
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 KERNEL := pruning-course
 
-.PHONY: lab test exercises seed-sweep grade validate env clean-env
+.PHONY: lab test site exercises seed-sweep grade validate env clean-env
 
 env: $(STAMP)
 
@@ -34,9 +35,19 @@ lab: $(STAMP)
 # COURSE_PROFILE=quick: every notebook in CI size. Unit tests, the browser test, nbval over the lecture
 # notebooks and the solved exercises, and the unsolved exercises' first checks.
 # Two workers (pytest-xdist), each notebook and test module whole on one of them; see conftest.py.
+# Then the website test (tests/test_site.py), which renders the lectures that run executed (conftest.py keeps them).
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	COURSE_PROFILE=quick $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	COURSE_PROFILE=quick $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not site"
+	COURSE_PROFILE=quick $(BIN)/python -m pytest -m site tests/test_site.py
+
+# The course as a static website in build/site/ (open build/site/index.html; works from disk, offline). Every
+# lecture is executed in SITE_PROFILE with the run cache (a current executed copy is reused); COURSE_SEED applies.
+#   make site                     # full profile, the lecture's numbers
+#   make site SITE_PROFILE=quick  # minutes
+SITE_PROFILE ?= full
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py --profile $(SITE_PROFILE)
 
 # Execute chapters under several COURSE_SEED values and print every claim's margin (tools/seed_sweep.py), e.g.
 #   make seed-sweep PROFILE=full SEEDS=1 NOTEBOOKS="notebooks/01_*.ipynb notebooks/03_*.ipynb" JOBS=1

@@ -43,3 +43,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if hasattr(item, "output_timeout"):  # nbval's notebook cells
             item.output_timeout = NBVAL_OUTPUT_TIMEOUT_S
+
+
+# Each lecture nbval executes is kept with its outputs in build/executed/<profile>/ (tools/build_site.py), so that
+# the website test renders the chapters this run executed instead of running them a second time. A copy records the
+# notebook's cells, the library's code, the profile and the seed; the site reuses it only while all four match.
+def _site_builder():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("build_site", Path(__file__).parent / "tools" / "build_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    notebook = item.parent
+    if call.when != "call" or not hasattr(item, "test_outputs") or notebook.path.parent.name != "notebooks":
+        return report
+    kept = notebook.__dict__.setdefault("_course_outputs", {})
+    kept[item.cell_num] = item.test_outputs if report.passed else None
+    code_cells = sum(cell.cell_type == "code" for cell in notebook.nb.cells)
+    if item.cell_num == code_cells - 1 and len(kept) == code_cells and None not in kept.values():
+        from course_lib.profiles import get_profile, seed_shift
+
+        builder = _site_builder()
+        builder.save_executed(notebook.nb, kept, get_profile().name, seed_shift(),
+                              builder.executed_path(notebook.path, get_profile().name))
+    return report

@@ -59,7 +59,8 @@ from course_lib.claims import CLAIMS_LOG_ENV_VAR  # noqa: E402  (needs ROOT on t
 from course_lib.profiles import PROFILE_ENV_VAR, PROFILES, SEED_ENV_VAR  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
-from notebook_run import CourseNotebookClient  # noqa: E402  (tools/ is not a package)
+from build_site import is_progress_bar  # noqa: E402  (tools/ is not a package)
+from notebook_run import CourseNotebookClient  # noqa: E402
 
 
 class LostKernelMessage(RuntimeError):
@@ -146,6 +147,9 @@ def run_one(notebook: Path, profile: str, seed: int, out: Path, threads: int | N
     if lost:
         error = f"{LostKernelMessage.__name__}: {lost[0]}"
     seconds = time.perf_counter() - start
+    for cell in nb.cells:  # a saved progress bar only shows its start ("0%"): the executed copy is read without them
+        if cell.cell_type == "code":
+            cell.outputs = [output for output in cell.outputs if not is_progress_bar(output)]
     nbformat.write(nb, out / f"{stem}.ipynb")
     claims = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return {"notebook": notebook.name, "seed": seed, "seconds": seconds, "error": error, "claims": claims,

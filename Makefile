@@ -44,7 +44,7 @@ test: $(STAMP)
 # The course as a static website in build/site/ (open build/site/index.html; works from disk, offline). Every
 # lecture is executed in SITE_PROFILE with the run cache (a current executed copy is reused); COURSE_SEED applies.
 #   make site                     # full profile, the lecture's numbers
-#   make site SITE_PROFILE=quick  # minutes
+#   make site SITE_PROFILE=quick  # minutes (two lectures at a time; tools/build_site.py --jobs 1 for one)
 SITE_PROFILE ?= full
 site: $(STAMP)
 	$(BIN)/python tools/build_site.py --profile $(SITE_PROFILE)

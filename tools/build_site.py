@@ -33,15 +33,18 @@ import argparse
 import datetime
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
+from nbclient.exceptions import CellExecutionError
 from nbformat import NotebookNode
 from tqdm import tqdm
 
@@ -123,39 +126,60 @@ def current_copy(notebook: Path, profile: str, seed: int) -> NotebookNode | None
     return copy if record == run_record(nbformat.read(notebook, as_version=4), profile, seed) else None
 
 
-def execute(notebook: Path, profile: str, seed: int, timeout: int) -> NotebookNode:
-    """Run ``notebook`` in a fresh kernel (profile, seed, run cache); save the executed copy and return it."""
+def execute(notebook: Path, profile: str, seed: int, timeout: int, threads: int | None = None,
+            position: int = 0) -> None:
+    """Run ``notebook`` in a fresh kernel (profile, seed, run cache) and save the executed copy.
+
+    ``threads`` sets the kernel's PyTorch threads (one each when two notebooks run at once); ``position`` is the
+    line of this notebook's progress bar.
+    """
     from notebook_run import CourseNotebookClient
 
     source = nbformat.read(notebook, as_version=4)
     nb = nbformat.from_dict(json.loads(json.dumps(source)))
     env = {**os.environ, PROFILE_ENV_VAR: profile, SEED_ENV_VAR: str(seed)}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     client = CourseNotebookClient(nb, timeout=timeout, kernel_name="python3",
                                   resources={"metadata": {"path": str(notebook.parent.resolve())}})
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    with tqdm(total=len(code_cells), desc=f"    {notebook.stem}", unit="cell") as bar:
+    with tqdm(total=len(code_cells), desc=notebook.stem, unit="cell", position=position, leave=True) as bar:
         client.on_cell_executed = lambda **_: bar.update()
-        client.execute(env=env)
+        try:
+            client.execute(env=env)
+        except CellExecutionError as error:
+            raise SystemExit(f"{notebook.name} failed, so the site cannot show it:\n{error}") from None
     save_executed(source, {i: cell.outputs for i, cell in enumerate(code_cells)}, profile, seed,
                   executed_path(notebook, profile))
-    return nbformat.read(executed_path(notebook, profile), as_version=4)
 
 
-def executed_lectures(profile: str, seed: int, timeout: int) -> list[NotebookNode]:
-    """Every lecture executed: the current copies reused, the others run now, with progress and times printed."""
-    result, start = [], time.perf_counter()
-    for k, notebook in enumerate(lectures(), 1):
-        copy = current_copy(notebook, profile, seed)
-        if copy is not None:
-            print(f"[{k}/{len(lectures())}] {notebook.name}: executed copy is current, reused", flush=True)
-        else:
-            print(f"[{k}/{len(lectures())}] {notebook.name}: executing in the {profile} profile ...", flush=True)
-            began = time.perf_counter()
-            copy = execute(notebook, profile, seed, timeout)
-            print(f"    done in {(time.perf_counter() - began) / 60:.1f} min", flush=True)
-        result.append(copy)
+def executed_lectures(profile: str, seed: int, timeout: int, jobs: int = 1) -> list[NotebookNode]:
+    """Every lecture executed: current copies reused, the others run now (``jobs`` at a time), times printed.
+
+    On a 2-core machine two notebooks at once, one PyTorch thread each, finish sooner than one at a time with two:
+    the course's small models are limited by Python, not arithmetic (as in ``tools/seed_sweep.py``).
+    """
+    start = time.perf_counter()
+    todo = [notebook for notebook in lectures() if current_copy(notebook, profile, seed) is None]
+    for notebook in lectures():
+        if notebook not in todo:
+            print(f"{notebook.name}: the executed copy is current, reused", flush=True)
+    if todo:
+        print(f"executing {len(todo)} lecture(s) in the {profile} profile, {jobs} at a time ...", flush=True)
+    if jobs == 1:
+        for notebook in todo:
+            execute(notebook, profile, seed, timeout)
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            running = {pool.submit(execute, notebook, profile, seed, timeout, 1, k % jobs): notebook
+                       for k, notebook in enumerate(todo)}
+            for done in as_completed(running):
+                done.result()
     print(f"lectures ready in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
-    return result
+    copies = [current_copy(notebook, profile, seed) for notebook in lectures()]
+    if any(copy is None for copy in copies):  # the code changed while the build ran
+        raise SystemExit("a lecture or course_lib changed during the build: run it again")
+    return copies
 
 
 # --- 2. static pages ---------------------------------------------------------------------------------------------
@@ -299,10 +323,10 @@ def render(source: Path, out: Path) -> None:
         raise SystemExit(f"sphinx-build failed (status {status}): see the warnings above")
 
 
-def build(profile: str, seed: int, out: Path = BUILD / "site", timeout: int = 3600) -> Path:
+def build(profile: str, seed: int, out: Path = BUILD / "site", timeout: int = 3600, jobs: int = 1) -> Path:
     """The whole build (execute, stage, render); returns the folder with ``index.html``."""
     start = time.perf_counter()
-    executed = executed_lectures(profile, seed, timeout)
+    executed = executed_lectures(profile, seed, timeout, jobs)
     stage(executed, BUILD / "site-src")
     began = time.perf_counter()
     render(BUILD / "site-src", out)
@@ -317,8 +341,10 @@ def main() -> None:
                         help="the profile the lectures are executed in (default: full, or $COURSE_PROFILE)")
     parser.add_argument("--out", type=Path, default=BUILD / "site", help="where the site goes (default build/site)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may take (default 3600)")
+    parser.add_argument("--jobs", type=int, default=2, choices=[1, 2, 3, 4],
+                        help="lectures executed at once, one PyTorch thread each (default 2)")
     args = parser.parse_args()
-    build(args.profile, seed_shift(), args.out, args.timeout)
+    build(args.profile, seed_shift(), args.out, args.timeout, args.jobs)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,16 @@ def _site_builder():
     return module
 
 
+def _as_jupyter_shows(source: str, outputs: list) -> list:
+    """A cell's outputs as Jupyter shows them: nbval runs cells without storing them in IPython's history, so a
+    trailing ``;`` does not silence the cell's value (IPython reads the ``;`` from the history); Jupyter's does."""
+    from IPython.core.displayhook import DisplayHook
+
+    if DisplayHook.semicolon_at_end_of_expression(source):
+        return [out for out in outputs if out.output_type != "execute_result"]
+    return outputs
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
     report = yield
@@ -65,7 +75,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytes
     if call.when != "call" or not hasattr(item, "test_outputs") or notebook.path.parent.name != "notebooks":
         return report
     kept = notebook.__dict__.setdefault("_course_outputs", {})
-    kept[item.cell_num] = item.test_outputs if report.passed else None
+    kept[item.cell_num] = _as_jupyter_shows(item.cell.source, item.test_outputs) if report.passed else None
     code_cells = sum(cell.cell_type == "code" for cell in notebook.nb.cells)
     if item.cell_num == code_cells - 1 and len(kept) == code_cells and None not in kept.values():
         from course_lib.profiles import get_profile, seed_shift

@@ -23,8 +23,9 @@ html_theme = "sphinx_book_theme"
 html_title = "Neural-network pruning, hands-on"
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
+html_js_files = ["course.js"]
 html_theme_options = {
-    "use_download_button": True,
+    "use_download_button": False,  # it would offer the staged sources, which the site does not publish
     "show_toc_level": 2,
 }
 html_show_sourcelink = False

@@ -108,6 +108,17 @@ def test_pages_render_offline_in_chromium(site: Path) -> None:
                 assert "quick" in run and f"COURSE_SEED={seed_shift()}" in run, run
                 closed = page.eval_on_selector_all("details", "ds => ds.filter(d => !d.open).length")
                 assert closed == page.eval_on_selector_all("details", "ds => ds.length"), "an answer is open"
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        phone.route("**/*", block)
+        page = phone.new_page()
+        for html in pages(site):  # a student reading ahead on a phone: nothing makes the page scroll sideways
+            page.goto(html.as_uri(), wait_until="load")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 391, f"{html.name} is {width} px wide on a 390 px phone screen"
+        page.goto((site / "notebooks" / "01_magnitude_pruning.html").as_uri(), wait_until="load")
+        page.locator(".primary-toggle:visible").first.click()  # the table of contents opens on a phone
+        page.wait_for_selector("#pst-primary-sidebar-modal[open]", timeout=5000)
+        assert page.locator("#pst-primary-sidebar-modal a", has_text="Chapter 2").count() >= 1
         browser.close()
     assert not left_the_machine, f"requests left the machine: {sorted(set(left_the_machine))[:5]}"
     assert not failed, f"requests failed: {failed[:5]}"

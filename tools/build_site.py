@@ -61,7 +61,7 @@ RUN_KEY = "course_run"  # the notebook metadata that records how an executed cop
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # tqdm's bar as text: "train:  40%|████      | 2/5 [00:01<00:02, 1.9it/s]"
 PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")
-WIDGET_NOTE = ("<p class=\"course-widget-note\">In the notebook this figure has controls that redraw it; here it "
+WIDGET_NOTE = ("<p class=\"course-widget-note\">Interactive in the notebook: its controls redraw the figure below, which "
                "shows their first setting. Open the chapter in JupyterLab (<code>make lab</code>) to use them.</p>")
 
 
@@ -196,16 +196,14 @@ def static_outputs(outputs: Iterable[NotebookNode]) -> list[NotebookNode]:
     """Outputs as a static page can show them: progress bars dropped, a widget replaced by a line about it.
 
     A course widget draws its first figure when it is built (that figure is kept); the widget itself is only a
-    reference to live controls, which a page without a kernel cannot show.
+    reference to live controls, which a page without a kernel cannot show, so a line above the figure says so.
     """
-    kept = []
-    for out in outputs:
-        if is_progress_bar(out):
-            continue
-        if WIDGET_MIME in out.get("data", {}):
-            out = nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE})
-        kept.append(out)
-    return kept
+    outputs = [out for out in outputs if not is_progress_bar(out)]
+    widgets = [out for out in outputs if WIDGET_MIME in out.get("data", {})]
+    if not widgets:
+        return outputs
+    note = nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE})
+    return [note] + [out for out in outputs if WIDGET_MIME not in out.get("data", {})]
 
 
 def run_line(record: dict) -> str:

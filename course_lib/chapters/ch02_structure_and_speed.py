@@ -97,3 +97,27 @@ def pruned_resnet(resnet: nn.Module, data: DataSplits, config: TrainConfig, keep
     small = prune_channels(resnet, keep_ratio=keep_ratio)
     small.load_state_dict(saved["state"])
     return small.cpu().eval(), saved["before"]
+
+
+def beyond_timing_spread(latency: pd.DataFrame, control: str, names: Sequence[str]) -> str:
+    """Lines saying whether each of ``names`` ran at another speed than the reference, beyond the timing's noise.
+
+    ``latency`` is :func:`course_lib.costs.compare_latency`'s table, and ``control`` a row that times the reference
+    network a second time: its speed-up is 1x up to the timing's own bias and spread. A network whose rounds' middle
+    half (``speedup_low``-``speedup_high``) overlaps the control's runs at the reference's speed as far as this timing
+    can tell. With two names, a last line says whether they differ from each other by more than that spread.
+    """
+    low, high = latency.loc[control, ["speedup_low", "speedup_high"]]
+    lines = [f"{control}: {latency.loc[control, 'speedup']:.3f}x ({low:.3f}-{high:.3f}): the timing's own spread"]
+    for name in names:
+        row = latency.loc[name]
+        verdict = ("faster than the reference beyond the timing's spread" if row.speedup_low > high
+                   else "slower than the reference beyond the timing's spread" if row.speedup_high < low
+                   else "within the timing's spread: the reference's speed")
+        lines.append(f"{name}: {row.speedup:.3f}x ({row.speedup_low:.3f}-{row.speedup_high:.3f}) -> {verdict}")
+    if len(names) == 2:
+        a, b = (latency.loc[name] for name in names)
+        apart = (a.speedup_high < b.speedup_low or b.speedup_high < a.speedup_low) and abs(a.speedup - b.speedup) > high - low
+        lines.append(f"{names[0]} against {names[1]}: {a.speedup:.3f}x against {b.speedup:.3f}x -> "
+                     + ("apart beyond the timing's spread" if apart else "not apart beyond the timing's spread"))
+    return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Pruning procedures on real data: masks survive retraining, targets are met, originals untouched."""
 
 import pytest
+import pandas as pd
 import torch
 
 from course_lib.chapters import ch02_structure_and_speed as ch02
@@ -125,3 +126,15 @@ def test_a_cached_fine_tuning_is_read_back_and_keyed_on_the_trained_weights(smal
     with pytest.raises(AssertionError, match="must not train"):  # a mask function of one's own is never cached
         P.prune_and_finetune(trained, small, 0.9, lambda m, s: P.magnitude("global")(m, s), config, progress=False,
                              cached=True)
+
+
+def test_a_speed_difference_counts_only_beyond_the_reference_timed_again():
+    latency = pd.DataFrame({"speedup": [1.0, 1.01, 1.023, 0.988, 1.30],
+                            "speedup_low": [1.0, 0.978, 1.001, 0.985, 1.25],
+                            "speedup_high": [1.0, 1.035, 1.035, 0.999, 1.34]},
+                           index=["dense", "dense again", "zeros", "masked", "smaller"])
+    lines = ch02.beyond_timing_spread(latency, "dense again", ["zeros", "masked"]).splitlines()
+    assert "within the timing's spread" in lines[1] and "within the timing's spread" in lines[2]
+    assert lines[3].endswith("not apart beyond the timing's spread")  # disjoint quartiles, but a gap inside the noise
+    faster = ch02.beyond_timing_spread(latency, "dense again", ["smaller"]).splitlines()
+    assert faster[1].endswith("faster than the reference beyond the timing's spread") and len(faster) == 2

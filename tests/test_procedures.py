@@ -1,7 +1,7 @@
 """Pruning procedures on real data: masks survive retraining, targets are met, originals untouched."""
 
-import pytest
 import pandas as pd
+import pytest
 import torch
 
 from course_lib.chapters import ch02_structure_and_speed as ch02

@@ -326,7 +326,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "dense": ("#7f7f7f", "o"), "small-dense": ("#7f7f7f", "x"), "half-width": ("#525252", "p"),
     # pruning a trained network (chapters 1-3, 5)
     "magnitude + fine-tune": ("#1f77b4", "o"), "global": ("#1f77b4", "o"), "fine-tuned": ("#1f77b4", "o"),
-    "L1 filters": ("#1f77b4", "s"), "local": ("#aec7e8", "s"), "local, fc3 at half rate": ("#6b6ecf", "D"),
+    "L1 filters": ("#1f77b4", "s"), "local": ("#aec7e8", "s"), "local, fc3 at half rate": ("#b5cf6b", "D"),
     "row": ("#7b4173", "d"), "iterative magnitude": ("#393b79", "s"), "AGP": ("#9467bd", "D"),
     "one-shot": ("#1f77b4", "o"), "iterative": ("#393b79", "s"), "gradual": ("#9467bd", "D"),
     "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#8c6d31", "v"),

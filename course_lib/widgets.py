@@ -207,9 +207,9 @@ def sparsity_explorer(model: nn.Module, dataset: TensorDataset, units: int = 6,
     grid = fig.add_gridspec(2, len(layers) + 1, height_ratios=[3, 2])
     acc_ax = fig.add_subplot(grid[0, 0])
     for scope, accs in curves.items():
-        acc_ax.plot([100 * p for p in curve_points], accs, marker=".", label=scope)
+        acc_ax.plot([100 * p for p in curve_points], accs, label=scope, **{**method_style(scope), "marker": "."})
     (marker,) = acc_ax.plot([], [], "k*", markersize=12, label="now")
-    acc_ax.set(xlabel="sparsity (%)", ylabel="accuracy (%)", title="accuracy, no retraining", ylim=(0, 100))
+    acc_ax.set(xlabel="sparsity (%)", ylabel="accuracy (%)", title="validation accuracy, no retraining", ylim=(0, 100))
     acc_ax.legend(fontsize=7)
     thresholds = {}
     for i, (name, w) in enumerate(layers.items(), start=1):

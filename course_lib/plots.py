@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
-from matplotlib.colors import to_hex
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch.utils.data import TensorDataset
@@ -290,18 +290,34 @@ def layer_densities(densities: Mapping[str, Mapping[str, float]], ax: Axes | Non
     return _finish(fig, ax, legend_size=8)
 
 
+def _shaded_styles(labels: Sequence[str]) -> list[tuple[float, float, float]]:
+    """A colour per label: the method's (:func:`method_style`), lightened for each further run of the same method;
+    viridis for a label the table does not know."""
+    bases = [(method_style(label) or {}).get("color") for label in labels]
+    others = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(1, len(labels))))
+    colours = []
+    for i, base in enumerate(bases):
+        if base is None:
+            colours.append(tuple(others[i][:3]))
+            continue
+        same = [j for j, b in enumerate(bases) if b == base]
+        light = 0.55 * same.index(i) / max(1, len(same) - 1) if len(same) > 1 else 0.0  # 0: the method's own colour
+        colours.append(tuple(c + (1 - c) * light for c in to_rgb(base)))
+    return colours
+
+
 def validation_curves(histories: Mapping[str, History], title: str = "Validation accuracy during training",
                       dashed: Sequence[str] = (), cuts: Sequence[int] = ()) -> Figure:
     """Validation accuracy at every check of each run (``History.eval_steps``), its best point circled.
 
     The curves a single "early-stopping step" is read from: a flat top spanning several checks makes that step
-    an accident of the check grid. One colour per run, from dark to light in the order given; runs named in
+    an accident of the check grid. Each run in its method's colour (runs of one method from dark to light, in the
+    order given; a label the course's table does not know gets a colour of its own); runs named in
     ``dashed`` (controls) are drawn dashed. ``cuts`` marks the steps where the learning rate drops: a best check
     right after a drop is the schedule's doing, not the network's.
     """
     fig, ax = _axes(None, (6.5, 3.8))
-    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(1, len(histories))))
-    for colour, (label, history) in zip(colours, histories.items()):
+    for colour, (label, history) in zip(_shaded_styles(list(histories)), histories.items()):
         if not history.eval_steps:
             raise ValueError(f"{label}: the run recorded no checks; train it with eval_every=... to draw its curve.")
         ax.plot(history.eval_steps, history.eval_scores, label=label, color=colour,
@@ -330,7 +346,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "row": ("#7b4173", "d"), "iterative magnitude": ("#393b79", "s"), "AGP": ("#9467bd", "D"),
     "one-shot": ("#1f77b4", "o"), "iterative": ("#393b79", "s"), "gradual": ("#9467bd", "D"),
     "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#8c6d31", "v"),
-    "random re-init": ("#fdae6b", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"),
+    "random re-init": ("#9c9ede", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"),
     "random, global's sizes": ("#bdbdbd", "P"),
     # chapter 5: the same architecture trained three ways
     "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),

@@ -9,7 +9,7 @@ seeds, through the run cache. Chapter 4 reuses the recipe and the ticket curve.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
@@ -18,7 +18,7 @@ from torch import nn
 
 from course_lib.cache import cached_run, weights_digest
 from course_lib.data import DataSplits, load_splits
-from course_lib.experiments import over_seeds
+from course_lib.experiments import cache_command, over_seeds
 from course_lib.masks import apply_masks, get_masks, load_masked_state_dict, mask_sparsity
 from course_lib.models import build_model
 from course_lib.profiles import Profile, by_profile
@@ -79,17 +79,17 @@ def ticket_vs_controls(model_name: str, data: DataSplits, config: TrainConfig, r
 
     ``seed`` replaces ``config.seed``; it fixes θ₀, the data order and the
     controls' random draws, so "ticket minus control" is a paired difference
-    seed by seed. Returns one row per network trained at the sparsest round
-    (ticket, random re-init, random mask): method, density, test accuracy.
+    seed by seed. Returns one row per network: the dense network IMP started from, then the three trained at the
+    sparsest round (ticket, random re-init, random mask): method, density, test accuracy.
     """
     seeded = replace(config, seed=config.seed + seed)
     tickets, theta0 = iterative_magnitude_pruning(model_name, data, seeded, rounds, rate, progress=progress)
     last = tickets[-1]
-    networks = {"ticket": last.model,
+    networks = {"dense": tickets[0].model, "ticket": last.model,
                 "random re-init": random_reinit_control(model_name, last, data, seeded, progress=progress)[0],
                 "random mask": random_mask_control(model_name, last, theta0, data, seeded, seed=seeded.seed,
                                                    progress=progress)[0]}
-    return [{"method": name, "density": last.density, "test_acc": evaluate(model, data.test)}
+    return [{"method": name, "density": 1.0 if name == "dense" else last.density, "test_acc": evaluate(model, data.test)}
             for name, model in networks.items()]
 
 
@@ -211,3 +211,41 @@ def rewinding_over_seeds(profile: Profile, config: TrainConfig, progress: bool =
     return over_seeds("ch3-rewinding", {"data": splits.key(), "config": config, "round": ROUNDS, "rate": RATE},
                       lambda seed: rewinding_comparison("lenet300", splits, config, ROUNDS, RATE, seed=seed,
                                                         progress=progress), profile.seeds())
+
+
+def learning_speed(tickets: Sequence[Ticket], reinit: Mapping[int, History], bar: float) -> pd.DataFrame:
+    """How fast each round's ticket learned, beside its random re-init where one was trained (question 2).
+
+    Two readings per network, from its validation checks: the step of its best check (the early-stopping step,
+    which a learning-rate cut can pin in place) and its first check at or above ``bar`` (how soon it got good,
+    whatever happened later). One row per round; ``reinit`` maps a round to its re-init's history.
+    """
+    def first_at_bar(history: History) -> float:
+        return next((step for step, acc in zip(history.eval_steps, history.eval_accuracy) if acc >= bar), float("nan"))
+
+    rows = {}
+    for r, ticket in enumerate(tickets):
+        control = reinit.get(r)
+        rows[r] = {"weights (%)": 100 * ticket.density,
+                   "ticket: best check": ticket.history.early_stopping_step,
+                   "ticket: first check at the bar": first_at_bar(ticket.history),
+                   "re-init: best check": control.early_stopping_step if control else float("nan"),
+                   "re-init: first check at the bar": first_at_bar(control) if control else float("nan")}
+    return pd.DataFrame(rows).T.rename_axis("round")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Fill the run cache with the chapter's runs over seeds, most of a cold chapter's time
+    (``python -m course_lib.chapters.ch03_lottery_tickets --help``)."""
+    def fill(profile: Profile) -> pd.DataFrame:
+        config = lottery_recipe(profile)
+        return pd.concat([ticket_controls_over_seeds(profile, config), rewinding_over_seeds(profile, config)],
+                         ignore_index=True)
+
+    cache_command("Run iterative magnitude pruning with its random re-init and random-mask controls, and the three "
+                  "ways to retrain after pruning, for every seed of the profile (chapter 3's claims 2 and 3), and "
+                  "cache the results.", fill, argv)
+
+
+if __name__ == "__main__":
+    main()

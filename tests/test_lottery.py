@@ -90,9 +90,11 @@ def test_fine_tuning_at_the_end_of_a_cosine_schedule_is_refused():
 def test_ticket_and_controls_over_a_seed_are_one_paired_row_each(small):
     config = TrainConfig(epochs=1, schedule="step")
     rows = ch03_lottery_tickets.ticket_vs_controls("lenet300", small, config, rounds=2, seed=3, progress=False)
-    assert [r["method"] for r in rows] == ["ticket", "random re-init", "random mask"]
-    assert len({r["density"] for r in rows}) == 1 and 0.6 < rows[0]["density"] < 0.7  # 0.8 ** 2 of the hidden weights
-    # The seed replaces config.seed: seed 3 finds the ticket that IMP from seed 3 finds.
+    assert [r["method"] for r in rows] == ["dense", "ticket", "random re-init", "random mask"]
+    assert rows[0]["density"] == 1.0  # the dense network this seed's IMP started from (claim 1's reference)
+    assert len({r["density"] for r in rows[1:]}) == 1 and 0.6 < rows[1]["density"] < 0.7  # 0.8 ** 2 of the hidden weights
+    # The seed replaces config.seed: seed 3 finds the ticket (and trains the dense network) that IMP from seed 3 does.
     tickets, _ = L.iterative_magnitude_pruning("lenet300", small, TrainConfig(epochs=1, schedule="step", seed=3), 2,
                                                progress=False)
-    assert rows[0]["test_acc"] == evaluate(tickets[-1].model, small.test)
+    assert rows[0]["test_acc"] == evaluate(tickets[0].model, small.test)
+    assert rows[1]["test_acc"] == evaluate(tickets[-1].model, small.test)

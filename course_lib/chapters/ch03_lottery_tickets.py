@@ -196,7 +196,7 @@ def ticket_curve(data: DataSplits, config: TrainConfig, rounds: int, rate: float
 def ticket_controls_over_seeds(profile: Profile, config: TrainConfig, progress: bool = True) -> pd.DataFrame:
     """Claims 1 and 2's runs: :func:`ticket_vs_controls` at the sparsest round for every seed of the profile (cached).
 
-    One row per seed and network (ticket, random re-init, random mask), on
+    One row per seed and network (the dense network, the ticket, random re-init, random mask), on
     :func:`over_seeds_splits`.
     """
     splits = over_seeds_splits(profile)

@@ -169,13 +169,16 @@ def accuracy_vs_sparsity(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
                          log_remaining: bool = False) -> Figure:
     """One line per method: accuracy against sparsity (or, log-scaled, against weights remaining).
 
-    ``curves`` maps a label to ``(sparsities, accuracies)``, sparsities as fractions.
+    ``curves`` maps a label to ``(sparsities, accuracies)``, sparsities as fractions. A control - a label that
+    starts with "random" (random mask, random re-init, random with a method's densities) - is drawn dashed, so that
+    it stays apart from the method it controls where their points coincide.
     """
     fig, ax = _axes(ax, (6.5, 4))
     styles = _styles(list(curves))
     for label, (sparsities, accuracies) in curves.items():
         x = [100 * (1 - s) for s in sparsities] if log_remaining else [100 * s for s in sparsities]
-        ax.plot(x, accuracies, label=label, **styles[label])
+        dashed = "--" if label.lower().startswith("random") else "-"
+        ax.plot(x, accuracies, label=label, linestyle=dashed, **styles[label])
     if dense_accuracy is not None:
         ax.axhline(dense_accuracy, color="black", linestyle="--", linewidth=1, label="dense")
     if log_remaining:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -48,6 +49,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Each lecture nbval executes is kept with its outputs in build/executed/<profile>/ (tools/build_site.py), so that
 # the website test renders the chapters this run executed instead of running them a second time. A copy records the
 # notebook's cells, the library's code, the profile and the seed; the site reuses it only while all four match.
+@functools.cache  # one module for the whole run, not one per notebook
 def _site_builder():
     import importlib.util
     from pathlib import Path

@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from copy import deepcopy
 from pathlib import Path
 
 import nbformat
@@ -100,7 +101,7 @@ def save_executed(source: NotebookNode, outputs: dict[int, list[NotebookNode]], 
     Used by ``conftest.py`` to keep what nbval executed in ``make test``. The copy records how it was made
     (:func:`run_record`, and the date), so that a later build reuses it only while it is current.
     """
-    nb = nbformat.from_dict(json.loads(json.dumps(source)))  # a deep copy: nbval keeps using its own
+    nb = deepcopy(source)  # nbval keeps using its own
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     for i, cell in enumerate(code_cells):
         cell.outputs = [nbformat.from_dict(dict(out)) for out in outputs.get(i, [])]
@@ -136,7 +137,7 @@ def execute(notebook: Path, profile: str, seed: int, timeout: int, threads: int 
     from notebook_run import CourseNotebookClient
 
     source = nbformat.read(notebook, as_version=4)
-    nb = nbformat.from_dict(json.loads(json.dumps(source)))
+    nb = deepcopy(source)
     env = {**os.environ, PROFILE_ENV_VAR: profile, SEED_ENV_VAR: str(seed)}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -199,8 +200,7 @@ def static_outputs(outputs: Iterable[NotebookNode]) -> list[NotebookNode]:
     reference to live controls, which a page without a kernel cannot show, so a line above the figure says so.
     """
     outputs = [out for out in outputs if not is_progress_bar(out)]
-    widgets = [out for out in outputs if WIDGET_MIME in out.get("data", {})]
-    if not widgets:
+    if not any(WIDGET_MIME in out.get("data", {}) for out in outputs):
         return outputs
     note = nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE})
     return [note] + [out for out in outputs if WIDGET_MIME not in out.get("data", {})]
@@ -213,17 +213,22 @@ def run_line(record: dict) -> str:
             f"Run it yourself in JupyterLab (<code>make lab</code>).</p>")
 
 
-def static_notebook(executed: NotebookNode) -> NotebookNode:
-    """An executed lecture prepared for a static page (see :func:`static_outputs` and :func:`run_line`)."""
-    nb = nbformat.from_dict(json.loads(json.dumps(executed)))
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = static_outputs(cell.outputs)
+def below_title(nb: NotebookNode, html: str) -> None:
+    """Put ``html`` right under the notebook's ``# `` title, the first line of its first Markdown cell."""
     first = next(cell for cell in nb.cells if cell.cell_type == "markdown")
     title, _, rest = first.source.partition("\n")
     if not title.startswith("# "):
-        raise ValueError(f"a lecture must open with its '# ' title; this one opens with {title!r}")
-    first.source = f"{title}\n\n{run_line(nb.metadata[RUN_KEY])}\n{rest}"
+        raise ValueError(f"a page must open with its '# ' title; this one opens with {title!r}")
+    first.source = f"{title}\n\n{html}\n{rest}"
+
+
+def static_notebook(executed: NotebookNode) -> NotebookNode:
+    """An executed lecture prepared for a static page (see :func:`static_outputs` and :func:`run_line`)."""
+    nb = deepcopy(executed)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = static_outputs(cell.outputs)
+    below_title(nb, run_line(nb.metadata[RUN_KEY]))
     return nb
 
 
@@ -272,8 +277,7 @@ def index_notebook(published: set[Path], pages: list[str]) -> NotebookNode:
     note = ("<p class=\"course-site-note\">This is the course as a website: every lecture executed once, with its "
             "figures and numbers, and the exercises unsolved. To run them, change them and see the solutions, "
             "open the repository in JupyterLab (<code>make lab</code>).</p>")
-    title, _, rest = nb.cells[0].source.partition("\n")
-    nb.cells[0].source = f"{title}\n\n{note}\n{rest}"
+    below_title(nb, note)
     toctree = "\n".join(["```{toctree}", ":hidden:", ":caption: The course, in teaching order", "", *pages, "```"])
     nb.cells.append(nbformat.v4.new_markdown_cell(toctree))
     return nb

@@ -155,8 +155,9 @@ def leader(differences: Mapping[int, float], first: str, second: str, noise: flo
 def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOISE, first: str = "",
                       second: str = "", noise_name: str = "the noise") -> str:
     """Why paired per-seed differences name no direction (the "not separated" of :func:`paired_verdict`), as a
-    phrase for a reading line: "the seeds disagree", "ahead on every seed, but by less than the noise on one" or
-    "a seed ties"; "" when they do name one (:func:`leader` is not None).
+    phrase for a reading line: "the seeds disagree", "within the noise on every seed", "ahead on every seed, but
+    by less than the noise on one" or "a seed's difference is exactly zero"; "" when they do name one
+    (:func:`leader` is not None).
 
     "Not separated" covers two different situations, and a reading should say which: seeds that point opposite
     ways (no direction at all on this run), or seeds that agree on a direction too small to tell from the test
@@ -166,11 +167,11 @@ def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOIS
     values = [float(v) for v in dict(differences).values()]
     if leader(dict(enumerate(values)), "first", "second", noise) is not None:
         return ""
-    if any(v > 0 for v in values) and any(v < 0 for v in values):  # a sign disagreement outranks a tie
-        return "the seeds disagree" + (" (and a seed ties)" if any(v == 0 for v in values) else "")
-    if any(v == 0 for v in values):
-        return "a seed ties (the two runs gave the same accuracy)"
+    if any(v > 0 for v in values) and any(v < 0 for v in values):  # a sign disagreement outranks a zero
+        return "the seeds disagree" + (" (and a seed's difference is exactly zero)" if 0 in values else "")
     within = sum(abs(v) <= noise for v in values)
+    if 0 in values:  # e.g. two runs with the same accuracy, or two changes of the same size
+        return f"within {noise_name} on every seed" if within == len(values) else "a seed's difference is exactly zero"
     ahead = (first if values[0] > 0 else second) if first and second else ""
     return (f"{ahead} ahead on every seed, but by less than {noise_name} on "
             f"{'one' if within == 1 else f'{within} of {len(values)}'}").lstrip()
@@ -194,8 +195,8 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
     Each seed's two runs share their data order and their initial weights, so the seed-by-seed difference removes
     what the seed does to both. The verdict names the direction only when every seed agrees on it *by more than
     the test set's noise*: "``first`` ahead on all n seeds", "``second`` ahead on all n seeds", or "not
-    separated" (the seeds disagree - said first, even when another seed ties - or one ties, or a difference is
-    within the noise). For a comparison the
+    separated" (the seeds disagree - said first, even when another seed's difference is zero - or a difference
+    is zero or within the noise). For a comparison the
     chapter *reports* rather than asserts (see :func:`claim` for one it asserts).
 
     **The noise floor.** Two networks scored on the same 10,000 test images that disagree on a share d of them

@@ -686,6 +686,22 @@ def in_degree_images(images: Mapping[str, torch.Tensor], reference: tuple[str, t
     return fig
 
 
+def in_degree_by_spread(curves: Mapping[str, Sequence[float]], start: Sequence[float],
+                        title: str = "Where the first layer's connections went") -> Figure:
+    """Mean connections per pixel in each group of pixels ordered by how much they vary
+    (:func:`course_lib.sparse.tracking.in_degree_by_spread`): one line per method at the end of training, in the
+    course's colours, and the common start dashed. A line that rises to the right moved towards the varying pixels."""
+    fig, ax = _axes(None, (7, 4))
+    groups = range(1, len(start) + 1)
+    ax.plot(groups, start, linestyle="--", color="black", label="start (random mask, the same for all)")
+    for label, style in _styles(list(curves)).items():
+        ax.plot(groups, curves[label], label=f"{label}, end", **style)
+    ax.set(xlabel=f"pixels ordered by their spread over the training images ({len(start)} equal groups; "
+                  "1 = varies least)", ylabel="connections per pixel (mean of the group)", title=title)
+    ax.set_xticks(list(groups))
+    return _finish(fig, ax, legend_size=8)
+
+
 def perplexity_vs_sparsity(unstructured: pd.DataFrame, nm: pd.DataFrame | None = None,
                            dense: tuple[float, float] | None = None,
                            title: str = "One-shot pruning of the language model") -> Figure:

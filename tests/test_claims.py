@@ -57,9 +57,10 @@ def test_a_measured_interval_decides_on_both_ends(capsys):
 def test_a_paired_verdict_names_a_direction_only_when_every_seed_agrees():
     assert claims.paired_verdict({0: 0.4, 1: 0.3}, "SET", "static").endswith("SET ahead on all 2 seeds")
     assert claims.paired_verdict({0: -0.4, 1: -0.3, 2: -1.2}, "SET", "static").endswith("static ahead on all 3 seeds")
-    assert "a seed ties" in claims.paired_verdict({0: 0.4, 1: 0.0}, "SET", "static")
+    assert "a seed's difference is exactly zero" in claims.paired_verdict({0: 0.4, 1: 0.0}, "SET", "static")
     # the other seeds disagreeing in sign is the news, not the tie (chapter 5, seed 5: -0.55, +0.18, 0.00)
-    assert "the seeds disagree (and a seed ties)" in claims.paired_verdict({0: -0.55, 1: 0.18, 2: 0.0}, "a", "b")
+    assert "the seeds disagree (and a seed's difference is exactly zero)" in \
+        claims.paired_verdict({0: -0.55, 1: 0.18, 2: 0.0}, "a", "b")
     line = claims.paired_verdict({0: 0.4, 1: -0.1}, "SET", "static")
     assert claims.who_leads({0: -0.4, 1: -0.3, 2: -1.2}, "SET", "static") == \
         "static, on every seed (mean 0.63 points, smallest 0.30)"
@@ -103,8 +104,11 @@ def test_why_not_separated_says_which_kind_of_not_separated():
     from course_lib.claims import why_not_separated
     assert why_not_separated({0: 0.9, 1: 0.6}) == ""  # separated: nothing to explain
     assert why_not_separated({0: 0.9, 1: -0.6}) == "the seeds disagree"
-    assert why_not_separated({0: 0.9, 1: -0.6, 2: 0.0}) == "the seeds disagree (and a seed ties)"
-    assert why_not_separated({0: 0.9, 1: 0.0}).startswith("a seed ties")
+    assert why_not_separated({0: 0.9, 1: -0.6, 2: 0.0}) == "the seeds disagree (and a seed's difference is exactly zero)"
+    assert why_not_separated({0: 0.9, 1: 0.0}) == "a seed's difference is exactly zero"
+    # a difference of differences, every seed inside its floor (chapter 6, seed 17: +0.17, +0.23, +0.00)
+    assert why_not_separated({0: 0.17, 1: 0.23, 2: 0.0}, noise=0.35, noise_name="the floor") == \
+        "within the floor on every seed"
     assert why_not_separated({0: 0.9, 1: 0.1, 2: 0.2}) == "ahead on every seed, but by less than the noise on 2 of 3"
     assert why_not_separated({0: -0.9, 1: -0.1}) == "ahead on every seed, but by less than the noise on one"
     assert why_not_separated({0: -0.9, 1: -0.1}, first="A", second="B").startswith("B ahead on every seed")

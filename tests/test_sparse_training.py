@@ -171,3 +171,15 @@ def test_rank_correlation_by_hand_with_ties():
         pytest.approx(1.5 / 3 ** 0.5)
     with pytest.raises(ValueError, match="same size"):
         rank_correlation(x, x[:3])
+
+
+def test_in_degree_by_spread_groups_pixels_by_their_spread():
+    from course_lib.sparse.tracking import in_degree_by_spread
+    spread = torch.tensor([0.5, 0.1, 0.9, 0.3, 0.7, 0.2])  # order by spread: pixels 1, 5, 3, 0, 4, 2
+    degree = torch.tensor([4, 1, 6, 3, 5, 2], dtype=torch.int16)
+    assert in_degree_by_spread(degree, spread, groups=3) == [1.5, 3.5, 5.5]
+    assert in_degree_by_spread(torch.full((6,), 7), spread, groups=2) == [7.0, 7.0]  # a flat mask, a flat line
+    with pytest.raises(ValueError, match="one in-degree per pixel"):
+        in_degree_by_spread(degree[:5], spread)
+    with pytest.raises(ValueError, match="groups"):
+        in_degree_by_spread(degree, spread, groups=7)

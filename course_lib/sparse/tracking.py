@@ -174,3 +174,20 @@ def in_degree_alignment(trace: MaskTrace, spread: torch.Tensor) -> list[float]:
     connections move to the informative pixels.
     """
     return [rank_correlation(degree.float(), spread) for degree in trace.in_degree]
+
+
+def in_degree_by_spread(degree: torch.Tensor, spread: torch.Tensor, groups: int = 10) -> list[float]:
+    """The mean in-degree of the pixels in each of ``groups`` equal groups, ordered by their ``spread``.
+
+    Group 1 holds the pixels that vary least from image to image (the blank border), the last group those that
+    vary most. A random mask gives a flat line at the layer's density times its width; connections that move
+    towards the informative pixels tilt it upwards to the right. This is the curve behind
+    :func:`in_degree_alignment`'s single number: the rank correlation says *whether* the in-degree follows the
+    spread, the curve shows *where* the connections went.
+    """
+    if degree.numel() != spread.numel():
+        raise ValueError(f"one in-degree per pixel: got {degree.numel()} in-degrees for {spread.numel()} pixels.")
+    if not 1 <= groups <= spread.numel():
+        raise ValueError(f"groups must be between 1 and the number of pixels ({spread.numel()}), got {groups}.")
+    order = torch.argsort(spread.flatten(), stable=True)
+    return [float(chunk.float().mean()) for chunk in torch.tensor_split(degree.flatten()[order], groups)]

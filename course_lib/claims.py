@@ -179,10 +179,14 @@ def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOIS
 
 def who_leads(differences: Mapping[int, float], first: str, second: str, unit: str = "points") -> str:
     """A headline-table entry for paired per-seed differences ``first - second``: the :func:`leader` with the size
-    of its lead ("SET, on every seed (mean 0.88 points, smallest 0.31)"), or "not separated"."""
+    of its lead ("SET, on every seed (mean 0.88 points, smallest 0.31)"), or "not separated" with the signed
+    differences, so that a reader sees how close it came ("not separated (mean +0.12 points; per seed +0.30,
+    -0.20, +0.45)")."""
     winner = leader(differences, first, second)
     if winner is None:
-        return "not separated"
+        signed = [float(v) for v in dict(differences).values()]
+        return (f"not separated (mean {sum(signed) / len(signed):+.2f}{_unit(unit)}; per seed "
+                + ", ".join(f"{v:+.2f}" for v in signed) + ")")
     values = [abs(float(v)) for v in dict(differences).values()]
     return (f"{winner}, on every seed (mean {sum(values) / len(values):.2f}{_unit(unit)}, "
             f"smallest {min(values):.2f})")

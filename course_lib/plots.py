@@ -601,27 +601,30 @@ def mask_metrics(trace: pd.DataFrame, steps_per_epoch: int, title: str = "How th
 
     ``trace`` has columns ``run``, ``layer``, ``step``, ``temperature``, ``confidence`` and ``diversity`` (the
     records of :class:`course_lib.dpp.pruner.DPP`). A layer whose diversity is NaN throughout — a layer of one row,
-    or N:M tiles, where it means nothing — has no line in the diversity panel. Each run keeps one colour in all
-    three panels (its layers differ by line style); runs on the same temperature schedule share one τ line. Both
-    metric axes run from 0 to 1: a change of a few hundredths, within the metrics' accuracy, should look small.
+    or N:M tiles, where it means nothing — has no line in the diversity panel. Each run keeps one shade of DPP's
+    colour in all three panels (its layers differ by line style); runs on the same temperature schedule share one
+    τ line. Both metric axes run from 0 to 1: a change of a few hundredths, within the metrics' accuracy, should
+    look small.
     """
     fig, (confidence, diversity, temperature) = plt.subplots(1, 3, figsize=(15, 4), sharex=True)
     runs = list(dict.fromkeys(trace["run"]))  # one colour per run in every panel, one line style per layer
-    colour = {run: c for run, c in zip(runs, itertools.cycle(plt.get_cmap("tab10").colors))}
+    colour = dict(zip(runs, _shaded_styles(["DPP"] * len(runs))))  # every run is DPP: shades of its course colour
+    marker = dict(zip(runs, itertools.cycle("osD^v")))  # and a marker of its own, since shades are close
     for run, by_run in trace.groupby("run", sort=False):
         for j, (layer, rows) in enumerate(by_run.groupby("layer", sort=False)):
             epochs, style = rows["step"] / steps_per_epoch, ("-", "--", ":", "-.")[j % 4]
+            look = {"marker": marker[run], "markersize": 3.5, "color": colour[run], "linestyle": style}
             label = f"{run}: {layer.removeprefix('net.')}"
-            confidence.plot(epochs, rows["confidence"], marker=".", color=colour[run], linestyle=style, label=label)
+            confidence.plot(epochs, rows["confidence"], label=label, **look)
             if rows["diversity"].notna().any():
-                diversity.plot(epochs, rows["diversity"], marker=".", color=colour[run], linestyle=style, label=label)
+                diversity.plot(epochs, rows["diversity"], label=label, **look)
     shared: dict[tuple, tuple[pd.DataFrame, list[str]]] = {}  # runs on the same temperature schedule: one line
     for run, rows in trace.drop_duplicates(["run", "step"]).groupby("run", sort=False):
         key = (tuple(rows["step"]), tuple(np.round(rows["temperature"].to_numpy(), 6)))
         shared.setdefault(key, (rows, []))[1].append(run)
     for rows, names in shared.values():
         temperature.plot(rows["step"] / steps_per_epoch, rows["temperature"], color=colour[names[0]],
-                         label=" = ".join(names))
+                         marker=marker[names[0]], markersize=3.5, label=" = ".join(names))
     confidence.set(ylim=(-0.02, 1.02), ylabel="confidence (0 to 1)", title="confidence per layer")
     diversity.set(ylim=(-0.02, 1.02), ylabel="diversity (0 to 1)", title="diversity per layer (rows that choose)")
     temperature.set(ylabel="temperature τ", title="temperature of each run")

@@ -64,7 +64,8 @@ def test_a_paired_verdict_names_a_direction_only_when_every_seed_agrees():
     line = claims.paired_verdict({0: 0.4, 1: -0.1}, "SET", "static")
     assert claims.who_leads({0: -0.4, 1: -0.3, 2: -1.2}, "SET", "static") == \
         "static, on every seed (mean 0.63 points, smallest 0.30)"
-    assert claims.who_leads({0: 0.4, 1: 0.1}, "SET", "static") == "not separated"  # the leader rule, not the sign
+    assert claims.who_leads({0: 0.4, 1: 0.1}, "SET", "static") == \
+        "not separated (mean +0.25 points; per seed +0.40, +0.10)"  # the leader rule, not the sign
     assert "mean +0.15 points" in line and line.endswith("not separated: the seeds disagree")
     with pytest.raises(ValueError, match="finite"):
         claims.paired_verdict({0: float("nan")}, "SET", "static")

@@ -348,7 +348,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "L1 filters": ("#1f77b4", "s"), "local": ("#aec7e8", "s"), "local, fc3 at half rate": ("#b5cf6b", "D"),
     "row": ("#7b4173", "d"), "iterative magnitude": ("#393b79", "s"), "AGP": ("#9467bd", "D"),
     "one-shot": ("#1f77b4", "o"), "iterative": ("#393b79", "s"), "gradual": ("#9467bd", "D"),
-    "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#8c6d31", "v"),
+    "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#637939", "v"),
     "random re-init": ("#9c9ede", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"),
     "random, global's sizes": ("#bdbdbd", "P"),
     # chapter 5: the same architecture trained three ways
@@ -356,7 +356,7 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),
     "fine-tuned, as long as Scratch-B": ("#08306b", "s"), "fine-tuned from the long dense": ("#9ecae1", "D"),
     "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#fdae6b", "v"),
-    "LR-rewound, as long as Scratch-B": ("#8c6d31", "d"),
+    "LR-rewound, as long as Scratch-B": ("#637939", "d"),
     # pruning at initialization (chapter 4)
     "magnitude": ("#6baed6", "o"), "SNIP": ("#e377c2", "P"), "GraSP": ("#c49c94", "<"), "SynFlow": ("#8c564b", "X"),
     # sparse training (chapter 6)

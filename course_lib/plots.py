@@ -355,7 +355,8 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),
     "fine-tuned, as long as Scratch-B": ("#08306b", "s"), "fine-tuned from the long dense": ("#9ecae1", "D"),
-    "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#fdae6b", "v"),
+    "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#74c476", "v"),
+    "no penalty, slimmed, fine-tuned": ("#4292c6", "v"),
     "LR-rewound, as long as Scratch-B": ("#637939", "d"),
     # pruning at initialization (chapter 4)
     "magnitude": ("#6baed6", "o"), "SNIP": ("#e377c2", "P"), "GraSP": ("#c49c94", "<"), "SynFlow": ("#8c564b", "X"),

@@ -226,6 +226,7 @@ def test_chapter5_threshold_slider_redraws_the_slimmed_network(lab):
     print(f"chapter 5 widget answered in {seconds:.2f} s")
 
 CHAPTER6_WIDGET = [
+    "import dataclasses\n"
     "from course_lib import widgets\n"
     "from course_lib.data import load_splits\n"
     "from course_lib.models import build_model\n"
@@ -234,7 +235,8 @@ CHAPTER6_WIDGET = [
     "from course_lib.sparse import schedules, tracking\n"
     "from course_lib.training import steps_per_epoch, train\n"
     "profile = get_profile('quick')\n"
-    "splits, config = load_splits(profile), chapter.sparse_recipe(profile)\n"
+    "splits = load_splits(profile)\n"
+    "config = dataclasses.replace(chapter.sparse_recipe(profile), epochs=1)  # the slider needs masks that moved, not a trained network\n"
     "delta_t = schedules.update_every(config, len(splits.train))\n"
     "traces = {}\n"
     "for name, trainer in chapter.SPARSE_TRAINERS.items():\n"

@@ -5,6 +5,7 @@ import torch
 
 from course_lib.chapters import ch03_lottery_tickets
 from course_lib.pruning import lottery as L
+from course_lib.pruning import procedures
 from course_lib.masks import get_masks
 from course_lib.models import build_model
 from course_lib.training import TrainConfig, evaluate, train
@@ -98,3 +99,21 @@ def test_ticket_and_controls_over_a_seed_are_one_paired_row_each(small):
                                                progress=False)
     assert rows[0]["test_acc"] == evaluate(tickets[0].model, small.test)
     assert rows[1]["test_acc"] == evaluate(tickets[-1].model, small.test)
+
+
+def test_seed_0_of_the_comparison_over_seeds_is_section_1s_run_trained_once(small, monkeypatch, tmp_path):
+    # In the quick profile the comparison over seeds has the chapter's data and recipe: its seed 0 is sections 1
+    # and 2's IMP and controls, which the run cache must hand over instead of training them again.
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    config = TrainConfig(epochs=1, schedule="step")
+    tickets, _, reinit, randmask = ch03_lottery_tickets.lottery_runs(small, config, 2, 0.2, [1, 2], progress=False)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("seed 0 trained a network that section 1 had already trained")
+
+    monkeypatch.setattr(L, "train", no_training)  # IMP's dense round
+    monkeypatch.setattr(procedures, "train", no_training)  # every masked training (tickets and controls)
+    rows = ch03_lottery_tickets.ticket_vs_controls("lenet300", small, config, rounds=2, seed=0, progress=False)
+    expected = {"dense": tickets[0].model, "ticket": tickets[2].model, "random re-init": reinit[2][0],
+                "random mask": randmask[2][0]}
+    assert {r["method"]: r["test_acc"] for r in rows} == {m: evaluate(n, small.test) for m, n in expected.items()}

@@ -81,14 +81,16 @@ def ticket_vs_controls(model_name: str, data: DataSplits, config: TrainConfig, r
     controls' random draws, so "ticket minus control" is a paired difference
     seed by seed. Returns one row per network: the dense network IMP started from, then the three trained at the
     sparsest round (ticket, random re-init, random mask): method, density, test accuracy.
+
+    The networks come from the run cache (:func:`imp_runs`, :func:`control_run`): where data and recipe are the
+    chapter's own, seed 0 is section 1's IMP and section 2's controls, trained once.
     """
     seeded = replace(config, seed=config.seed + seed)
-    tickets, theta0 = iterative_magnitude_pruning(model_name, data, seeded, rounds, rate, progress=progress)
+    tickets, theta0 = imp_runs(model_name, data, seeded, rounds, rate, progress=progress)
     last = tickets[-1]
     networks = {"dense": tickets[0].model, "ticket": last.model,
-                "random re-init": random_reinit_control(model_name, last, data, seeded, progress=progress)[0],
-                "random mask": random_mask_control(model_name, last, theta0, data, seeded, seed=seeded.seed,
-                                                   progress=progress)[0]}
+                **{kind: control_run(kind, model_name, last, theta0, data, seeded, progress=progress)[0]
+                   for kind in CONTROLS}}
     return [{"method": name, "density": 1.0 if name == "dense" else last.density, "test_acc": evaluate(model, data.test)}
             for name, model in networks.items()]
 
@@ -133,6 +135,49 @@ def _rebuilt(model_name: str, stored: dict[str, object]) -> tuple[nn.Module, His
     return model, History(**stored["history"])
 
 
+def imp_runs(model_name: str, data: DataSplits, config: TrainConfig, rounds: int, rate: float,
+             eval_every: int = 100, progress: bool = True) -> tuple[list[Ticket], dict[str, torch.Tensor]]:
+    """:func:`~course_lib.pruning.lottery.iterative_magnitude_pruning` through the run cache: the tickets (round 0
+    is the dense network; every network trained, masks attached) and θ₀. Validation is checked every
+    ``eval_every`` steps (the early-stopping step of section 1 and question 2)."""
+    def compute() -> dict[str, object]:
+        tickets, theta0 = iterative_magnitude_pruning(model_name, data, config, rounds, rate, eval_every=eval_every,
+                                                      progress=progress)
+        return {"theta0": theta0, "tickets": [_stored(t.model, t.history) for t in tickets]}
+
+    saved = cached_run("ch3-imp", {"model": model_name, "data": data.key(), "config": config, "rounds": rounds,
+                                   "rate": rate, "eval_every": eval_every}, compute)
+    tickets = []
+    for r, stored in enumerate(saved["tickets"]):
+        model, history = _rebuilt(model_name, stored)
+        tickets.append(Ticket(r, get_masks(model), model, history))
+    return tickets, saved["theta0"]
+
+
+CONTROLS = ("random re-init", "random mask")  # the ticket's two controls (section 2, claims 1 and 2)
+
+
+def control_run(kind: str, model_name: str, ticket: Ticket, theta0: dict[str, torch.Tensor], data: DataSplits,
+                config: TrainConfig, eval_every: int = 100, progress: bool = True) -> tuple[nn.Module, History]:
+    """One of the ticket's :data:`CONTROLS`, trained through the run cache (keyed by the ticket's weights and mask):
+    ``"random re-init"`` (its mask on a fresh initialization) or ``"random mask"`` (its per-layer counts at random
+    positions on θ₀, drawn with ``config.seed``)."""
+    if kind not in CONTROLS:
+        raise ValueError(f"Unknown control {kind!r}; chapter 3 trains {CONTROLS}.")
+
+    def compute() -> dict[str, object]:
+        if kind == "random re-init":
+            return _stored(*random_reinit_control(model_name, ticket, data, config, eval_every=eval_every,
+                                                  progress=progress))
+        return _stored(*random_mask_control(model_name, ticket, theta0, data, config, seed=config.seed,
+                                            eval_every=eval_every, progress=progress))
+
+    stored = cached_run("ch3-control", {"kind": kind, "model": model_name, "ticket": weights_digest(ticket.model),
+                                        "round": ticket.round, "data": data.key(), "config": config,
+                                        "eval_every": eval_every}, compute)
+    return _rebuilt(model_name, stored)
+
+
 def lottery_runs(data: DataSplits, config: TrainConfig, rounds: int, rate: float, control_rounds: Sequence[int],
                  eval_every: int = 100, progress: bool = True,
                  ) -> tuple[list[Ticket], dict[str, torch.Tensor], dict[int, tuple[nn.Module, History]],
@@ -141,25 +186,10 @@ def lottery_runs(data: DataSplits, config: TrainConfig, rounds: int, rate: float
     and the two controls at ``control_rounds``: {round: (network, history)} for the random re-init and for the
     random mask. Every network comes back trained, masks attached, so a chapter opened again trains nothing.
     """
-    def compute() -> dict[str, object]:
-        tickets, theta0 = iterative_magnitude_pruning("lenet300", data, config, rounds, rate, eval_every=eval_every,
-                                                      progress=progress)
-        reinit = {r: random_reinit_control("lenet300", tickets[r], data, config, eval_every=eval_every,
-                                           progress=progress) for r in control_rounds}
-        randmask = {r: random_mask_control("lenet300", tickets[r], theta0, data, config, eval_every=eval_every,
-                                           progress=progress) for r in control_rounds}
-        return {"theta0": theta0, "tickets": [_stored(t.model, t.history) for t in tickets],
-                "reinit": {r: _stored(*run) for r, run in reinit.items()},
-                "randmask": {r: _stored(*run) for r, run in randmask.items()}}
-
-    saved = cached_run("ch3-lottery", {"data": data.key(), "config": config, "rounds": rounds, "rate": rate,
-                                       "control_rounds": list(control_rounds), "eval_every": eval_every}, compute)
-    tickets = []
-    for r, stored in enumerate(saved["tickets"]):
-        model, history = _rebuilt("lenet300", stored)
-        tickets.append(Ticket(r, get_masks(model), model, history))
-    return (tickets, saved["theta0"], {r: _rebuilt("lenet300", run) for r, run in saved["reinit"].items()},
-            {r: _rebuilt("lenet300", run) for r, run in saved["randmask"].items()})
+    tickets, theta0 = imp_runs("lenet300", data, config, rounds, rate, eval_every, progress)
+    controls = {kind: {r: control_run(kind, "lenet300", tickets[r], theta0, data, config, eval_every, progress)
+                       for r in control_rounds} for kind in CONTROLS}
+    return tickets, theta0, controls["random re-init"], controls["random mask"]
 
 
 def renda_one_seed(data: DataSplits, config: TrainConfig, dense: nn.Module, round_: int, rate: float,

@@ -138,3 +138,20 @@ def test_a_speed_difference_counts_only_beyond_the_reference_timed_again():
     assert lines[3].endswith("not apart beyond the timing's spread")  # disjoint quartiles, but a gap inside the noise
     faster = ch02.beyond_timing_spread(latency, "dense again", ["smaller"]).splitlines()
     assert faster[1].endswith("faster than the reference beyond the timing's spread") and len(faster) == 2
+
+
+def test_claim_2s_seeds_each_train_their_own_dense_network_and_seed_0_is_the_chapters(small, tmp_path, monkeypatch):
+    from course_lib import cache
+    from course_lib.chapters import ch01_magnitude_pruning as ch01
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    dense_config, tuning = TrainConfig(epochs=1), TrainConfig(epochs=1, lr=1e-4)
+    rows = {seed: ch01.scope_runs(small, dense_config, tuning, 0.98, seed, progress=False) for seed in (0, 1)}
+    assert [r["scope"] for r in rows[0]] == ["global", "local", "random, local's sizes"]
+    assert rows[0] != rows[1]  # another seed: another dense network, another random draw
+    # Seed 0 is the chapter's own runs: its dense baseline and the scopes pruned from it, fine-tuned with the recipe.
+    dense = cache.trained_baseline("lenet300", small, dense_config, progress=False).model
+    chapter_runs = {name: evaluate(P.prune_and_finetune(dense, small, 0.98, make, tuning, progress=False,
+                                                        cached=True).model, small.test)
+                    for name, make in ch01.claim_scopes(0).items()}
+    assert {r["scope"]: r["test_acc"] for r in rows[0]} == chapter_runs

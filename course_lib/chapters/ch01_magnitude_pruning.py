@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import pandas as pd
 
 from torch import nn
 
-from course_lib.cache import cached_run, weights_digest
+from course_lib.cache import cached_run, trained_baseline, weights_digest
 from course_lib.data import DataSplits
+from course_lib.experiments import over_seeds
 from course_lib.profiles import Profile, by_profile
 from course_lib.pruning.procedures import (finetune, gradual_pruning, iterative_pruning, magnitude,
                                            prune_and_finetune)
@@ -87,3 +90,37 @@ def schedules_compared(dense: nn.Module, data: DataSplits, target: float, rounds
 
     return cached_run("ch1-schedules", {"dense": weights_digest(dense), "data": data.key(), "target": target,
                                         "rounds": rounds, "config": config, "per_round": per_round}, compute)
+
+
+CLAIM_SPARSITY = 0.98  # claim 2: where the scopes are compared over seeds
+
+
+def claim_scopes(seed: int) -> dict[str, Any]:
+    """Claim 2's three ways to choose the zeros: global and local magnitude, and random with local's per-layer
+    counts (drawn with ``seed``)."""
+    return {"global": magnitude("global"), "local": magnitude("local"),
+            "random, local's sizes": magnitude("local", criterion="random", seed=seed)}
+
+
+def scope_runs(data: DataSplits, dense_config: TrainConfig, finetune_config: TrainConfig, sparsity: float, seed: int,
+               progress: bool = True) -> list[dict[str, object]]:
+    """One seed of claim 2: LeNet-300-100 trained from ``seed`` (the cached baseline), pruned to ``sparsity`` by each
+    of :func:`claim_scopes` and fine-tuned alike; one row per scope with its test accuracy.
+
+    Seed 0 is the chapter's own dense network and runs, so it comes from the run cache.
+    """
+    dense = trained_baseline("lenet300", data, replace(dense_config, seed=seed), progress=progress).model
+    tuning = replace(finetune_config, seed=seed)
+    return [{"scope": name, "test_acc": evaluate(prune_and_finetune(dense, data, sparsity, make, tuning,
+                                                                    progress=progress, cached=True).model, data.test)}
+            for name, make in claim_scopes(seed).items()]
+
+
+def scopes_over_seeds(profile: Profile, data: DataSplits, dense_config: TrainConfig, finetune_config: TrainConfig,
+                      progress: bool = True) -> pd.DataFrame:
+    """:func:`scope_runs` at :data:`CLAIM_SPARSITY` for every seed of the profile, through the run cache: one row
+    per seed and scope."""
+    return over_seeds("ch1-scopes", {"data": data.key(), "dense": dense_config, "finetune": finetune_config,
+                                     "sparsity": CLAIM_SPARSITY},
+                      lambda seed: scope_runs(data, dense_config, finetune_config, CLAIM_SPARSITY, seed, progress),
+                      profile.seeds(), progress=progress, code=__name__)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
-
 from torch import nn
 
 from course_lib.cache import cached_run, trained_baseline, weights_digest

@@ -309,30 +309,32 @@ def ticket_viewer(tickets: Sequence, reinits: dict[int, nn.Module], dataset: Ten
     def first_layer(model: nn.Module) -> torch.Tensor:
         return next(iter(prunable_layers(model).values())).weight.detach().cpu()  # to plot
 
-    # The figure, made once; a move only swaps the images' data and titles (fast enough for a slider).
+    # The figure, made once; a move only swaps the images' data, colour scale and titles (fast enough for a slider).
+    # Constrained layout makes room for the two-line titles and the colour bar at every redraw.
     labels = ["ticket", "random re-init"]
-    fig, axes = plt.subplots(2, units, figsize=(1.6 * units, 3.6), dpi=80)
+    fig, axes = plt.subplots(2, units, figsize=(1.6 * units, 4.0), dpi=80, layout="constrained")
     images = [[axes[row, j].imshow(np.zeros((28, 28)), cmap="bwr", vmin=-1, vmax=1) for j in range(units)]
               for row in range(2)]
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Trained first-layer weights of the same surviving connections (red > 0, blue < 0)")
-    fig.tight_layout()
+    fig.colorbar(images[0][0], ax=axes, shrink=0.8, label="trained weight (one scale for both rows)")
     plt.close(fig)  # shown through the Output widget only
 
     def redraw(*_: object) -> None:
         ticket = tickets[slider.value]
         mask = next(iter(ticket.masks.values())).detach().cpu()
         chosen = mask.sum(dim=1).topk(units).indices
-        for row, model in enumerate([ticket.model, reinits[slider.value]]):
-            weights = first_layer(model)[chosen] * mask[chosen]
-            scale = float(weights.abs().max()) or 1.0
+        rows = [first_layer(model)[chosen] * mask[chosen] for model in (ticket.model, reinits[slider.value])]
+        scale = max(float(weights.abs().max()) for weights in rows) or 1.0  # one scale: the rows' sizes compare
+        for row, weights in enumerate(rows):
             for j in range(units):
                 images[row][j].set_data(weights[j].reshape(28, 28).numpy())
                 images[row][j].set_clim(-scale, scale)
                 unit = f"unit {int(chosen[j])}"
                 axes[row, j].set_title(f"{labels[row]}\n{unit}" if j == 0 else unit, fontsize=8)
+        fig.suptitle(f"IMP round {slider.value}: trained first-layer weights of the same surviving connections "
+                     "(red > 0, blue < 0)")
         ticket_acc, reinit_acc = accuracy[slider.value]
         show_in(figure, fig)
         caption.value = (f"<b>round {slider.value}</b>: {100 * ticket.density:.1f} % of weights remain &mdash; "

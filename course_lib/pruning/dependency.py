@@ -71,8 +71,9 @@ def prune_channels(model: nn.Module, keep_ratio: float, input_shape: tuple[int, 
     """A copy of ``model`` with ``1 - keep_ratio`` of the channels of every coupled group removed physically.
 
     Torch-Pruning's ``MetaPruner`` ranks the channels of each group by the L1
-    norm of all the weights the group holds (Li et al.'s criterion, summed over
-    the coupled layers) and removes the same fraction in every group. The
+    norm of their weights in every coupled layer (Li et al.'s criterion),
+    averaged over the group's layers (its default; a sum would rank a group's
+    channels alike), and removes the same fraction in every group. The
     output layer (the last prunable one) is left alone unless ``ignored``
     names other layers. The original is not changed.
     """

@@ -88,11 +88,13 @@ def make_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def weights_digest(model: nn.Module) -> str:
-    """A short hash of ``model``'s parameters and buffers: the key part of a result computed *from* a trained model
-    (a pruned copy, say), so that retraining the model, or loading other weights, re-keys what was derived from it."""
+def weights_digest(model: nn.Module | Mapping[str, torch.Tensor]) -> str:
+    """A short hash of ``model``'s parameters and buffers (or of a state dict, such as saved initial weights): the key
+    part of a result computed *from* a trained model (a pruned copy, say), so that retraining the model, or loading
+    other weights, re-keys what was derived from it."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]

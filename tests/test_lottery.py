@@ -117,3 +117,15 @@ def test_seed_0_of_the_comparison_over_seeds_is_section_1s_run_trained_once(smal
     expected = {"dense": tickets[0].model, "ticket": tickets[2].model, "random re-init": reinit[2][0],
                 "random mask": randmask[2][0]}
     assert {r["method"]: r["test_acc"] for r in rows} == {m: evaluate(n, small.test) for m, n in expected.items()}
+
+
+def test_the_random_mask_control_is_keyed_by_the_weights_it_starts_from(small, monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    config = TrainConfig(epochs=1, schedule="step")
+    tickets, theta0 = ch03_lottery_tickets.imp_runs("lenet300", small, config, 1, 0.2, progress=False)
+    ch03_lottery_tickets.control_run("random mask", "lenet300", tickets[1], theta0, small, config, progress=False)
+    trained = []
+    monkeypatch.setattr(procedures, "train", lambda *a, **k: trained.append(1) or L.History())
+    other_start = {name: tensor + 1.0 for name, tensor in theta0.items()}  # another θ₀, the same ticket
+    ch03_lottery_tickets.control_run("random mask", "lenet300", tickets[1], other_start, small, config, progress=False)
+    assert trained, "a random mask on other starting weights was read from the cache instead of trained"

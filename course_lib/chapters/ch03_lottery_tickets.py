@@ -162,9 +162,9 @@ CONTROLS = ("random re-init", "random mask")  # the ticket's two controls (secti
 
 def control_run(kind: str, model_name: str, ticket: Ticket, theta0: dict[str, torch.Tensor], data: DataSplits,
                 config: TrainConfig, eval_every: int = 100, progress: bool = True) -> tuple[nn.Module, History]:
-    """One of the ticket's :data:`CONTROLS`, trained through the run cache (keyed by the ticket's weights and mask):
-    ``"random re-init"`` (its mask on a fresh initialization) or ``"random mask"`` (its per-layer counts at random
-    positions on θ₀, drawn with ``config.seed``)."""
+    """One of the ticket's :data:`CONTROLS`, trained through the run cache (keyed by the ticket's weights and mask,
+    and the random mask by θ₀ too): ``"random re-init"`` (its mask on a fresh initialization) or ``"random mask"``
+    (its per-layer counts at random positions on θ₀, drawn with ``config.seed``)."""
     if kind not in CONTROLS:
         raise ValueError(f"Unknown control {kind!r}; chapter 3 trains {CONTROLS}.")
 
@@ -175,9 +175,10 @@ def control_run(kind: str, model_name: str, ticket: Ticket, theta0: dict[str, to
         return _stored(*random_mask_control(model_name, ticket, theta0, data, config, seed=config.seed,
                                             eval_every=eval_every, progress=progress))
 
+    start = {"theta0": weights_digest(theta0)} if kind == "random mask" else {}  # the re-init draws its own
     stored = cached_run("ch3-control", {"kind": kind, "model": model_name, "ticket": weights_digest(ticket.model),
                                         "round": ticket.round, "data": data.key(), "config": config,
-                                        "eval_every": eval_every}, compute)
+                                        "eval_every": eval_every, **start}, compute)
     return _rebuilt(model_name, stored)
 
 

@@ -72,6 +72,21 @@ def test_an_executed_copy_is_reused_only_while_its_cells_profile_and_seed_match(
     assert build_site.current_copy(notebook, "quick", 0) is None  # the notebook changed
 
 
+def test_a_failed_lecture_does_not_stop_the_others_and_every_failure_is_reported(monkeypatch) -> None:
+    ran = []
+
+    def execute(notebook: Path, *args) -> None:
+        ran.append(notebook.name)
+        if notebook.name != "02_passes.ipynb":
+            raise SystemExit(f"{notebook.name} failed, so the site cannot show it")
+
+    monkeypatch.setattr(build_site, "execute", execute)
+    todo = [Path(name) for name in ("01_fails.ipynb", "02_passes.ipynb", "03_fails.ipynb")]
+    failures = build_site.execute_all(todo, "quick", 0, timeout=60, jobs=1)
+    assert ran == ["01_fails.ipynb", "02_passes.ipynb", "03_fails.ipynb"]
+    assert [message.split()[0] for message in failures] == ["01_fails.ipynb", "03_fails.ipynb"]
+
+
 def test_each_chapter_page_opens_with_how_it_was_executed() -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Chapter 5 — Title\n\nClaims.")])
     nb.metadata[build_site.RUN_KEY] = {"profile": "full", "seed": 13, "date": "2026-12-07"}

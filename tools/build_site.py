@@ -154,6 +154,31 @@ def execute(notebook: Path, profile: str, seed: int, timeout: int, threads: int 
                   executed_path(notebook, profile))
 
 
+def execute_all(todo: list[Path], profile: str, seed: int, timeout: int, jobs: int = 1) -> list[str]:
+    """Execute every notebook in ``todo`` (``jobs`` at a time) and return one message per notebook that failed.
+
+    A failed notebook (a claim's assert, say) does not stop the others: a cold full build takes hours, and one
+    chapter's failure should not cost the rest their run.
+    """
+    failures: list[str] = []
+    if jobs == 1:
+        for notebook in todo:
+            try:
+                execute(notebook, profile, seed, timeout)
+            except SystemExit as failed:
+                failures.append(str(failed))
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            running = [pool.submit(execute, notebook, profile, seed, timeout, 1, k % jobs)
+                       for k, notebook in enumerate(todo)]
+            for done in as_completed(running):
+                try:
+                    done.result()
+                except SystemExit as failed:
+                    failures.append(str(failed))
+    return failures
+
+
 def executed_lectures(profile: str, seed: int, timeout: int, jobs: int = 1) -> list[NotebookNode]:
     """Every lecture executed: current copies reused, the others run now (``jobs`` at a time), times printed.
 
@@ -167,16 +192,11 @@ def executed_lectures(profile: str, seed: int, timeout: int, jobs: int = 1) -> l
             print(f"{notebook.name}: the executed copy is current, reused", flush=True)
     if todo:
         print(f"executing {len(todo)} lecture(s) in the {profile} profile, {jobs} at a time ...", flush=True)
-    if jobs == 1:
-        for notebook in todo:
-            execute(notebook, profile, seed, timeout)
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            running = {pool.submit(execute, notebook, profile, seed, timeout, 1, k % jobs): notebook
-                       for k, notebook in enumerate(todo)}
-            for done in as_completed(running):
-                done.result()
+    failures = execute_all(todo, profile, seed, timeout, jobs)
     print(f"lectures ready in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    if failures:  # the others ran to the end and kept their copies: a rerun executes only the failed ones
+        raise SystemExit("\n\n".join(failures) + f"\n\n{len(failures)} of {len(todo)} lecture(s) failed (above); the "
+                         "others' executed copies are kept, so after a fix the build runs only the failed ones again")
     copies = [current_copy(notebook, profile, seed) for notebook in lectures()]
     if any(copy is None for copy in copies):  # the code changed while the build ran
         raise SystemExit("a lecture or course_lib changed during the build: run it again")

@@ -173,6 +173,8 @@ def why_not_separated(differences: Mapping[int, float], noise: float = TEST_NOIS
     if 0 in values:  # e.g. two runs with the same accuracy, or two changes of the same size
         return f"within {noise_name} on every seed" if within == len(values) else "a seed's difference is exactly zero"
     ahead = (first if values[0] > 0 else second) if first and second else ""
+    if len(values) == 1:  # one run has no "every seed"
+        return f"one run, {ahead + ' ' if ahead else ''}ahead by less than {noise_name}"
     return (f"{ahead} ahead on every seed, but by less than {noise_name} on "
             f"{'one' if within == 1 else f'{within} of {len(values)}'}").lstrip()
 
@@ -226,7 +228,7 @@ def paired_verdict(differences: Mapping[int, float], first: str, second: str, un
     floor = (TEST_NOISE if unit == "points" else 0.0) if noise is None else noise
     ahead = leader(dict(enumerate(values)), first, second, floor)
     if ahead is not None:
-        word = f"{ahead} ahead on all {len(values)} seeds"
+        word = f"{ahead} ahead on all {len(values)} seeds" if len(values) > 1 else f"{ahead} ahead (one run)"
     else:
         floor_name = "the test set's noise" if noise is None else "the noise floor"
         word = "not separated: " + why_not_separated(dict(enumerate(values)), floor, first, second,

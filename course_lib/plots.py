@@ -113,11 +113,16 @@ def training_curves(histories: Mapping[str, History]) -> Figure:
 
 
 def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
-                       ax: Axes | None = None, title: str = "Test accuracy per class") -> Figure:
-    """Horizontal bars: the share of each class's images classified correctly."""
+                       ax: Axes | None = None, title: str = "Test accuracy per class", color: str = "tab:blue",
+                       ranked: bool = False) -> Figure:
+    """Horizontal bars: the share of each class's images classified correctly (``ranked``: worst class at the
+    bottom, best at the top, so that the weak classes read at a glance; else in label order). ``color``: the
+    model's colour in the chapter's other figures."""
     fig, ax = _axes(ax, (5, 3.5))
     acc = [100.0 * (predictions[labels == c] == c).float().mean().item() for c in range(len(classes))]
-    ax.barh(list(classes), acc, color="tab:blue")
+    order = sorted(range(len(classes)), key=lambda c: -acc[c]) if ranked else list(range(len(classes)))
+    classes, acc = [classes[c] for c in order], [acc[c] for c in order]
+    ax.barh(list(classes), acc, color=color)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("accuracy (%)")

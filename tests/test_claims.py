@@ -112,4 +112,6 @@ def test_why_not_separated_says_which_kind_of_not_separated():
         "within the floor on every seed"
     assert why_not_separated({0: 0.9, 1: 0.1, 2: 0.2}) == "ahead on every seed, but by less than the noise on 2 of 3"
     assert why_not_separated({0: -0.9, 1: -0.1}) == "ahead on every seed, but by less than the noise on one"
+    assert why_not_separated({0: 0.1}, first="design", second="global") == "one run, design ahead by less than the noise"
+    assert claims.paired_verdict({0: 0.9}, "design", "global").endswith("design ahead (one run)")
     assert why_not_separated({0: -0.9, 1: -0.1}, first="A", second="B").startswith("B ahead on every seed")

@@ -141,3 +141,16 @@ def test_validation_curves_circle_each_runs_best_check():
     fig = plots.validation_curves({"ticket, 100 %": run})
     circle = fig.axes[0].lines[1]
     assert (list(circle.get_xdata()), list(circle.get_ydata())) == ([200], [84.0])
+
+
+def test_per_class_accuracy_can_rank_the_classes_best_first():
+    import matplotlib.pyplot as plt
+    import torch
+
+    predictions = torch.tensor([0, 0, 1, 0, 2, 2])
+    labels = torch.tensor([0, 1, 1, 2, 2, 2])  # accuracy: class a 100 %, b 50 %, c 67 %
+    fig = plots.per_class_accuracy(predictions, labels, ["a", "b", "c"], ranked=True)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "c", "b"]  # drawn top to bottom, best first
+    assert [round(bar.get_width()) for bar in ax.patches] == [100, 67, 50]
+    plt.close(fig)

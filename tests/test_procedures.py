@@ -105,6 +105,24 @@ def test_class_coverage_agrees_with_counting_every_draw(classes, inputs, kept):
     assert expected_empty == pytest.approx(sum(empty) / len(draws))
 
 
+def test_units_cut_off_counts_units_with_no_input_and_hidden_units_with_no_output():
+    from course_lib.chapters import ch01_magnitude_pruning as ch01
+
+    first = torch.tensor([[1, 0, 1], [0, 0, 0]])  # 2 hidden units from 3 inputs: unit 1 has no input
+    last = torch.tensor([[0, 1], [0, 0], [0, 1]])  # 3 classes from the 2 hidden units: class 1 has no input
+    counts = ch01.units_cut_off({"net.fc1.weight": first, "net.fc2.weight": last})
+    assert counts == {"net.fc1: no input": 1, "net.fc1: no output": 1, "net.fc2: no input": 1}
+
+
+def test_claim_1_reads_the_schedule_chosen_on_validation_against_the_better_dense_network():
+    from course_lib.chapters import ch01_magnitude_pruning as ch01
+
+    rows = {"one-shot": {"validation (%)": 90.1, "test (%)": 89.0}, "AGP": {"validation (%)": 90.4, "test (%)": 88.5}}
+    read = ch01.schedule_loss(rows, dense_test=89.2, longer_test=89.6)  # test's favourite is not chosen: 88.5 is
+    assert read["chosen"] == "AGP" and read["loss"] == pytest.approx(89.6 - 88.5)
+    assert ch01.schedule_loss(rows, dense_test=89.9, longer_test=89.6)["loss"] == pytest.approx(89.9 - 88.5)
+
+
 def test_a_cached_fine_tuning_is_read_back_and_keyed_on_the_trained_weights(small, trained, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
     config = TrainConfig(epochs=1)

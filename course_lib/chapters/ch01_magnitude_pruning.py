@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
 from course_lib.cache import cached_run, trained_baseline, weights_digest
@@ -61,6 +62,25 @@ def class_coverage(kept: int, classes: int, inputs: int) -> tuple[float, float]:
 
     covered = sum((-1) ** j * math.comb(classes, j) * draws_missing(j) for j in range(classes + 1)) / draws_missing(0)
     return covered, classes * draws_missing(1) / draws_missing(0)
+
+
+def units_cut_off(layer_masks: dict[str, torch.Tensor]) -> dict[str, int]:
+    """How many units of a fully connected network a set of masks cuts off, layer by layer.
+
+    ``layer_masks`` maps the weight names of the network's linear layers, in the order the input flows through them,
+    to 0/1 masks of shape (outputs, inputs). A unit whose row of its layer's mask is empty has **no input** left: it
+    sees only its bias (in the last layer that is a class that can only be guessed). A hidden unit whose column of
+    the *next* layer's mask is empty has **no output** left: whatever it computes, nothing downstream reads it. Both
+    are weights the budget paid for and the network cannot use.
+    """
+    names = list(layer_masks)
+    counts: dict[str, int] = {}
+    for i, name in enumerate(names):
+        layer = name.removesuffix(".weight")
+        counts[f"{layer}: no input"] = int((layer_masks[name].sum(dim=1) == 0).sum())
+        if i + 1 < len(names):
+            counts[f"{layer}: no output"] = int((layer_masks[names[i + 1]].sum(dim=0) == 0).sum())
+    return counts
 
 
 def schedules_compared(dense: nn.Module, data: DataSplits, target: float, rounds: int, config: TrainConfig,
@@ -123,3 +143,30 @@ def scopes_over_seeds(profile: Profile, data: DataSplits, dense_config: TrainCon
                                      "sparsity": CLAIM_SPARSITY},
                       lambda seed: scope_runs(data, dense_config, finetune_config, CLAIM_SPARSITY, seed, progress),
                       profile.seeds(), progress=progress, code=__name__)
+
+
+def schedule_loss(rows: dict[str, dict[str, float]], dense_test: float, longer_test: float) -> dict[str, object]:
+    """Claim 1's number for one seed: the schedule chosen on validation among :func:`schedules_compared`'s ``rows``,
+    its test accuracy, and the test points it lost against the better of the dense network as trained and the
+    dense network fine-tuned as long (extra epochs must not count as pruning's gain)."""
+    chosen = max(rows, key=lambda name: rows[name]["validation (%)"])
+    return {"chosen": chosen, "test_acc": rows[chosen]["test (%)"],
+            "loss": max(dense_test, longer_test) - rows[chosen]["test (%)"]}
+
+
+def schedules_over_seeds(profile: Profile, data: DataSplits, dense_config: TrainConfig, target: float, rounds: int,
+                         config: TrainConfig, per_round: TrainConfig, progress: bool = True) -> pd.DataFrame:
+    """Claim 1 over the profile's seeds: for each, LeNet-300-100 trained from that seed (the cached baseline) goes
+    through :func:`schedules_compared`, and :func:`schedule_loss` reads the chosen schedule's loss. One row per seed.
+
+    Seed 0 is the chapter's own dense network and schedules, so it comes from the run cache.
+    """
+    def one_seed(seed: int) -> dict[str, object]:
+        dense = trained_baseline("lenet300", data, replace(dense_config, seed=seed), progress=progress).model
+        compared = schedules_compared(dense, data, target, rounds, replace(config, seed=seed),
+                                      replace(per_round, seed=seed), progress=progress)
+        return schedule_loss(compared["rows"], evaluate(dense, data.test), compared["longer_test"])
+
+    return over_seeds("ch1-schedules-over-seeds", {"data": data.key(), "dense": dense_config, "target": target, "rounds": rounds,
+                                        "finetune": config, "per_round": per_round}, one_seed, profile.seeds(),
+                      progress=progress, code=__name__)

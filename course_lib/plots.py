@@ -197,10 +197,15 @@ def accuracy_vs_sparsity(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
 
 
 def sensitivity(scan: pd.DataFrame, dense_accuracy: float | None = None, ax: Axes | None = None) -> Figure:
-    """Validation accuracy when one layer alone is pruned, one line per layer."""
+    """Validation accuracy when one layer alone is pruned, one line per layer.
+
+    Layers are drawn in shades of one sequential colour map, input to output, so that no layer borrows a
+    method's colour (the course keeps those for methods, in every figure)."""
     fig, ax = _axes(ax, (6.5, 4))
-    for layer, rows in scan.groupby("layer", sort=False):
-        ax.plot(100 * rows["sparsity"], rows["accuracy"], marker="o", label=layer)
+    layers = list(scan.groupby("layer", sort=False).groups)
+    shades = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(layers), 2)))
+    for shade, (layer, rows) in zip(shades, scan.groupby("layer", sort=False)):
+        ax.plot(100 * rows["sparsity"], rows["accuracy"], marker="o", label=layer, color=shade)
     if dense_accuracy is not None:
         ax.axhline(dense_accuracy, color="black", linestyle="--", linewidth=1, label="dense")
     ax.set(xlabel="sparsity of that layer alone (%)", ylabel="validation accuracy (%)",
@@ -355,7 +360,8 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "one-shot": ("#1f77b4", "o"), "iterative": ("#393b79", "s"), "gradual": ("#9467bd", "D"),
     "lottery ticket": ("#ff7f0e", "^"), "ticket": ("#ff7f0e", "^"), "LR rewinding": ("#637939", "v"),
     "random re-init": ("#9c9ede", "v"), "random mask": ("#636363", "x"), "random": ("#636363", "x"),
-    "random, global's sizes": ("#bdbdbd", "P"),
+    "random, global's sizes": ("#bdbdbd", "P"), "random, uniform densities": ("#969696", "X"),
+    "random, SynFlow's densities": ("#000000", "P"),
     # chapter 5: the same architecture trained three ways
     "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),

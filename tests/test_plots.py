@@ -154,3 +154,15 @@ def test_per_class_accuracy_can_rank_the_classes_best_first():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "c", "b"]  # drawn top to bottom, best first
     assert [round(bar.get_width()) for bar in ax.patches] == [100, 67, 50]
     plt.close(fig)
+
+
+def test_the_sensitivity_scan_draws_layers_in_colours_no_method_uses():
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    scan = pd.DataFrame({"layer": ["fc1", "fc1", "fc2", "fc2", "fc3", "fc3"], "sparsity": [0.0, 0.5] * 3,
+                         "accuracy": [90.0, 89.0, 90.0, 88.0, 90.0, 80.0]})
+    fig = plots.sensitivity(scan, 90.0)
+    drawn = {to_hex(line.get_color()) for line in fig.axes[0].lines if line.get_label().startswith("fc")}
+    assert len(drawn) == 3 and not drawn & {to_hex(colour) for colour, _ in plots.METHOD_STYLES.values()}
+    plt.close(fig)

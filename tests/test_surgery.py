@@ -165,3 +165,16 @@ def test_coupled_channels_of_a_residual_network_cross_the_addition():
     assert small.conv1.out_channels == small.block1.conv2.out_channels == 4
     assert small(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     assert model.conv1.out_channels == 8, "the original must not change"
+
+
+def test_a_cut_along_the_chain_runs_on_a_chain_and_breaks_a_residual_addition():
+    from course_lib.pruning.dependency import cut_along_the_chain
+
+    vgg = build_model("vgg", seed=0).eval()
+    chain = cut_along_the_chain(vgg, "net.conv1", "net.bn1", "net.conv2")
+    assert chain(torch.zeros(2, 1, 28, 28)).shape == (2, 10)  # a chain: the next layer's input was all there was
+    assert chain.net.conv1.out_channels == vgg.net.conv1.out_channels - 1  # and the original is untouched
+
+    resnet = build_model("resnet", seed=0).eval()
+    with pytest.raises(RuntimeError, match="must match"):  # the block's addition: one addend kept every channel
+        cut_along_the_chain(resnet, "conv1", "bn1", "block1.conv1")(torch.zeros(2, 1, 28, 28))

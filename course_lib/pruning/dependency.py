@@ -66,6 +66,22 @@ def coupled_channels(model: nn.Module, layer: str, input_shape: tuple[int, ...] 
     return pd.DataFrame(rows)
 
 
+def cut_along_the_chain(model: nn.Module, conv: str, bn: str, reader: str, channel: int = 0) -> nn.Module:
+    """A copy of ``model`` with output channel ``channel`` of ``conv`` (and of its BatchNorm ``bn``) removed the way
+    a chain-following tool removes it: together with input channel ``channel`` of ``reader``, the next layer in
+    the chain, and nothing else.
+
+    On a chain that is all there is to it, and the copy runs. In a residual network the same channel also feeds an
+    addition whose other addend keeps every channel, so the copy fails at the addition, with a shape error: the
+    failure :func:`coupled_channels` and Torch-Pruning's dependency graph exist to prevent.
+    """
+    cut = copy.deepcopy(model)
+    for name, handler in ((conv, tp.prune_conv_out_channels), (bn, tp.prune_batchnorm_out_channels),
+                          (reader, tp.prune_conv_in_channels)):
+        handler(cut.get_submodule(name), idxs=[channel])
+    return cut
+
+
 def prune_channels(model: nn.Module, keep_ratio: float, input_shape: tuple[int, ...] = (1, 28, 28),
                    ignored: Sequence[str] | None = None) -> nn.Module:
     """A copy of ``model`` with ``1 - keep_ratio`` of the channels of every coupled group removed physically.

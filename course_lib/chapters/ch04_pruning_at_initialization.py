@@ -22,7 +22,7 @@ from course_lib.models import build_model
 from course_lib.profiles import Profile, derive_seed
 from course_lib.pruning.at_init import init_masks
 from course_lib.pruning.procedures import train_masked
-from course_lib.pruning.selection import collapsed_layers, random_masks_like
+from course_lib.pruning.selection import collapsed_layers, random_masks_like, unstructured_masks
 from course_lib.training import TrainConfig, evaluate, train
 
 
@@ -84,13 +84,17 @@ def sanity_checks_over_seeds(profile: Profile, config: TrainConfig, methods: Seq
 
 
 RANDOM_LIKE_SYNFLOW = "random, SynFlow's densities"
+RANDOM_UNIFORM = "random, uniform densities"  # every layer at the target sparsity: no score, no allocation
 
 
 def trained_once(data: DataSplits, config: TrainConfig, sparsities: Sequence[float],
                  methods: Sequence[str] = ("snip", "grasp", "synflow"), progress: bool = True,
                  ) -> tuple[pd.DataFrame, dict[float, dict[str, Masks]]]:
-    """Section 3's runs, through the run cache: each method's mask of θ₀ (``config.seed``'s LeNet-300-100), and a
-    random mask with SynFlow's per-layer densities, at each sparsity, trained once with ``config``.
+    """Section 3's runs, through the run cache: each method's mask of θ₀ (``config.seed``'s LeNet-300-100), and two
+    random masks — one with SynFlow's per-layer densities, one with every layer at the target sparsity — at each
+    sparsity, trained once with ``config``. The two random masks answer "what does the method buy?": against the
+    uniform one, a score's allocation of the weights to the layers; against SynFlow's densities, its choice of
+    positions within them.
 
     Returns the table (index method and sparsity: collapsed layers, validation and test accuracy) and the masks,
     by sparsity and method, so that a chapter can show what each kept.
@@ -101,6 +105,7 @@ def trained_once(data: DataSplits, config: TrainConfig, sparsities: Sequence[flo
         for s in sparsities:
             found[s] = {m: init_masks(init, m, s, data.train) for m in methods}
             found[s][RANDOM_LIKE_SYNFLOW] = random_masks_like(found[s]["synflow"], seed=1)
+            found[s][RANDOM_UNIFORM] = unstructured_masks(init, s, criterion="random", scope="local", seed=1)
             for method, masks in found[s].items():
                 model = build_model("lenet300", seed=config.seed)
                 train_masked(model, masks, data, config, progress=progress, desc=f"{method} at {s:.1%}")

@@ -363,10 +363,10 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "random, global's sizes": ("#bdbdbd", "P"), "random, uniform densities": ("#969696", "X"),
     "random, SynFlow's densities": ("#000000", "P"),
     # chapter 5: the same architecture trained three ways
-    "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#fd8d3c", "X"),
+    "Scratch-E": ("#98df8a", "s"), "Scratch-B": ("#e6550d", "P"), "uniform Scratch-B": ("#5254a3", "X"),
     "network slimming": ("#e377c2", "h"), "dense, as long as Scratch-B": ("#c7c7c7", "o"),
     "fine-tuned, as long as Scratch-B": ("#08306b", "s"), "fine-tuned from the long dense": ("#9ecae1", "D"),
-    "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#74c476", "v"),
+    "fine-tuned, gradual": ("#9467bd", "D"), "Scratch-E, dense-scale init": ("#8c6d31", "v"),
     "no penalty, slimmed, fine-tuned": ("#4292c6", "v"),
     "LR-rewound, as long as Scratch-B": ("#637939", "d"),
     # pruning at initialization (chapter 4)

@@ -306,7 +306,7 @@ def slimming_runs(data: DataSplits, config: TrainConfig, strength: float, prune_
                  **result_row("no penalty, slimmed, fine-tuned", unpenalized, data, epochs_of(tuning, len(data.train)))})
     uniform = reinitialized(uniform_vgg(total_macs(small)), seed=derive_seed(seed, "fresh init"))
     budget = replace(scratch_b_config(config, len(data.train), dense, uniform), seed=seed)
-    train(uniform, data, budget, progress=progress, desc="uniform, Scratch-B")
+    train(uniform, data, budget, progress=progress, desc="uniform Scratch-B")
     rows.append({"channels": "-".join(str(c) for c in channels(uniform).values()),
                  **result_row("uniform Scratch-B", uniform, data, epochs_of(budget, len(data.train)))})
     return rows

@@ -5,9 +5,9 @@ widget actually renders and answers. One JupyterLab server (on 127.0.0.1, with a
 random token) and one Chromium serve the whole module; each test writes its
 notebook into the server's temporary folder (so autosave never writes outputs
 into the repo), opens it in a page and a JupyterLab workspace of its own, and
-shuts its kernel down at the end: chapter 0 itself, and for every other chapter
-with a widget a short notebook that builds it from the same library calls (a
-whole chapter takes minutes to run). A move counts as answered when the caption
+shuts its kernel down at the end: for every chapter with a widget, a short
+notebook that builds it from the same library calls as the chapter (a whole
+chapter takes minutes to run; nbval runs the chapters themselves). A move counts as answered when the caption
 *and* the figure below it have been redrawn; the time from the key press to then
 is written to ``test-artifacts/``.
 
@@ -42,6 +42,16 @@ pytestmark = [
                        reason="Chromium not found: `sudo apt-get install chromium` enables the browser test"),
 ]
 
+
+CHAPTER0_WIDGET = [
+    "from course_lib import cache, data, widgets\n"
+    "from course_lib.profiles import get_profile\n"
+    "from course_lib.training import recipe\n"
+    "profile = get_profile('quick')\n"
+    "splits = data.load_splits(profile)\n"
+    "model = cache.trained_baseline('lenet5', splits, recipe('lenet5', profile)).model",
+    "widgets.misclassified_browser(model, splits.test, splits.classes)",
+]
 
 CHAPTER1_WIDGET = [
     "from course_lib import cache, data, widgets\n"
@@ -185,11 +195,9 @@ def _move_slider_and_watch(lab: Lab, name: str, notebook: nbformat.NotebookNode,
 
 
 def test_chapter0_slider_walks_the_mistakes(lab):
-    notebook = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4)
-    seconds = _move_slider_and_watch(lab, NOTEBOOK, notebook, "mistake-caption", 1,
-                                     "caption.includes('mistake 2 of') && "  # the slider counts as the caption does
-                                     "document.querySelector('.widget-readout').innerText.trim() === '2'",
-                                     "chapter0_widget")
+    seconds = _widget_notebook_test(lab, CHAPTER0_WIDGET, "chapter0_widget", "mistake-caption", 1,
+                                    "caption.includes('mistake 2 of') && "  # the slider counts as the caption does
+                                    "document.querySelector('.widget-readout').innerText.trim() === '2'")
     print(f"chapter 0 widget answered in {seconds:.2f} s")
 
 

@@ -134,6 +134,16 @@ def accuracy_noise(images: int) -> float:
     return TEST_NOISE * (10_000 / images) ** 0.5
 
 
+def ranked(values: Mapping[str, float], tie: float = TEST_NOISE) -> str:
+    """``values`` best first as one line, "a 86.07 ≈ b 85.96 > c 83.92": neighbours at most ``tie`` apart are joined
+    by ≈ (one run cannot order them), the others by >. For a ranking a chapter prints rather than asserts."""
+    order = sorted(values.items(), key=lambda kv: -kv[1])
+    if not order:
+        raise ValueError("ranked needs at least one value.")
+    return f"{order[0][0]} {order[0][1]:.2f}" + "".join(
+        f" {'≈' if above - value <= tie else '>'} {name} {value:.2f}" for (_, above), (name, value) in zip(order, order[1:]))
+
+
 def ahead_on_every_seed(differences: Mapping[int, float], noise: float = TEST_NOISE) -> bool:
     """Is ``first`` ahead of ``second`` on every seed by more than ``noise``, given seed -> ``first - second``?
     The rule of :func:`paired_verdict` and of the capstone's rankings."""

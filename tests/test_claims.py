@@ -115,3 +115,8 @@ def test_why_not_separated_says_which_kind_of_not_separated():
     assert why_not_separated({0: 0.1}, first="design", second="global") == "one run, design ahead by less than the noise"
     assert claims.paired_verdict({0: 0.9}, "design", "global").endswith("design ahead (one run)")
     assert why_not_separated({0: -0.9, 1: -0.1}, first="A", second="B").startswith("B ahead on every seed")
+
+
+def test_ranked_joins_neighbours_within_the_tie_and_orders_the_others():
+    assert claims.ranked({"b": 85.96, "a": 86.07, "c": 83.92}) == "a 86.07 ≈ b 85.96 > c 83.92"
+    assert claims.ranked({"b": 85.96, "a": 86.07}, tie=0.05) == "a 86.07 > b 85.96"

@@ -167,6 +167,6 @@ def schedules_over_seeds(profile: Profile, data: DataSplits, dense_config: Train
                                       replace(per_round, seed=seed), progress=progress)
         return schedule_loss(compared["rows"], evaluate(dense, data.test), compared["longer_test"])
 
-    return over_seeds("ch1-schedules-over-seeds", {"data": data.key(), "dense": dense_config, "target": target, "rounds": rounds,
-                                        "finetune": config, "per_round": per_round}, one_seed, profile.seeds(),
-                      progress=progress, code=__name__)
+    parts = {"data": data.key(), "dense": dense_config, "target": target, "rounds": rounds, "finetune": config,
+             "per_round": per_round}
+    return over_seeds("ch1-schedules-over-seeds", parts, one_seed, profile.seeds(), progress=progress, code=__name__)
